@@ -1,0 +1,17 @@
+"""automl: plugin-based AutoML for fine-tuning pretrained models on industry tasks.
+
+Plugins import :data:`hookimpl` from here and target :data:`API_VERSION`.
+"""
+
+import pluggy
+
+__version__ = "0.1.0"
+
+#: Version of the plugin API (hooks, Task and Backbone interfaces). A plugin module declares
+#: the API it targets with ``automl_api_version = "1"``; a plugin that targets a different
+#: major version is refused with a clear message instead of failing mid-run.
+API_VERSION = "1"
+
+hookimpl = pluggy.HookimplMarker("automl")
+
+__all__ = ["API_VERSION", "__version__", "hookimpl"]

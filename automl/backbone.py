@@ -1,0 +1,119 @@
+"""The Backbone interface: where a pretrained model's weights and tokenizer come from.
+
+A backbone plugin subclasses :class:`Backbone` and registers it with
+``automl_register_backbones``. The core loads the model once per worker process and gives
+each trial a fresh copy; loading always uses safetensors and never runs remote code unless
+the recipe sets ``training.trust_remote_code: true``.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from automl.task import HEADS, NoOptions
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def auto_model_class(head: str) -> Any:
+    """The ``transformers`` Auto class for a task head."""
+    import transformers
+
+    return {
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "token-classification": transformers.AutoModelForTokenClassification,
+    }[head]
+
+
+class Backbone(abc.ABC):
+    """Base class of every backbone."""
+
+    #: The name recipes use (``backbone: my-backbone``).
+    name: ClassVar[str]
+    #: One line for ``automl plugins``.
+    description: ClassVar[str] = ""
+    #: Validates the recipe's ``backbone_options``.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel | None = None, *, base_dir: Path | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+        self.base_dir = base_dir or Path.cwd()
+
+    @classmethod
+    def contract_problems(cls) -> list[str]:
+        problems = []
+        if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+            problems.append("'name' must be a non-empty string")
+        if inspect.isabstract(cls):
+            problems.append("missing required method(s): " + ", ".join(sorted(cls.__abstractmethods__)))
+        if not (isinstance(getattr(cls, "Options", None), type) and issubclass(cls.Options, BaseModel)):
+            problems.append("'Options' must be a pydantic BaseModel subclass")
+        return problems
+
+    @abc.abstractmethod
+    def source(self) -> str:
+        """A local model directory (or a hub id where the machine is online)."""
+
+    def check(self) -> None:
+        """Raise :class:`automl.errors.UserError` if the weights cannot be found.
+
+        Called by ``automl recipe check`` and before a run starts."""
+        from automl.errors import PluginError
+
+        src = self.source()
+        if (src.startswith((".", "/", "~")) or Path(src).exists()) and not Path(src).expanduser().is_dir():
+            raise PluginError(f"model directory {src} does not exist", field="backbone_options")
+
+    def fingerprint(self) -> str:
+        """Identifies the weights and tokenizer (part of the tokenisation cache key)."""
+        return hashlib.sha256(f"{self.name}:{self.source()}".encode()).hexdigest()[:16]
+
+    def load_tokenizer(self, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.source(), trust_remote_code=trust_remote_code)
+
+    def load_model(
+        self,
+        *,
+        head: str,
+        num_labels: int,
+        id2label: dict[int, str] | None,
+        problem_type: str | None,
+        trust_remote_code: bool = False,
+    ) -> PreTrainedModel:
+        """The pretrained model with a freshly initialised head for *head*.
+
+        The caller seeds torch first, so the head's initialisation is reproducible."""
+        if head not in HEADS:
+            raise ValueError(head)
+        kwargs: dict[str, Any] = {"num_labels": num_labels}
+        if id2label:
+            kwargs["id2label"] = dict(id2label)
+            kwargs["label2id"] = {v: k for k, v in id2label.items()}
+        if problem_type and head == "sequence-classification":
+            kwargs["problem_type"] = problem_type
+        return auto_model_class(head).from_pretrained(
+            self.source(), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )
+
+    def lora_target_modules(self, model: PreTrainedModel) -> list[str]:
+        """Default modules LoRA wraps for this model; the recipe's ``lora_target_modules``
+        overrides. The default comes from peft's per-architecture table."""
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as table
+
+        model_type = getattr(model.config, "model_type", "")
+        if model_type in table:
+            return list(table[model_type])
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        for pair in (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"), ("query_proj", "value_proj")):
+            if set(pair) <= names:
+                return list(pair)
+        raise ValueError(f"no default LoRA target modules for model type '{model_type}'; set lora_target_modules")

@@ -1,0 +1,48 @@
+"""``automl recipe check``: validate a recipe, its plugins and its data without training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from automl.recipe import load_recipe
+
+
+@click.group(name="recipe")
+def command() -> None:
+    """Work with recipe files."""
+
+
+@command.command(name="check")
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.option("--no-data", is_flag=True, help="Skip reading the data files.")
+def check_cmd(recipe_path: Path, no_data: bool) -> None:
+    """Validate RECIPE: keys and types, task and backbone plugins, objective, search space
+    and data, without training."""
+    from automl import plugins
+    from automl.resolve import check
+
+    plugins.warn_failed()
+    recipe = load_recipe(recipe_path)
+    resolved, data = check(recipe, load_data=not no_data)
+    console = Console(highlight=False)
+    console.print(f"[green]ok[/] {recipe_path}: task [cyan]{recipe.task}[/], backbone [magenta]{recipe.backbone}[/]")
+    obj = resolved.objective
+    console.print(f"  objective: {obj.name} ({obj.direction})")
+    console.print(f"  search: {recipe.search.trials} trials, sampler {recipe.search.sampler}, pruner {recipe.search.pruner}")
+    for dim in resolved.space.dimensions:
+        cond = f"  when {dim.when}" if dim.when else ""
+        console.print(f"    {dim.name}: {dim.distribution}{cond}")
+    for name, value in resolved.space.fixed.items():
+        console.print(f"    {name} = {value!r}")
+    if data is not None:
+        sizes = f"train {len(data.train)}, validation {len(data.validation)}"
+        if data.test is not None:
+            sizes += f", test {len(data.test)}"
+        console.print(f"  data: {sizes} rows")
+        if data.label_names:
+            shown = ", ".join(data.label_names[:10]) + (" ..." if len(data.label_names) > 10 else "")
+            console.print(f"  labels ({len(data.label_names)}): {shown}")
+    console.print(f"  output: {recipe.output_dir}")

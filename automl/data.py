@@ -1,0 +1,246 @@
+"""Reading a recipe's data: tables in CSV, TSV, JSONL, Parquet, CoNLL or a saved
+``datasets`` directory, split into train/validation/test and handed to the task.
+
+Everything here raises :class:`~automl.errors.DataError` with the file and what was
+expected; nothing here knows a domain.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from automl.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from automl.recipe import Recipe
+    from automl.task import Split, Task, TaskData
+
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "datasets")
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            return "datasets"
+        raise DataError("is a directory but not a saved `datasets` dataset", file=path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("csv", "txt"):
+        return "csv"
+    if suffix == "tsv":
+        return "tsv"
+    if suffix in ("jsonl", "ndjson"):
+        return "jsonl"
+    if suffix == "json":
+        return "json"
+    if suffix in ("parquet", "pq"):
+        return "parquet"
+    if suffix in ("conll", "conllu", "iob", "bio", "annotated"):
+        return "conll"
+    raise DataError(f"unknown data format '.{suffix}'; expected one of: .csv .tsv .jsonl .parquet .conll or a datasets directory", file=path)
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise DataError("looks like binary data, expected a UTF-8 text table", file=path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (bad byte at line {line}); re-save the file as UTF-8", file=path) from None
+
+
+def _read_conll(text: str, path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    sentences: list[tuple[list[str], list[str]]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.rstrip("\n\r")
+        if not line.strip():
+            if tokens:
+                sentences.append((tokens, tags))
+                tokens, tags = [], []
+            continue
+        if line.startswith("-DOCSTART-"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) < 2:
+            raise DataError(f"line {number}: expected 'token<TAB>tag', got {line[:60]!r}", file=path)
+        tokens.append(parts[0])
+        tags.append(parts[-1])
+    if tokens:
+        sentences.append((tokens, tags))
+    return pd.DataFrame({"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]})
+
+
+def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame:
+    """Read a data file into a DataFrame; every failure is a one-line :class:`DataError`."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file", file=path)
+    fmt = detect_format(path)
+    try:
+        if fmt == "datasets":
+            import datasets
+
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                raise DataError(
+                    f"is a DatasetDict with splits {list(loaded)}; point train/validation/test at one split each",
+                    file=path,
+                )
+            frame = loaded.to_pandas()
+        elif fmt == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            if path.stat().st_size == 0:
+                raise DataError("is empty; expected a header row and data rows", file=path)
+            text = _decode(path)
+            if fmt == "conll":
+                frame = _read_conll(text, path)
+            elif fmt in ("jsonl", "json"):
+                stripped = text.lstrip()
+                if fmt == "json" and stripped.startswith("["):
+                    frame = pd.DataFrame(json.loads(text))
+                else:
+                    rows = []
+                    for number, line in enumerate(text.splitlines(), start=1):
+                        if not line.strip():
+                            continue
+                        try:
+                            row = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise DataError(f"line {number}: not valid JSON ({exc.msg})", file=path) from None
+                        if not isinstance(row, dict):
+                            raise DataError(f"line {number}: expected a JSON object per line", file=path)
+                        rows.append(row)
+                    frame = pd.DataFrame(rows)
+            else:
+                sep = "\t" if fmt == "tsv" else ","
+                frame = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""])
+    except DataError:
+        raise
+    except (ValueError, OSError, csv.Error, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read as {fmt}: {first}", file=path) from None
+    except Exception as exc:  # pyarrow and datasets raise their own types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read as {fmt}: {first}", file=path) from None
+    if len(frame.columns) == 0:
+        raise DataError("has no columns; expected a header row", file=path)
+    if len(frame) == 0:
+        raise DataError("has a header but no data rows", file=path)
+    if max_rows is not None and len(frame) > max_rows:
+        frame = frame.iloc[:max_rows]
+    return frame.reset_index(drop=True)
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], *, file: str | Path, field: str = "data") -> None:
+    """Raise a DataError naming the first missing column and the columns that exist."""
+    for column in columns:
+        if column not in frame.columns:
+            have = ", ".join(map(str, frame.columns[:12]))
+            raise DataError(f"column '{column}' not found; the file has: {have}", file=file, field=field)
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(child.relative_to(path)).encode())
+            h.update(child.read_bytes())
+    else:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def data_fingerprint(recipe: Recipe) -> str:
+    """Hash of the data files' bytes and the settings that decide the splits."""
+    h = hashlib.sha256()
+    for which in ("train", "validation", "test"):
+        path = recipe.data_path(which)
+        h.update(f"{which}:".encode())
+        if path is not None and path.exists():
+            h.update(file_fingerprint(path).encode())
+    d = recipe.data
+    h.update(
+        json.dumps(
+            [d.validation_fraction, d.test_fraction, d.text_column, d.label_column, d.max_rows,
+             recipe.training.seed, recipe.task, recipe.task_options],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
+    return h.hexdigest()[:16]
+
+
+def _take(split: Split, index: np.ndarray) -> Split:
+    from automl.task import Split
+
+    return Split(
+        inputs=[split.inputs[i] for i in index],
+        labels=[split.labels[i] for i in index] if split.labels is not None else None,
+        frame=split.frame.iloc[index].reset_index(drop=True) if split.frame is not None else None,
+    )
+
+
+def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, file: str = "") -> tuple[Split, Split]:
+    """Split off *fraction* of *split* (stratified when keys are given and every class has
+    at least two examples)."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(split)
+    if n < 4:
+        raise DataError(f"only {n} rows; too few to split off a validation set", file=file)
+    index = np.arange(n)
+    keys = None
+    if stratify is not None:
+        values, counts = np.unique(np.asarray(stratify, dtype=str), return_counts=True)
+        if counts.min() >= 2 and len(values) <= n * fraction:
+            keys = np.asarray(stratify, dtype=str)
+    keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=keys)
+    return _take(split, np.sort(keep)), _take(split, np.sort(held))
+
+
+def load_task_data(task: Task, recipe: Recipe) -> TaskData:
+    """Read, validate and split the recipe's data for *task*."""
+    from automl.task import TaskData
+
+    d = recipe.data
+    train_path = recipe.data_path("train")
+    assert train_path is not None
+    train_frame = read_table(train_path, max_rows=d.max_rows)
+    label_names = task.label_names(train_frame, file=str(train_path))
+    train = task.read(train_frame, split="train", file=str(train_path), label_names=label_names)
+
+    def load(which: str) -> Split | None:
+        path = recipe.data_path(which)
+        if path is None:
+            return None
+        frame = read_table(path, max_rows=d.max_rows)
+        return task.read(frame, split=which, file=str(path), label_names=label_names)  # type: ignore[arg-type]
+
+    test = load("test")
+    if test is None and d.test_fraction > 0:
+        train, test = carve(train, d.test_fraction, recipe.training.seed, task.stratify(train), file=str(train_path))
+    validation = load("validation")
+    if validation is None:
+        train, validation = carve(
+            train, d.validation_fraction, recipe.training.seed + 1, task.stratify(train), file=str(train_path)
+        )
+    return TaskData(train=train, validation=validation, test=test, label_names=label_names)

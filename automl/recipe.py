@@ -1,0 +1,426 @@
+"""Recipes: YAML files validated into typed, frozen objects.
+
+A recipe names the task, the backbone, the data, the objective, the search and the training
+settings. Every problem is a :class:`~automl.errors.RecipeError` naming the file, the YAML
+line, the field and what was expected. ``yaml.safe_load`` semantics only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from automl.errors import RecipeError, did_you_mean
+
+Scalar = str | int | float | bool
+
+#: Hyperparameters the trial engine understands. Tasks may add their own
+#: (``Task.extra_hyperparameters``).
+ENGINE_HYPERPARAMETERS: dict[str, str] = {
+    "learning_rate": "peak learning rate of AdamW",
+    "batch_size": "examples per optimiser step (effective batch size)",
+    "epochs": "passes over the training data",
+    "max_steps": "optimiser steps; when set, overrides epochs",
+    "weight_decay": "AdamW weight decay",
+    "warmup_ratio": "share of steps with linear warm-up",
+    "scheduler": "learning-rate schedule: linear, cosine or constant",
+    "adapter": "full (all weights) or lora (peft LoRA adapters)",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha (scaling = alpha / r)",
+    "lora_dropout": "dropout on the LoRA path",
+    "lora_target_modules": "module names LoRA wraps; default from the backbone plugin",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamSpec(_Model):
+    """One dimension of the search space.
+
+    ``type`` may be left out: ``choices`` means categorical, integer bounds mean int,
+    anything else float.
+    """
+
+    type: Literal["float", "int", "categorical"] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Scalar] | None = None
+    when: dict[str, Scalar | list[Scalar]] | None = Field(
+        default=None, description="sample only when these other parameters have these values"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") is None:
+            data = dict(data)
+            if "choices" in data:
+                data["type"] = "categorical"
+            elif isinstance(data.get("low"), int) and isinstance(data.get("high"), int) and not data.get("log"):
+                data["type"] = "int"
+            else:
+                data["type"] = "float"
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("a categorical parameter takes 'choices', not 'low'/'high'")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"a {self.type} parameter needs 'low' and 'high'")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log-scale parameter needs low > 0")
+            if self.log and self.step is not None:
+                raise ValueError("'step' cannot be combined with 'log: true'")
+            if self.choices is not None:
+                raise ValueError(f"a {self.type} parameter takes 'low'/'high', not 'choices'")
+            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+                raise ValueError("an int parameter needs whole-number 'low' and 'high'")
+        return self
+
+
+SpaceEntry = ParamSpec | Scalar | list[Scalar]
+
+
+class DataSpec(_Model):
+    """Where the data is. Paths are relative to the recipe file."""
+
+    train: Path
+    validation: Path | None = None
+    test: Path | None = None
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    text_column: str = "text"
+    label_column: str = "label"
+    max_rows: Annotated[int, Field(gt=0)] | None = None
+
+
+class ObjectiveSpec(_Model):
+    """The validation metric the search optimises; defaults come from the task."""
+
+    metric: str | None = None
+    direction: Literal["maximize", "minimize"] | None = None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``90``, ``"90s"``, ``"15m"`` or ``"2h"``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 600, '10m' or '2h'")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise ValueError("expected a positive duration")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration such as 600, '10m' or '2h', got {value!r}")
+    number, unit = float(match.group(1)), (match.group(2) or "s")
+    seconds = number * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
+    if seconds <= 0:
+        raise ValueError("expected a positive duration")
+    return seconds
+
+
+class SearchSpec(_Model):
+    """How many trials, for how long, sampled and pruned how, over which space."""
+
+    trials: Annotated[int, Field(gt=0)] = 10
+    timeout: float | None = None
+    sampler: Literal["tpe", "random", "grid", "cmaes", "gp"] = "tpe"
+    pruner: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
+    space: dict[str, SpaceEntry] = Field(default_factory=dict)
+    keep_top_k: Annotated[int, Field(ge=1, le=20)] = 2
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float | None:
+        return parse_duration(value)
+
+
+class TrainingSpec(_Model):
+    """Settings that hold for every trial."""
+
+    max_length: Annotated[int, Field(ge=8, le=8192)] = 128
+    seed: int = 42
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
+    eval_batch_size: Annotated[int, Field(gt=0)] = 64
+    trust_remote_code: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"expected auto, cpu, mps, cuda or cuda:N, got {value!r}")
+        return value
+
+
+class Recipe(_Model):
+    """A whole recipe."""
+
+    task: str
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    backbone: str
+    backbone_options: dict[str, Any] = Field(default_factory=dict)
+    data: DataSpec
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    output: Path | None = None
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    # Set by load_recipe, not by the YAML.
+    path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def study_name(self) -> str:
+        if self.name:
+            return self.name
+        return self.path.stem if self.path is not None else "automl"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output if self.output is not None else Path("runs") / self.study_name
+
+    def data_path(self, which: str) -> Path | None:
+        value = getattr(self.data, which)
+        if value is None:
+            return None
+        return value if value.is_absolute() else (self.base_dir / value)
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe as run: JSON-able, data paths absolute."""
+        out = self.model_dump(mode="json", exclude={"path"})
+        for which in ("train", "validation", "test"):
+            path = self.data_path(which)
+            out["data"][which] = str(path.resolve()) if path else None
+        out["output"] = str(self.output_dir)
+        return out
+
+    def fingerprint(self) -> str:
+        """Hash of everything that defines the search (not the budget or output)."""
+        body = self.resolved()
+        for key in ("output",):
+            body.pop(key, None)
+        body["search"] = {k: v for k, v in body["search"].items() if k not in ("trials", "timeout")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_overrides(self, **overrides: Any) -> Recipe:
+        """A copy with CLI overrides applied (None values are ignored)."""
+        search = dict(self.search)
+        training = dict(self.training)
+        top: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("trials", "timeout"):
+                search[key] = value
+            elif key in ("device", "seed"):
+                training[key] = value
+            elif key == "output":
+                top["output"] = Path(value)
+            else:
+                raise KeyError(key)
+        try:
+            return self.model_copy(
+                update={
+                    "search": SearchSpec.model_validate(search),
+                    "training": TrainingSpec.model_validate(training),
+                    **top,
+                }
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise RecipeError(_message(err), field="--" + str(err["loc"][-1])) from None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that refuses alias bombs: aliases are rarely needed in recipes."""
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(
+            f"not valid YAML: {problem}", file=file, line=(mark.line + 1) if mark else None
+        ) from None
+    return node
+
+
+def _count_aliases(node: yaml.Node | None, seen: set[int] | None = None, depth: int = 0) -> int:
+    """Count nodes reachable with aliases expanded, stopping early on alias bombs."""
+    if node is None:
+        return 0
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _count_aliases(child, seen, depth + 1)
+            if total > 100_000:
+                return total
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            total += _count_aliases(key, seen, depth + 1) + _count_aliases(value, seen, depth + 1)
+            if total > 100_000:
+                return total
+    return total
+
+
+def _find_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the YAML node at pydantic error location *loc*."""
+    line = (node.start_mark.line + 1) if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part or key.value == str(part):
+                    node, line = value, key.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at *loc* (for did-you-mean on unknown keys)."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = annotation if isinstance(annotation, type) else None
+        for arg in getattr(annotation, "__args__", ()):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return [name for name, f in (fields or {}).items() if not f.exclude]
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    msg = err["msg"]
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    if "input" in err and kind not in ("model_type", "dict_type") and not isinstance(err["input"], dict):
+        msg += f", got {err['input']!r}"
+    return msg
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union-branch markers such as 'ParamSpec' or 'list[...]'."""
+    keep = []
+    for part in loc:
+        if isinstance(part, str) and (part[:1].isupper() or "[" in part or part in ("str", "int", "float", "bool")):
+            continue
+        keep.append(part)
+    return tuple(keep)
+
+
+def _best_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of a union's many complaints, the one the user most likely meant."""
+    def score(err: dict[str, Any]) -> tuple[int, int]:
+        # Prefer errors from the structured branch (ParamSpec), then the deepest.
+        structured = any(isinstance(p, str) and p == "ParamSpec" for p in err["loc"])
+        return (1 if structured else 0, len(err["loc"]))
+
+    return max(errors, key=score)
+
+
+def parse_recipe(data: Any, *, file: str = "<recipe>", node: yaml.Node | None = None, path: Path | None = None) -> Recipe:
+    if data is None:
+        raise RecipeError("the recipe is empty; expected a mapping with task, backbone and data", file=file)
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"expected a mapping of recipe keys (task, backbone, data, ...), got {type(data).__name__}",
+            file=file,
+            line=1,
+        )
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        err = _best_error(errors) if len({_clean_loc(e["loc"])[:2] for e in errors}) == 1 else errors[0]
+        loc = _clean_loc(err["loc"])
+        field = ".".join(str(p) for p in loc)
+        message = _message(err)
+        if err["type"] == "extra_forbidden":
+            message += did_you_mean(str(loc[-1]), _known_fields(Recipe, loc))
+        raise RecipeError(message, file=file, field=field or None, line=_find_line(node, loc)) from None
+    return recipe.model_copy(update={"path": path})
+
+
+MAX_RECIPE_BYTES = 1_000_000
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read, parse and validate a recipe file (structure only; plugins and data are
+    checked by :func:`automl.run.check_recipe`)."""
+    path = Path(path)
+    file = str(path)
+    if not path.exists():
+        raise RecipeError("no such file", file=file)
+    if path.is_dir():
+        raise RecipeError("is a directory, expected a YAML recipe file", file=file)
+    raw = path.read_bytes()
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe is {len(raw)} bytes; recipes over {MAX_RECIPE_BYTES} bytes are refused", file=file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError("not a UTF-8 text file; expected a YAML recipe", file=file) from None
+    node = _compose(text, file)
+    if _count_aliases(node) > 100_000:
+        raise RecipeError("YAML aliases expand to over 100,000 nodes; refusing (alias bomb?)", file=file)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # pragma: no cover - compose already parsed it
+        raise RecipeError(f"not valid YAML: {exc}", file=file) from None
+    return parse_recipe(data, file=file, node=node, path=path.resolve())

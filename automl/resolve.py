@@ -1,0 +1,72 @@
+"""From a validated recipe to the live objects a run needs: task, backbone, objective,
+search space. Every problem is a one-line user error naming the recipe field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from automl import plugins
+from automl.errors import RecipeError, did_you_mean
+from automl.search.space import SearchSpace, build_space
+from automl.task import Metric, read_options
+
+if TYPE_CHECKING:
+    from automl.backbone import Backbone
+    from automl.recipe import Recipe
+    from automl.task import Task, TaskData
+
+
+@dataclass(frozen=True)
+class Resolved:
+    recipe: Recipe
+    task: Task
+    backbone: Backbone
+    objective: Metric
+    space: SearchSpace
+
+
+def resolve(recipe: Recipe) -> Resolved:
+    file = str(recipe.path) if recipe.path else None
+    task_cls = plugins.get_task(recipe.task, file=file)
+    backbone_cls = plugins.get_backbone(recipe.backbone, file=file)
+    task = task_cls(read_options(task_cls, recipe.task_options, file=file, field="task_options"), recipe.data)
+    backbone = backbone_cls(
+        read_options(backbone_cls, recipe.backbone_options, file=file, field="backbone_options"),
+        base_dir=recipe.base_dir,
+    )
+    metric_name = recipe.objective.metric or task.default_metric
+    names = [m.name for m in task.metrics]
+    if metric_name not in names:
+        raise RecipeError(
+            f"task '{task.name}' has no metric '{metric_name}'{did_you_mean(metric_name, names)}; "
+            f"it reports: {', '.join(names)}",
+            file=file,
+            field="objective.metric",
+        )
+    metric = task.metric(metric_name)
+    if recipe.objective.direction and recipe.objective.direction != metric.direction:
+        metric = Metric(metric.name, recipe.objective.direction, metric.description)
+    space = build_space(
+        recipe.search.space, task.default_space(), extra_names=task.extra_hyperparameters, file=file
+    )
+    if recipe.search.sampler == "grid":
+        space.grid()
+    return Resolved(recipe=recipe, task=task, backbone=backbone, objective=metric, space=space)
+
+
+def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData | None]:
+    """Everything ``automl recipe check`` checks: plugins, options, objective, space,
+    backbone weights and (optionally) the data, without training."""
+    from automl.data import load_task_data
+    from automl.errors import UserError
+
+    resolved = resolve(recipe)
+    try:
+        resolved.backbone.check()
+    except UserError as exc:
+        if exc.file is None:
+            exc.file = str(recipe.path) if recipe.path else None
+        raise
+    data = load_task_data(resolved.task, recipe) if load_data else None
+    return resolved, data

@@ -1,0 +1,149 @@
+"""The recipe's search space as Optuna distributions, with conditional parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from automl.errors import RecipeError, did_you_mean
+from automl.recipe import ENGINE_HYPERPARAMETERS, ParamSpec, Scalar, SpaceEntry
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched parameter: its distribution and the condition under which it exists."""
+
+    name: str
+    distribution: BaseDistribution
+    when: dict[str, tuple[Scalar, ...]]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Fixed values plus searched dimensions, in an order where conditions come first."""
+
+    fixed: dict[str, Any]
+    dimensions: tuple[Dimension, ...]
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Suggest every active parameter; conditional ones only when their condition holds."""
+        params = dict(self.fixed)
+        for dim in self.dimensions:
+            if not _active(dim.when, params):
+                continue
+            params[dim.name] = _suggest(trial, dim)
+        return params
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Values for Optuna's GridSampler (categorical and stepped int dimensions only)."""
+        out: dict[str, list[Any]] = {}
+        for dim in self.dimensions:
+            d = dim.distribution
+            if isinstance(d, CategoricalDistribution):
+                out[dim.name] = list(d.choices)
+            elif isinstance(d, IntDistribution) and not d.log:
+                out[dim.name] = list(range(int(d.low), int(d.high) + 1, int(d.step or 1)))
+            else:
+                raise RecipeError(
+                    "the grid sampler needs categorical or int parameters; give "
+                    f"'{dim.name}' a list of choices",
+                    field=f"search.space.{dim.name}",
+                )
+        return out
+
+    def names(self) -> list[str]:
+        return list(self.fixed) + [d.name for d in self.dimensions]
+
+
+def _active(when: dict[str, tuple[Scalar, ...]], params: dict[str, Any]) -> bool:
+    return all(params.get(key) in values for key, values in when.items())
+
+
+def _suggest(trial: optuna.Trial, dim: Dimension) -> Any:
+    d = dim.distribution
+    if isinstance(d, FloatDistribution):
+        return trial.suggest_float(dim.name, d.low, d.high, log=d.log, step=d.step)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(dim.name, int(d.low), int(d.high), log=d.log, step=int(d.step or 1))
+    assert isinstance(d, CategoricalDistribution)
+    return trial.suggest_categorical(dim.name, d.choices)
+
+
+def _distribution(name: str, spec: ParamSpec) -> BaseDistribution:
+    if spec.type == "categorical":
+        assert spec.choices is not None
+        return CategoricalDistribution(tuple(spec.choices))
+    assert spec.low is not None and spec.high is not None
+    if spec.type == "int":
+        return IntDistribution(int(spec.low), int(spec.high), log=spec.log, step=int(spec.step or 1))
+    return FloatDistribution(float(spec.low), float(spec.high), log=spec.log, step=spec.step)
+
+
+def build_space(
+    recipe_space: dict[str, SpaceEntry],
+    default_space: dict[str, SpaceEntry],
+    *,
+    extra_names: dict[str, str] | None = None,
+    file: str | None = None,
+) -> SearchSpace:
+    """Merge the recipe's space over the task's default and check every name and condition."""
+    known = dict(ENGINE_HYPERPARAMETERS)
+    known.update(extra_names or {})
+    merged: dict[str, SpaceEntry] = dict(default_space)
+    for name in recipe_space:
+        if name not in known:
+            raise RecipeError(
+                f"unknown hyperparameter{did_you_mean(name, known)}; known: {', '.join(sorted(known))}",
+                file=file,
+                field=f"search.space.{name}",
+            )
+    merged.update(recipe_space)
+
+    fixed: dict[str, Any] = {}
+    searched: dict[str, ParamSpec] = {}
+    for name, entry in merged.items():
+        if isinstance(entry, ParamSpec):
+            searched[name] = entry
+        elif isinstance(entry, list):
+            if len(entry) == 1:
+                fixed[name] = entry[0]
+            elif name == "lora_target_modules":
+                fixed[name] = list(entry)
+            else:
+                searched[name] = ParamSpec(choices=entry)
+        else:
+            fixed[name] = entry
+
+    # Order: a parameter comes after those its condition names.
+    ordered: list[Dimension] = []
+    placed: set[str] = set(fixed)
+    pending = dict(searched)
+    while pending:
+        progressed = False
+        for name, spec in list(pending.items()):
+            when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in (spec.when or {}).items()}
+            for key in when:
+                if key not in merged:
+                    raise RecipeError(
+                        f"condition names '{key}', which is not in the search space{did_you_mean(key, merged)}",
+                        file=file,
+                        field=f"search.space.{name}.when",
+                    )
+            if all(k in placed for k in when):
+                ordered.append(Dimension(name, _distribution(name, spec), when))
+                placed.add(name)
+                del pending[name]
+                progressed = True
+        if not progressed:
+            raise RecipeError(
+                "conditions form a cycle: " + ", ".join(sorted(pending)), file=file, field="search.space"
+            )
+    return SearchSpace(fixed=fixed, dimensions=tuple(ordered))

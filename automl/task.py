@@ -1,0 +1,270 @@
+"""The Task interface: what a domain plugin implements.
+
+A task turns table rows into model inputs and labels, says which model head it needs,
+which metrics it reports (and which way is better), its default search space, how raw
+model outputs become predictions, and optionally a classical baseline and its own plots.
+The core calls these methods; it knows nothing about any domain.
+
+When the core calls what:
+
+* once per run: ``label_names`` (on the training frame), ``read`` (each split),
+  ``encode`` (each split; cached on disk), ``baseline``;
+* each trial: ``loss`` (each step, when overridden), ``compute_metrics`` and
+  ``calibrate`` (each evaluation);
+* at export and in ``automl predict``: ``read(split="predict")``, ``encode``, ``predict``,
+  ``plots``.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from matplotlib.figure import Figure
+
+    from automl.recipe import DataSpec, SpaceEntry
+
+Head = Literal["sequence-classification", "token-classification"]
+HEADS: tuple[str, ...] = ("sequence-classification", "token-classification")
+
+#: What a model produced for a split: an ``[n, num_labels]`` array for sequence heads, one
+#: ``[tokens_i, num_labels]`` array per example for token heads.
+Outputs = np.ndarray | list[np.ndarray]
+
+#: Encoded split: ``input_ids`` (one list of ids per example) and, when labels are known,
+#: ``labels`` (an int or float per example, or one list of ids per example with -100 for
+#: positions that are not scored). Tasks may add keys (e.g. ``word_ids``) for ``predict``.
+Encoded = dict[str, list[Any]]
+
+
+class NoOptions(BaseModel):
+    """A task or backbone that takes no ``*_options``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task reports."""
+
+    name: str
+    direction: Literal["maximize", "minimize"]
+    description: str = ""
+
+
+@dataclass
+class Split:
+    """One split of a task's data.
+
+    Attributes:
+        inputs: one model input per example (a string, or a list of words for token tasks).
+        labels: one label per example (class id, float target or list of tag ids), or
+            ``None`` for unlabelled data (``automl predict``).
+        frame: the rows the split came from (baselines and ``predict`` output use it).
+    """
+
+    inputs: list[Any]
+    labels: list[Any] | None
+    frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
+class TaskData:
+    """A task's data for a run: train, validation and optional test split."""
+
+    train: Split
+    validation: Split
+    test: Split | None
+    label_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A classical model trained once per run, shown as a leaderboard row."""
+
+    name: str
+    validation: dict[str, float]
+    test: dict[str, float] | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(abc.ABC):
+    """Base class of every task. Subclass it in a plugin and register the class with
+    ``automl_register_tasks``."""
+
+    #: The name recipes use (``task: my-task``).
+    name: ClassVar[str]
+    #: One line for ``automl plugins``.
+    description: ClassVar[str] = ""
+    #: Which model head the task trains.
+    head: ClassVar[Head] = "sequence-classification"
+    #: ``"single_label_classification"``, ``"regression"``; stored in the model config.
+    problem_type: ClassVar[str] = "single_label_classification"
+    #: Metrics reported on validation and test; the first direction wins for the objective.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    #: The objective when the recipe names none.
+    default_metric: ClassVar[str]
+    #: Validates the recipe's ``task_options``.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Hyperparameters beyond the engine's own that this task reads in ``loss``.
+    extra_hyperparameters: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, options: BaseModel | None = None, data: DataSpec | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+        self.data = data
+        #: Class names in id order, set by the core once known (from the training data in a
+        #: run, from the model's ``id2label`` in ``automl predict``); ``None`` for regression.
+        self.labels: list[str] | None = None
+
+    # ------------------------------------------------------------------ contract
+
+    @classmethod
+    def contract_problems(cls) -> list[str]:
+        """What is wrong with this class as a task (checked when a plugin registers it)."""
+        problems = []
+        if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+            problems.append("'name' must be a non-empty string")
+        if getattr(cls, "head", None) not in HEADS:
+            problems.append(f"'head' must be one of {', '.join(HEADS)}")
+        if inspect.isabstract(cls):
+            missing = ", ".join(sorted(cls.__abstractmethods__))
+            problems.append(f"missing required method(s): {missing}")
+        names = [m.name for m in getattr(cls, "metrics", ())]
+        if not names:
+            problems.append("'metrics' must list at least one Metric")
+        if getattr(cls, "default_metric", None) not in names:
+            problems.append("'default_metric' must be one of its metrics")
+        if not (isinstance(getattr(cls, "Options", None), type) and issubclass(cls.Options, BaseModel)):
+            problems.append("'Options' must be a pydantic BaseModel subclass")
+        return problems
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    # ------------------------------------------------------------------ data
+
+    def label_names(self, train: pd.DataFrame, *, file: str) -> list[str] | None:
+        """Class names found in the training data, in id order (``None`` for regression)."""
+        return None
+
+    @abc.abstractmethod
+    def read(
+        self,
+        frame: pd.DataFrame,
+        *,
+        split: Literal["train", "validation", "test", "predict"],
+        file: str,
+        label_names: list[str] | None,
+    ) -> Split:
+        """Validate rows and turn them into a :class:`Split`.
+
+        Raise :class:`automl.errors.DataError` (naming *file* and the column) for bad data.
+        For ``split="predict"`` labels are not required and ``Split.labels`` is ``None``.
+        """
+
+    def stratify(self, split: Split) -> Sequence[Any] | None:
+        """Keys to stratify the validation split on when the recipe gives no validation file."""
+        return None
+
+    @abc.abstractmethod
+    def encode(self, split: Split, tokenizer: Any, max_length: int) -> Encoded:
+        """Tokenise a split: ``input_ids`` per example and ``labels`` when known."""
+
+    # ------------------------------------------------------------------ training
+
+    def default_space(self) -> dict[str, SpaceEntry]:
+        """The search space used for parameters the recipe's ``search.space`` leaves out."""
+        from automl.recipe import ParamSpec
+
+        return {
+            "learning_rate": ParamSpec(low=1e-5, high=1e-3, log=True),
+            "batch_size": [16, 32],
+            "epochs": ParamSpec(low=1, high=3),
+            "weight_decay": 0.01,
+            "warmup_ratio": 0.06,
+            "scheduler": "linear",
+            "adapter": ["full", "lora"],
+            "lora_r": ParamSpec(choices=[4, 8, 16], when={"adapter": "lora"}),
+            "lora_alpha": ParamSpec(choices=[8, 16, 32], when={"adapter": "lora"}),
+            "lora_dropout": ParamSpec(low=0.0, high=0.2, when={"adapter": "lora"}),
+        }
+
+    def prepare(self, data: TaskData) -> None:
+        """Called once per process with the run's data (e.g. to compute class weights)."""
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]) -> torch.Tensor | None:
+        """The training loss, or ``None`` for the model head's own loss."""
+        return None
+
+    @abc.abstractmethod
+    def compute_metrics(
+        self, outputs: Outputs, split: Split, encoded: Encoded, calibration: dict[str, Any]
+    ) -> dict[str, float]:
+        """Every metric in :attr:`metrics` for a labelled split."""
+
+    def calibrate(self, outputs: Outputs, split: Split, encoded: Encoded) -> dict[str, Any]:
+        """Tune post-processing on validation outputs (e.g. a decision threshold).
+
+        The result is JSON-able; it is stored with the trial, passed to
+        :meth:`compute_metrics` and :meth:`predict`, and exported in ``automl.json``.
+        """
+        return {}
+
+    # ------------------------------------------------------------------ results
+
+    @abc.abstractmethod
+    def predict(
+        self, outputs: Outputs, split: Split, encoded: Encoded, calibration: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One dict of output columns per example (``prediction`` plus scores)."""
+
+    def baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
+        """Train a fast classical model once per run, or ``None`` if the task has none."""
+        return None
+
+    def plots(
+        self, outputs: Outputs, split: Split, encoded: Encoded, calibration: dict[str, Any]
+    ) -> list[tuple[str, Figure]]:
+        """``(title, matplotlib figure)`` pairs for the report, from test (or validation)
+        outputs of the best model."""
+        return []
+
+
+def read_options(cls: type[Task] | type, raw: dict[str, Any], *, file: str | None, field: str) -> BaseModel:
+    """Validate ``task_options``/``backbone_options`` with the plugin's ``Options`` model."""
+    from pydantic import ValidationError
+
+    from automl.errors import RecipeError, did_you_mean
+    from automl.recipe import _message
+
+    try:
+        return cls.Options.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        message = _message(err)
+        if err["type"] == "extra_forbidden":
+            message += did_you_mean(str(err["loc"][-1]), cls.Options.model_fields)
+        raise RecipeError(message, file=file, field=f"{field}.{loc}" if loc else field) from None
+
+
+def resolve_path(base: Path, value: str | Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
