@@ -179,6 +179,12 @@ class Task(abc.ABC):
         For ``split="predict"`` labels are not required and ``Split.labels`` is ``None``.
         """
 
+    def num_labels(self) -> int:
+        """Outputs of the model head: the number of classes (tags), or 1 for regression."""
+        if not self.labels:
+            raise ValueError(f"task '{self.name}' has no labels; override num_labels()")
+        return len(self.labels)
+
     def stratify(self, split: Split) -> Sequence[Any] | None:
         """Keys to stratify the validation split on when the recipe gives no validation file."""
         return None
