@@ -1,0 +1,72 @@
+"""Options shared by ``automl run`` and ``automl worker``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from automl.errors import UserError
+
+
+def parse_gpus(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    if value == "all":
+        import torch
+
+        return list(range(torch.cuda.device_count())) or None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"expected GPU indices such as 0,1 or 'all', got {value!r}", field="--gpus") from None
+
+
+def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--trials", type=click.IntRange(min=1), help="Finished trials wanted in the study in total (overrides search.trials)."),
+        click.option("--timeout", help="Stop starting trials after this long: 600, 10m, 2h (overrides search.timeout)."),
+        click.option("--output", "-o", type=click.Path(), help="Run directory (overrides output)."),
+        click.option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides training.device)."),
+        click.option("--storage", envvar="AUTOML_STORAGE", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the run directory)."),
+        click.option("--study", "study_name", help="Study name (default: the recipe's name or file stem)."),
+        click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Trial processes on this machine (one GPU each when GPUs are present)."),
+        click.option("--gpus", help="GPUs to use, e.g. 0,1 or all (default: all visible GPUs when --device is cuda/auto)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def overrides(trials: int | None, timeout: str | None, output: str | None, device: str | None) -> dict[str, Any]:
+    from automl.recipe import parse_duration
+
+    out: dict[str, Any] = {}
+    if trials is not None:
+        out["trials"] = trials
+    if timeout is not None:
+        try:
+            out["timeout"] = parse_duration(timeout)
+        except ValueError as exc:
+            raise UserError(str(exc), field="--timeout") from None
+    if output is not None:
+        from pathlib import Path
+
+        out["output"] = str(Path(output).resolve())
+    if device is not None:
+        out["device"] = device
+    return out
+
+
+def default_gpus(gpus: str | None, device: str | None, workers: int) -> list[int] | None:
+    parsed = parse_gpus(gpus)
+    if parsed is not None:
+        return parsed
+    if device not in (None, "auto", "cuda"):
+        return None
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1 and workers > 1:
+        return list(range(torch.cuda.device_count()))
+    return None

@@ -1,0 +1,95 @@
+"""Tokenised splits, computed once per run and cached on disk (no pickle).
+
+The cache key is the data fingerprint + the tokenizer (backbone fingerprint) + max length,
+so a second worker, a resumed run or the next trial never tokenises again.
+``input_ids`` and ``labels`` live in an ``.npz`` (ragged lists as flat array + offsets),
+any other keys a task adds (``word_ids``, ...) in a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.task import Encoded, Split, Task
+
+
+def cache_key(data_fingerprint: str, tokenizer_fingerprint: str, max_length: int, task: str) -> str:
+    raw = f"{data_fingerprint}|{tokenizer_fingerprint}|{max_length}|{task}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def _is_ragged(values: list[Any]) -> bool:
+    return bool(values) and isinstance(values[0], list | tuple | np.ndarray)
+
+
+def save_encoded(path: Path, encoded: Encoded) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    extras: dict[str, Any] = {}
+    for key, values in encoded.items():
+        if key in ("input_ids", "labels"):
+            if _is_ragged(values):
+                lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+                flat = np.concatenate([np.asarray(v) for v in values]) if len(values) else np.zeros(0)
+                arrays[f"{key}.flat"] = flat
+                arrays[f"{key}.offsets"] = np.concatenate([[0], np.cumsum(lengths)])
+            else:
+                arrays[key] = np.asarray(values)
+        else:
+            extras[key] = values
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    if extras:
+        path.with_suffix(".json").write_text(json.dumps(extras))
+    os.replace(tmp, path)
+
+
+def load_encoded(path: Path) -> Encoded:
+    out: Encoded = {}
+    with np.load(path, allow_pickle=False) as npz:
+        names = set(npz.files)
+        for key in ("input_ids", "labels"):
+            if f"{key}.flat" in names:
+                flat, offsets = npz[f"{key}.flat"], npz[f"{key}.offsets"]
+                out[key] = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+            elif key in names:
+                out[key] = list(npz[key])
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        out.update(json.loads(sidecar.read_text()))
+    return out
+
+
+def encode_splits(
+    task: Task,
+    splits: dict[str, Split],
+    tokenizer: Any,
+    max_length: int,
+    cache_dir: Path | None = None,
+    key: str | None = None,
+) -> tuple[dict[str, Encoded], bool]:
+    """Encode every split, reading from / writing to the cache. Returns (encoded, hit)."""
+    out: dict[str, Encoded] = {}
+    hit = True
+    for name, split in splits.items():
+        path = cache_dir / f"{key}-{name}.npz" if cache_dir is not None and key else None
+        if path is not None and path.exists():
+            out[name] = load_encoded(path)
+            continue
+        hit = False
+        encoded = task.encode(split, tokenizer, max_length)
+        n = len(split)
+        for k, v in encoded.items():
+            if len(v) != n:
+                raise ValueError(f"task '{task.name}' encode() returned {len(v)} '{k}' for {n} examples")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_encoded(path, encoded)
+            encoded = load_encoded(path)
+        out[name] = encoded
+    return out, hit

@@ -1,0 +1,465 @@
+"""The trial engine: fine-tune a backbone on a task with one set of hyperparameters.
+
+Work that does not depend on the hyperparameters is done once per process
+(:class:`TrialEngine` holds the encoded data and the loaded pretrained model); each trial
+gets a fresh deep copy of the model, trains it with dynamic padding and length-grouped
+batches, evaluates on validation at regular points and reports to a callback that may
+stop (prune) it.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automl.device import DeviceSetup
+from automl.task import Encoded, Outputs, Split, Task
+
+#: Called at each evaluation with (step, objective value, all metrics); returns True to
+#: stop the trial (pruning).
+Reporter = Callable[[int, float, dict[str, float]], bool]
+#: Called every few steps with (epoch, step, total_steps, loss).
+Progress = Callable[[int, int, int, float], None]
+
+
+class TrialFailed(Exception):
+    """The trial cannot go on (NaN loss, divergence, out of memory at micro-batch 1...)."""
+
+
+class TrialStopped(Exception):
+    """The reporter asked to stop the trial (pruned)."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"pruned at step {step} with {value:.4g}")
+        self.step = step
+        self.value = value
+
+
+class OutOfMemory(TrialFailed):
+    """Out of memory even at micro-batch 1."""
+
+
+@dataclass
+class TrialResult:
+    value: float
+    metrics: dict[str, float]
+    calibration: dict[str, Any]
+    steps: int
+    epochs: float
+    seconds: float
+    micro_batch_size: int
+    oom_retries: int
+    model: torch.nn.Module
+    samples_per_second: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- adapters
+
+
+def _peft_task_type(head: str) -> Any:
+    from peft import TaskType
+
+    return TaskType.TOKEN_CLS if head == "token-classification" else TaskType.SEQ_CLS
+
+
+def apply_lora(model: torch.nn.Module, params: dict[str, Any], head: str, default_targets: list[str]) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        task_type=_peft_task_type(head),
+        r=int(params.get("lora_r", 8)),
+        lora_alpha=int(params.get("lora_alpha", 16)),
+        lora_dropout=float(params.get("lora_dropout", 0.0)),
+        target_modules=list(params.get("lora_target_modules") or default_targets),
+    )
+    return get_peft_model(model, config)
+
+
+#: adapter name -> function(model, params, head, default LoRA targets) -> trainable model.
+#: More peft methods plug in here.
+ADAPTERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "full": lambda model, params, head, targets: model,
+    "lora": apply_lora,
+}
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def pad_batch(
+    encoded: Encoded, index: np.ndarray, pad_id: int, float_labels: bool
+) -> dict[str, torch.Tensor]:
+    """Pad the examples at *index* to the longest of them (dynamic padding)."""
+    ids = [encoded["input_ids"][i] for i in index]
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+    labels = encoded.get("labels")
+    if labels is not None:
+        first = labels[index[0]]
+        if isinstance(first, np.ndarray) and first.ndim == 1 or isinstance(first, list):
+            lab = np.full((len(ids), width), -100, dtype=np.int64)
+            for row, i in enumerate(index):
+                y = np.asarray(labels[i])
+                lab[row, : len(y)] = y
+            batch["labels"] = torch.from_numpy(lab)
+        else:
+            values = np.asarray([labels[i] for i in index])
+            batch["labels"] = torch.tensor(values, dtype=torch.float32 if float_labels else torch.long)
+            if float_labels:
+                batch["labels"] = batch["labels"].view(-1, 1) if batch["labels"].ndim == 1 else batch["labels"]
+    return batch
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffle, then sort within mega-batches of 50 batches by length, so that each batch
+    holds similar lengths (little padding) while the order stays random."""
+    order = rng.permutation(len(lengths))
+    mega = batch_size * 50
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = order[start : start + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class TrialEngine:
+    """Holds what every trial shares: encoded splits and the pretrained model."""
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        base_model: torch.nn.Module,
+        encoded: dict[str, Encoded],
+        splits: dict[str, Split],
+        setup: DeviceSetup,
+        pad_id: int,
+        objective: str,
+        direction: str,
+        lora_targets: list[str],
+        seed: int = 42,
+        eval_every: str | int = "epoch",
+        eval_batch_size: int = 64,
+    ) -> None:
+        self.task = task
+        self.base_model = base_model.to("cpu")
+        self.base_model.eval()
+        self.encoded = encoded
+        self.splits = splits
+        self.setup = setup
+        self.pad_id = pad_id
+        self.objective = objective
+        self.direction = direction
+        self.lora_targets = lora_targets
+        self.seed = seed
+        self.eval_every = eval_every
+        self.eval_batch_size = eval_batch_size
+        self.float_labels = task.problem_type == "regression"
+        self.train_lengths = np.fromiter((len(x) for x in encoded["train"]["input_ids"]), dtype=np.int64)
+        self.timings: dict[str, float] = {"compute": 0.0, "evaluation": 0.0}
+
+    # -- public
+
+    def run_trial(
+        self,
+        params: dict[str, Any],
+        reporter: Reporter | None = None,
+        progress: Progress | None = None,
+        max_micro_batch: int | None = None,
+    ) -> TrialResult:
+        """Train with *params*; retry with half the micro-batch on out-of-memory."""
+        batch_size = int(params.get("batch_size", 32))
+        micro = min(batch_size, max_micro_batch or batch_size)
+        retries = 0
+        while True:
+            try:
+                return self._train(params, batch_size, micro, retries, reporter, progress)
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                self.free_memory()
+                if micro <= 1:
+                    raise OutOfMemory(f"out of memory even at micro-batch 1 (batch size {batch_size})") from None
+                micro = max(1, micro // 2)
+                retries += 1
+
+    def free_memory(self) -> None:
+        gc.collect()
+        if self.setup.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- internals
+
+    def _fresh_model(self, params: dict[str, Any]) -> torch.nn.Module:
+        adapter = params.get("adapter", "full")
+        if adapter not in ADAPTERS:
+            raise TrialFailed(f"unknown adapter '{adapter}'; known: {', '.join(ADAPTERS)}")
+        model = copy.deepcopy(self.base_model)
+        model = ADAPTERS[adapter](model, params, self.task.head, self.lora_targets)
+        return model.to(self.setup.device)
+
+    def _optimizer(self, model: torch.nn.Module, params: dict[str, Any], total_steps: int) -> tuple[Any, Any]:
+        from transformers import get_scheduler
+
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": float(params.get("weight_decay", 0.0))},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        kwargs: dict[str, Any] = {"lr": float(params.get("learning_rate", 5e-5))}
+        if self.setup.device.type == "cuda":
+            kwargs["fused"] = True
+        else:
+            kwargs["foreach"] = True
+        optimizer = torch.optim.AdamW(groups, **kwargs)
+        warmup = int(round(float(params.get("warmup_ratio", 0.0)) * total_steps))
+        scheduler = get_scheduler(
+            str(params.get("scheduler", "linear")),
+            optimizer=optimizer,
+            num_warmup_steps=warmup,
+            num_training_steps=total_steps,
+        )
+        return optimizer, scheduler
+
+    def _forward_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], params: dict[str, Any]) -> torch.Tensor:
+        labels = batch.pop("labels")
+        out = model(**batch)
+        custom = self.task.loss(out.logits, labels, params)
+        if custom is not None:
+            return custom
+        logits = out.logits
+        if self.float_labels:
+            return torch.nn.functional.mse_loss(logits.view(-1).float(), labels.view(-1).float())
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+        )
+
+    def _train(
+        self,
+        params: dict[str, Any],
+        batch_size: int,
+        micro: int,
+        oom_retries: int,
+        reporter: Reporter | None,
+        progress: Progress | None,
+    ) -> TrialResult:
+        start = time.perf_counter()
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        model = self._fresh_model(params)
+        train = self.encoded["train"]
+        n = len(self.train_lengths)
+        steps_per_epoch = math.ceil(n / batch_size)
+        epochs = float(params.get("epochs", 1))
+        max_steps = params.get("max_steps")
+        total_steps = int(max_steps) if max_steps else max(1, int(math.ceil(epochs * steps_per_epoch)))
+        optimizer, scheduler = self._optimizer(model, params, total_steps)
+        eval_every = steps_per_epoch if self.eval_every == "epoch" else int(self.eval_every)
+        accum = math.ceil(batch_size / micro)
+        setup = self.setup
+        scaler = torch.amp.GradScaler("cuda") if setup.grad_scaling else None
+        autocast = (
+            torch.autocast(setup.device.type, dtype=setup.autocast_dtype)
+            if setup.autocast_dtype is not None
+            else None
+        )
+
+        step = 0
+        seen = 0
+        last: tuple[float, dict[str, float], dict[str, Any]] | None = None
+        best: tuple[float, dict[str, float], dict[str, Any], dict[str, torch.Tensor]] | None = None
+        compute_time = eval_time = 0.0
+        loss_value = float("nan")
+        epoch = 0
+        model.train()
+        while step < total_steps:
+            for batch_index in length_grouped_batches(self.train_lengths, batch_size, rng):
+                if step >= total_steps:
+                    break
+                t0 = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = 0.0
+                chunks = [batch_index[i : i + micro] for i in range(0, len(batch_index), micro)]
+                for chunk in chunks:
+                    batch = {k: v.to(setup.device, non_blocking=True) for k, v in pad_batch(train, chunk, self.pad_id, self.float_labels).items()}
+                    if autocast is not None:
+                        with autocast:
+                            loss = self._forward_loss(model, batch, params)
+                    else:
+                        loss = self._forward_loss(model, batch, params)
+                    loss = loss * (len(chunk) / len(batch_index))
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                    else:
+                        loss.backward()
+                    loss_sum += float(loss.detach())
+                if not math.isfinite(loss_sum):
+                    raise TrialFailed(f"loss became {loss_sum} at step {step + 1} (learning rate {params.get('learning_rate')})")
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                step += 1
+                seen += len(batch_index)
+                loss_value = loss_sum
+                compute_time += time.perf_counter() - t0
+                if progress is not None and (step % 5 == 0 or step == total_steps):
+                    progress(epoch, step, total_steps, loss_value)
+                if step % eval_every == 0 or step == total_steps:
+                    t1 = time.perf_counter()
+                    value, metrics, calibration = self.evaluate(model)
+                    eval_time += time.perf_counter() - t1
+                    model.train()
+                    last = (value, metrics, calibration)
+                    if not math.isfinite(value):
+                        raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
+                    if reporter is not None and reporter(step, value, metrics):
+                        raise TrialStopped(step, value)
+            epoch += 1
+        if last is None:  # pragma: no cover - total_steps >= 1 always evaluates
+            last = self.evaluate(model)
+        value, metrics, calibration = last
+        self.timings["compute"] += compute_time
+        self.timings["evaluation"] += eval_time
+        seconds = time.perf_counter() - start
+        return TrialResult(
+            value=value,
+            metrics=metrics,
+            calibration=calibration,
+            steps=step,
+            epochs=step / steps_per_epoch,
+            seconds=seconds,
+            micro_batch_size=micro,
+            oom_retries=oom_retries,
+            model=model,
+            samples_per_second=seen / compute_time if compute_time else 0.0,
+            timings={"compute": compute_time, "evaluation": eval_time},
+        )
+
+    @torch.no_grad()
+    def outputs(self, model: torch.nn.Module, split: str, encoded: Encoded | None = None) -> Outputs:
+        """Model outputs for a split, in example order (unpadded per example for token heads)."""
+        enc = encoded if encoded is not None else self.encoded[split]
+        return predict_outputs(model, enc, self.setup, self.pad_id, self.eval_batch_size, self.task.head)
+
+    def evaluate(self, model: torch.nn.Module, split: str = "validation") -> tuple[float, dict[str, float], dict[str, Any]]:
+        outputs = self.outputs(model, split)
+        enc = self.encoded[split]
+        calibration = self.task.calibrate(outputs, self.splits[split], enc)
+        metrics = self.task.compute_metrics(outputs, self.splits[split], enc, calibration)
+        value = float(metrics.get(self.objective, float("nan")))
+        return value, metrics, calibration
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: torch.nn.Module,
+    encoded: Encoded,
+    setup: DeviceSetup,
+    pad_id: int,
+    batch_size: int,
+    head: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> Outputs:
+    """Run *model* over encoded examples, sorted by length for speed, in original order."""
+    model.eval()
+    ids = encoded["input_ids"]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(-lengths, kind="stable")
+    results: list[Any] = [None] * len(ids)
+    no_labels = {k: v for k, v in encoded.items() if k == "input_ids"}
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = {k: v.to(setup.device) for k, v in pad_batch(no_labels, index, pad_id, False).items()}
+        if setup.autocast_dtype is not None:
+            with torch.autocast(setup.device.type, dtype=setup.autocast_dtype):
+                logits = model(**batch).logits
+        else:
+            logits = model(**batch).logits
+        logits = logits.float().cpu().numpy()
+        for row, i in enumerate(index):
+            results[i] = logits[row, : lengths[i]] if head == "token-classification" else logits[row]
+        if on_batch is not None:
+            on_batch(len(index))
+    if head == "token-classification":
+        return results
+    return np.stack(results) if results else np.zeros((0, 0), dtype=np.float32)
+
+
+def trainable_state(model: torch.nn.Module, adapter: str) -> dict[str, torch.Tensor]:
+    """What a trial changed: the adapter (and head) for LoRA, every weight for full."""
+    if adapter == "full":
+        state = model.state_dict()
+    else:
+        from peft import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(model)
+    # Safetensors refuses shared storage; give each tensor its own contiguous copy on CPU.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_trial_weights(model: torch.nn.Module, adapter: str, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(trainable_state(model, adapter), str(path), metadata={"adapter": adapter})
+
+
+def load_trial_weights(
+    base_model: torch.nn.Module, params: dict[str, Any], head: str, lora_targets: list[str], path: Path
+) -> torch.nn.Module:
+    """Rebuild a trial's model from the base model and its saved weights (safetensors)."""
+    from safetensors.torch import load_file
+
+    adapter = params.get("adapter", "full")
+    model = ADAPTERS[adapter](copy.deepcopy(base_model), params, head, lora_targets)
+    state = load_file(str(path))
+    if adapter == "full":
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise ValueError(f"unexpected weights in {path}: {unexpected[:3]}")
+    else:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, state)
+    model.eval()
+    return model
+
+
+def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,228 @@
+"""Export the best trial to ``<run>/best/``: a directory ``transformers`` loads directly.
+
+* LoRA weights merged into the base by default; the unmerged adapter is kept in
+  ``best/adapter/``;
+* tokenizer, label names in the config (``id2label``), safetensors only;
+* ``automl.json``: task and options, metrics on validation and test, calibration (e.g. a
+  decision threshold), hyperparameters, recipe fingerprint and package versions;
+* ``README.md``: a model card written from those facts;
+* the task's own plots under ``<run>/plots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+BEST_DIR = "best"
+META_FILE = "automl.json"
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def exported_trial(run_dir: Path) -> int | None:
+    meta = run_dir / BEST_DIR / META_FILE
+    if not meta.exists():
+        return None
+    try:
+        return int(json.loads(meta.read_text())["trial"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
+    """Export the study's best trial unless it is already exported. Returns ``best/``."""
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact
+
+    from automl.device import pick_device
+    from automl.engine import load_trial_weights, predict_outputs
+    from automl.run import package_versions
+    from automl.search.worker import artifact_dir
+
+    trial = best_trial(study)
+    if trial is None:
+        return None
+    run_dir: Path = ctx.run_dir
+    best_dir = run_dir / BEST_DIR
+    if exported_trial(run_dir) == trial.number and (best_dir / "config.json").exists():
+        return best_dir
+    artifact_id = trial.user_attrs.get("artifact_id")
+    if not artifact_id:
+        return None
+    task = ctx.resolved.task
+    recipe = ctx.recipe
+    params = dict(trial.params)
+    params.update({k: v for k, v in ctx.resolved.space.fixed.items() if k not in params})
+    adapter = params.get("adapter", "full")
+
+    store = FileSystemArtifactStore(str(artifact_dir(run_dir)))
+    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
+    try:
+        weights = staging / "weights.safetensors"
+        download_artifact(artifact_store=store, file_path=str(weights), artifact_id=artifact_id)
+        base = ctx.load_base_model()
+        backbone = ctx.resolved.backbone
+        model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights)
+        weights.unlink()
+        if adapter != "full":
+            model.save_pretrained(str(staging / "adapter"), safe_serialization=True)
+            model = model.merge_and_unload()
+        model.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.save_pretrained(str(staging))
+
+        setup = pick_device("cpu")
+        calibration = trial.user_attrs.get("calibration", {})
+        metrics: dict[str, Any] = {"validation": trial.user_attrs.get("metrics", {})}
+        plots: list[tuple[str, Any]] = []
+        for split_name in ("test", "validation"):
+            if split_name not in encoded:
+                continue
+            split = getattr(data, split_name)
+            outputs = predict_outputs(model, encoded[split_name], setup, tokenizer.pad_token_id or 0, recipe.training.eval_batch_size, task.head)
+            if split_name == "test":
+                metrics["test"] = {k: float(v) for k, v in task.compute_metrics(outputs, split, encoded[split_name], calibration).items()}
+            if not plots:
+                plots = [(f"{title} ({split_name})", fig) for title, fig in task.plots(outputs, split, encoded[split_name], calibration)]
+        plot_dir = run_dir / "plots"
+        plot_dir.mkdir(exist_ok=True)
+        for old in plot_dir.glob("task-*.png"):
+            old.unlink()
+        import matplotlib.pyplot as plt
+
+        plot_files = []
+        for i, (title, fig) in enumerate(plots):
+            name = f"task-{i:02d}-{_slug(title)}.png"
+            fig.savefig(plot_dir / name, dpi=110)
+            plt.close(fig)
+            plot_files.append({"title": title, "file": f"plots/{name}"})
+
+        meta = {
+            "automl_version": package_versions().get("automl"),
+            "task": task.name,
+            "task_options": recipe.task_options,
+            "data": {"text_column": recipe.data.text_column, "label_column": recipe.data.label_column},
+            "backbone": recipe.backbone,
+            "backbone_options": recipe.backbone_options,
+            "head": task.head,
+            "labels": task.labels,
+            "max_length": recipe.training.max_length,
+            "objective": {"metric": ctx.resolved.objective.name, "direction": ctx.resolved.objective.direction},
+            "trial": trial.number,
+            "study": ctx.study_name,
+            "params": params,
+            "adapter": adapter,
+            "merged": adapter != "full",
+            "metrics": metrics,
+            "calibration": calibration,
+            "plots": plot_files,
+            "recipe_fingerprint": recipe.fingerprint(),
+            "versions": package_versions(),
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "trust_remote_code": recipe.training.trust_remote_code,
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        (staging / "README.md").write_text(model_card(meta))
+        old = run_dir / ".best-old"
+        if old.exists():
+            shutil.rmtree(old)
+        if best_dir.exists():
+            os.replace(best_dir, old)
+        os.replace(staging, best_dir)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return best_dir
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """A model card (README.md) written from the facts in automl.json."""
+    pipeline_task = "token-classification" if meta["head"] == "token-classification" else "text-classification"
+    lines = [
+        f"# {meta['study']}: {meta['task']} on {meta['backbone']}",
+        "",
+        f"Fine-tuned with [automl](https://pypi.org/project/automl/) {meta.get('automl_version') or ''}: "
+        f"best of an Optuna search, trial {meta['trial']}, objective `{meta['objective']['metric']}` "
+        f"({meta['objective']['direction']}).",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        f'model = pipeline("{pipeline_task}", model="PATH/TO/best")',
+        "```",
+        "",
+        "or `automl predict PATH/TO/best data.csv` (applies the task's calibration"
+        + (", e.g. the tuned decision threshold" if meta.get("calibration", {}).get("threshold") is not None else "")
+        + ").",
+        "",
+        "## Metrics",
+        "",
+        "| metric | validation | test |",
+        "|---|---|---|",
+    ]
+    val = meta["metrics"].get("validation", {})
+    test = meta["metrics"].get("test", {})
+    for name in sorted(set(val) | set(test)):
+        lines.append(f"| {name} | {_fmt(val.get(name, '-'))} | {_fmt(test.get(name, '-'))} |")
+    lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
+    for name, value in sorted(meta["params"].items()):
+        lines.append(f"| {name} | {_fmt(value)} |")
+    if meta.get("calibration"):
+        lines += ["", "## Calibration", "", "```json", json.dumps(meta["calibration"], indent=2, default=str), "```"]
+    if meta.get("labels"):
+        lines += ["", "## Labels", "", ", ".join(f"`{x}`" for x in meta["labels"])]
+    lines += [
+        "",
+        "## Provenance",
+        "",
+        f"- task `{meta['task']}`, backbone `{meta['backbone']}`, adapter `{meta['adapter']}`"
+        + (" (merged into the base weights; the adapter alone is in `adapter/`)" if meta.get("merged") else ""),
+        f"- max length {meta['max_length']}, recipe fingerprint `{meta['recipe_fingerprint']}`",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        f"- trust_remote_code: {meta.get('trust_remote_code', False)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            counts["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            counts["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            if not t.user_attrs.get("surplus"):
+                counts["failed"] += 1
+        elif t.state == TrialState.RUNNING:
+            counts["running"] += 1
+        else:
+            counts["waiting"] += 1
+    return counts

@@ -1,0 +1,205 @@
+"""A run: the recipe, its resolved plugins, its directory and its study storage.
+
+Layout of a run directory::
+
+    run.json        the recipe as run, fingerprints, versions, seed, hardware, storage
+    study.journal   the Optuna study (default embedded storage)
+    cache/          tokenised splits (keyed by data + tokenizer + max length)
+    artifacts/      weights of the top-k trials (Optuna artifact store)
+    baseline.json   the task's classical baseline, trained once
+    best/           the exported best model (transformers-loadable)
+    plots/          report and task plots
+    report.html     the HTML report (``automl report``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automl.errors import UserError
+from automl.events import RunInfo
+from automl.recipe import Recipe
+from automl.resolve import Resolved, resolve
+from automl.search.storage import mask_url
+
+RUN_FILE = "run.json"
+KEY_PACKAGES = ("automl", "torch", "transformers", "optuna", "peft", "datasets", "scikit-learn", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    return info
+
+
+@dataclass
+class RunContext:
+    recipe: Recipe
+    resolved: Resolved
+    run_dir: Path
+    storage_url: str | None
+    study_name: str
+
+    @classmethod
+    def create(cls, recipe: Recipe, *, storage_url: str | None = None, study_name: str | None = None) -> RunContext:
+        resolved = resolve(recipe)
+        return cls(
+            recipe=recipe,
+            resolved=resolved,
+            run_dir=Path(recipe.output_dir).resolve(),
+            storage_url=storage_url,
+            study_name=study_name or recipe.study_name,
+        )
+
+    @property
+    def info(self) -> RunInfo:
+        return RunInfo(
+            study_name=self.study_name,
+            run_dir=self.run_dir,
+            task=self.recipe.task,
+            backbone=self.recipe.backbone,
+            objective=self.resolved.objective.name,
+            direction=self.resolved.objective.direction,
+        )
+
+    @property
+    def file(self) -> str | None:
+        return str(self.recipe.path) if self.recipe.path else None
+
+    # ------------------------------------------------------------------ directory
+
+    def prepare_dir(self, *, fresh: bool = False) -> Path | None:
+        """Create (or check) the run directory; with *fresh*, move an old one aside.
+
+        Returns where an old directory was moved, if it was. Refuses to resume a run whose
+        recipe changed in a way that changes the search."""
+        moved = None
+        run_file = self.run_dir / RUN_FILE
+        if fresh and self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if self.storage_url is not None:
+                raise UserError(
+                    "--fresh with --storage would reuse the study in that storage; "
+                    "give the run a new study name with --study",
+                    field="--fresh",
+                )
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            moved = self.run_dir.with_name(f"{self.run_dir.name}.old-{stamp}")
+            self.run_dir.rename(moved)
+        elif run_file.exists():
+            previous = json.loads(run_file.read_text())
+            if previous.get("fingerprint") != self.recipe.fingerprint():
+                raise UserError(
+                    f"the run in {self.run_dir} was started from a different recipe (task, data, "
+                    "space or settings changed); resume it with the same recipe, or start over "
+                    "with --fresh (the old run is kept) or another --output",
+                    file=self.file,
+                )
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_bytes(b"x" * 1024)
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"output directory {self.run_dir} is not writable: {exc.strerror or exc}", field="output") from None
+        free = shutil.disk_usage(self.run_dir).free
+        if free < 200 * 1024 * 1024:
+            raise UserError(
+                f"only {free // (1024 * 1024)} MiB free under {self.run_dir}; need at least 200 MiB for "
+                "trial weights and the exported model",
+                field="output",
+            )
+        return moved
+
+    def write_run_file(self) -> None:
+        run_file = self.run_dir / RUN_FILE
+        started = None
+        if run_file.exists():
+            started = json.loads(run_file.read_text()).get("started")
+        body = {
+            "study_name": self.study_name,
+            "recipe_path": self.file,
+            "fingerprint": self.recipe.fingerprint(),
+            "recipe": self.recipe.resolved(),
+            "storage": mask_url(self.storage_url) or f"journal:{self.run_dir / 'study.journal'}",
+            "seed": self.recipe.training.seed,
+            "versions": package_versions(),
+            "hardware": hardware(),
+            "started": started or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        tmp = run_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2, default=str))
+        os.replace(tmp, run_file)
+
+    # ------------------------------------------------------------------ data
+
+    def load_data(self, *, encode: bool = True) -> tuple[Any, Any, dict[str, Any]]:
+        """(TaskData, tokenizer, encoded splits), tokenised once and cached on disk."""
+        from automl.data import data_fingerprint, load_task_data
+        from automl.encoding import cache_key, encode_splits
+
+        task = self.resolved.task
+        data = load_task_data(task, self.recipe)
+        task.labels = data.label_names
+        task.prepare(data)
+        tokenizer = self.resolved.backbone.load_tokenizer(trust_remote_code=self.recipe.training.trust_remote_code)
+        encoded: dict[str, Any] = {}
+        if encode:
+            splits = {"train": data.train, "validation": data.validation}
+            if data.test is not None:
+                splits["test"] = data.test
+            key = cache_key(
+                data_fingerprint(self.recipe),
+                self.resolved.backbone.fingerprint(),
+                self.recipe.training.max_length,
+                task.name,
+            )
+            encoded, _ = encode_splits(task, splits, tokenizer, self.recipe.training.max_length, self.run_dir / "cache", key)
+        return data, tokenizer, encoded
+
+    def load_base_model(self) -> Any:
+        """The backbone with a freshly initialised head, seeded for reproducibility."""
+        import torch
+
+        task = self.resolved.task
+        torch.manual_seed(self.recipe.training.seed)
+        labels = task.labels
+        return self.resolved.backbone.load_model(
+            head=task.head,
+            num_labels=task.num_labels(),
+            id2label=dict(enumerate(labels)) if labels else None,
+            problem_type=task.problem_type,
+            trust_remote_code=self.recipe.training.trust_remote_code,
+        )

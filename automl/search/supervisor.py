@@ -1,0 +1,374 @@
+"""The supervisor: the ``automl run`` process.
+
+It prepares everything once (run directory, study, tokenised data cache, the classical
+baseline), starts worker processes (one per GPU when there are GPUs), watches them, and
+replaces one that dies: the trial it was running is failed with the reason and queued
+again. At the end (budget, timeout or Ctrl-C) it exports the best model.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from automl.errors import StorageError, UserError
+from automl.events import StudySummary
+from automl.run import RunContext
+from automl.search.storage import mask_url, open_storage
+from automl.search.worker import FINISHED, RETRYABLE, WorkerArgs, fail_trial, retry_trial, worker_process
+
+
+@dataclass
+class RunOptions:
+    workers: int = 1
+    gpus: list[int] | None = None
+    fresh: bool = False
+    baseline: bool = True
+    export: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    study_name: str
+    summary: StudySummary
+    best_dir: Path | None
+    interrupted: bool
+    seconds: float
+    baseline: dict[str, Any] | None = None
+    study: Any = None
+
+
+def _signal_name(code: int | None) -> str:
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    try:
+        study = optuna.create_study(
+            study_name=ctx.study_name,
+            storage=storage,
+            direction=ctx.resolved.objective.direction,
+            load_if_exists=True,
+        )
+    except Exception as exc:
+        raise StorageError(f"cannot create study '{ctx.study_name}': {str(exc).splitlines()[0]}", field="--storage") from None
+    meta = study.user_attrs.get("automl")
+    expected = {
+        "task": ctx.recipe.task,
+        "backbone": ctx.recipe.backbone,
+        "objective": ctx.resolved.objective.name,
+        "direction": ctx.resolved.objective.direction,
+        "fingerprint": ctx.recipe.fingerprint(),
+    }
+    if meta is None:
+        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir)})
+    elif meta.get("fingerprint") != expected["fingerprint"]:
+        raise UserError(
+            f"study '{ctx.study_name}' in the storage was started from a different recipe; "
+            "use the same recipe, or another study name with --study",
+            file=ctx.file,
+        )
+    if study.direction.name.lower() != ctx.resolved.objective.direction:
+        raise UserError(f"study '{ctx.study_name}' optimises in the other direction", file=ctx.file)
+    return study
+
+
+def recover_orphans(study: optuna.Study, retries: int) -> list[int]:
+    """Fail and requeue RUNNING trials whose worker process on this host is gone (the whole
+    run was killed); remote workers are covered by the storage heartbeat."""
+    host = socket.gethostname()
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = t.user_attrs.get("worker", "")
+        tag_host, _, pid = tag.rpartition(":")
+        if tag_host != host or not pid.isdigit():
+            continue
+        if _pid_alive(int(pid)):
+            continue
+        if fail_trial(study, t._trial_id, "worker process died (the run was killed); retried"):
+            retry_trial(study, study._storage.get_trial(t._trial_id), retries)
+            recovered.append(t.number)
+    return recovered
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def run_baseline(ctx: RunContext, data: Any) -> dict[str, Any] | None:
+    path = ctx.run_dir / "baseline.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = ctx.resolved.task.baseline(data, ctx.recipe.training.seed)
+    if result is None:
+        return None
+    body = {
+        "name": result.name,
+        "validation": result.validation,
+        "test": result.test,
+        "seconds": result.seconds,
+        "objective": ctx.resolved.objective.name,
+        "value": result.validation.get(ctx.resolved.objective.name),
+        **({"extra": result.extra} if result.extra else {}),
+    }
+    path.write_text(json.dumps(body, indent=2, default=float))
+    return body
+
+
+class Supervisor:
+    def __init__(self, ctx: RunContext, options: RunOptions, console: Console) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.console = console
+        self.procs: dict[int, Any] = {}
+        self.deaths = 0
+        self.reported: set[int] = set()
+
+    # ------------------------------------------------------------------ workers
+
+    def _threads(self) -> int | None:
+        if self.options.gpus:
+            return None
+        return max(1, (os.cpu_count() or 1) // max(1, self.options.workers))
+
+    def _start_worker(self, index: int, deadline: float | None) -> None:
+        ctx = self.ctx
+        args = WorkerArgs(
+            recipe_path=str(ctx.recipe.path),
+            overrides=self.options.overrides,
+            storage_url=ctx.storage_url,
+            study_name=ctx.study_name,
+            index=index,
+            threads=self._threads(),
+            deadline=deadline,
+        )
+        mp = multiprocessing.get_context("spawn")
+        proc = mp.Process(target=worker_process, args=(args.to_json(),), name=f"automl-worker-{index}", daemon=False)
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if self.options.gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(self.options.gpus[index % len(self.options.gpus)])
+        try:
+            proc.start()
+        finally:
+            if self.options.gpus:
+                if saved is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        self.procs[index] = proc
+
+    def _handle_death(self, study: optuna.Study, index: int, proc: Any) -> None:
+        tag = f"{socket.gethostname()}:{proc.pid}"
+        why = _signal_name(proc.exitcode)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") == tag:
+                reason = f"worker process died ({why}) while running this trial"
+                if fail_trial(study, t._trial_id, reason):
+                    again = retry_trial(study, study._storage.get_trial(t._trial_id), self.ctx.recipe.search.retries)
+                    self.console.print(
+                        f"[red]trial {t.number} failed[/]: {reason}" + ("; queued again" if again else "; retries used up")
+                    )
+        self.deaths += 1
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> RunOutcome:
+        ctx = self.ctx
+        start = time.time()
+        console = self.console
+        storage = open_storage(ctx.storage_url, ctx.run_dir)
+        study = create_study(ctx, storage)
+        ctx.write_run_file()
+
+        data, tokenizer, encoded = ctx.load_data()
+        baseline = run_baseline(ctx, data) if self.options.baseline else None
+        recovered = recover_orphans(study, ctx.recipe.search.retries + 1)
+        if recovered:
+            console.print(f"resumed: trial(s) {', '.join(map(str, recovered))} were cut off by a crash and run again")
+        done = sum(1 for _ in study.get_trials(deepcopy=False, states=FINISHED))
+        target = ctx.recipe.search.trials
+        if done:
+            console.print(f"resuming study '{ctx.study_name}': {done}/{target} trials already finished")
+        timeout = ctx.recipe.search.timeout
+        deadline = start + timeout if timeout else None
+
+        interrupted = False
+        try:
+            if done < target:
+                self._supervise(study, target, deadline)
+        except KeyboardInterrupt:
+            interrupted = True
+            console.print("[yellow]interrupted[/]: stopping workers; finished trials are kept")
+            self._stop_workers()
+        finally:
+            self._stop_workers()
+
+        best_dir = None
+        if self.options.export:
+            try:
+                with console.status("exporting the best model"):
+                    best_dir = self._export(study, data, tokenizer, encoded)
+            except KeyboardInterrupt:
+                interrupted = True
+                best_dir = self._export(study, data, tokenizer, encoded)
+        summary = self._summary(study, best_dir, interrupted)
+        outcome = RunOutcome(
+            run_dir=ctx.run_dir,
+            study_name=ctx.study_name,
+            summary=summary,
+            best_dir=best_dir,
+            interrupted=interrupted,
+            seconds=time.time() - start,
+            baseline=baseline,
+            study=study,
+        )
+        (ctx.run_dir / "summary.json").write_text(
+            json.dumps(
+                {
+                    "study": ctx.study_name,
+                    "storage": mask_url(ctx.storage_url),
+                    "n_complete": summary.n_complete,
+                    "n_pruned": summary.n_pruned,
+                    "n_failed": summary.n_failed,
+                    "best_trial": summary.best_trial,
+                    "best_value": summary.best_value,
+                    "best_dir": str(best_dir) if best_dir else None,
+                    "interrupted": interrupted,
+                    "seconds": outcome.seconds,
+                },
+                indent=2,
+            )
+        )
+        from automl import plugins
+
+        try:
+            plugins.get_plugin_manager().hook.automl_study_end(run=ctx.info, summary=summary)
+        except Exception as exc:
+            console.print(f"[yellow]warning[/]: automl_study_end raised {type(exc).__name__}: {exc}")
+        return outcome
+
+    def _export(self, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
+        from automl.export import export_best
+
+        return export_best(self.ctx, study, data, tokenizer, encoded)
+
+    def _summary(self, study: optuna.Study, best_dir: Path | None, interrupted: bool) -> StudySummary:
+        from automl.export import best_trial, trial_counts
+
+        counts = trial_counts(study)
+        best = best_trial(study)
+        return StudySummary(
+            n_complete=counts["complete"],
+            n_pruned=counts["pruned"],
+            n_failed=counts["failed"],
+            best_trial=best.number if best else None,
+            best_value=best.value if best else None,
+            best_dir=best_dir,
+            interrupted=interrupted,
+        )
+
+    def _supervise(self, study: optuna.Study, target: int, deadline: float | None) -> None:
+        from automl.search.live import LiveStatus
+
+        for i in range(self.options.workers):
+            self._start_worker(i, deadline)
+        live = LiveStatus(self.ctx, study, target, self.console)
+        with live:
+            while self.procs:
+                time.sleep(0.5)
+                live.refresh()
+                for index, proc in list(self.procs.items()):
+                    if proc.is_alive():
+                        continue
+                    proc.join()
+                    del self.procs[index]
+                    if proc.exitcode == 130:
+                        raise KeyboardInterrupt
+                    if proc.exitcode != 0:
+                        self._handle_death(study, index, proc)
+                        if self.deaths > 3 * self.options.workers + 3:
+                            raise UserError(
+                                f"workers keep dying ({_signal_name(proc.exitcode)}); stopping. "
+                                "See the trials' reasons with automl leaderboard"
+                            )
+                    finished = sum(1 for _ in study.get_trials(deepcopy=False, states=FINISHED))
+                    out_of_time = deadline is not None and time.time() >= deadline
+                    if finished < target and not out_of_time and proc.exitcode != 0:
+                        self._start_worker(index, deadline)
+            live.refresh()
+
+    def _stop_workers(self) -> None:
+        end = time.time() + 30
+        for proc in self.procs.values():
+            if proc.is_alive():
+                try:
+                    os.kill(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs.values():
+            proc.join(timeout=max(0.1, end - time.time()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self.procs.clear()
+
+
+def run_recipe(
+    recipe: Any,
+    *,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    options: RunOptions | None = None,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Run a recipe's search: the library function behind ``automl run``."""
+    from automl.search.worker import quiet_libraries
+
+    quiet_libraries()
+    options = options or RunOptions()
+    console = console or Console(stderr=True)
+    ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name)
+    ctx.resolved.backbone.check()
+    if recipe.path is None:
+        raise UserError("a recipe must be loaded from a file to run (workers re-read it)")
+    moved = ctx.prepare_dir(fresh=options.fresh)
+    if moved is not None:
+        console.print(f"--fresh: the previous run was moved to {moved}")
+    return Supervisor(ctx, options, console).run()
+
+
+__all__ = ["RunOptions", "RunOutcome", "run_recipe"]

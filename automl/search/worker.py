@@ -1,0 +1,423 @@
+"""A worker: one process that runs trials of a study until the budget is spent.
+
+It loads the data (tokenised once, from the run's cache) and the pretrained weights once,
+then asks the study for trials and runs each through the :class:`~automl.engine.TrialEngine`.
+Every trial ends in the storage as complete, pruned or failed with a reason; nothing a
+trial does can take the study down.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from automl.events import TrialInfo, TrialOutcome
+from automl.events import TrialState as State
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Failure reasons that are worth another try with the same parameters.
+RETRYABLE = ("worker process died", "interrupted", "heartbeat")
+
+
+def worker_tag(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    """What a worker process needs; passed as JSON (no pickle)."""
+
+    recipe_path: str
+    overrides: dict[str, Any]
+    storage_url: str | None
+    study_name: str
+    index: int
+    threads: int | None
+    deadline: float | None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, raw: str) -> WorkerArgs:
+        return cls(**json.loads(raw))
+
+
+def count_states(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    return counts
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retries: int) -> bool:
+    """Queue the same parameters again (WAITING) unless retried *max_retries* times."""
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    if len(history) > max_retries:
+        return False
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in ("retry_of",)}
+    user_attrs["retry_of"] = history[0]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=user_attrs,
+            system_attrs={"retry_history": history},
+        )
+    )
+    return True
+
+
+def fail_trial(study: optuna.Study, trial_id: int, reason: str) -> bool:
+    """Mark a running trial failed with *reason*; False if it already finished."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        return storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        return False
+
+
+def _plugin_in_traceback(exc: BaseException) -> str | None:
+    """Name the plugin whose code raised *exc*, if any."""
+    from automl import plugins
+
+    pm = plugins.get_plugin_manager()
+    files: dict[str, str] = {}
+    for name, plugin in pm.list_name_plugin():
+        module_file = getattr(plugin, "__file__", None) or getattr(sys.modules.get(type(plugin).__module__), "__file__", None)
+        if module_file:
+            files[os.path.abspath(module_file)] = name
+    for kind, registry in (("task", plugins.get_tasks()), ("backbone", plugins.get_backbones())):
+        for cls in registry.values():
+            module = sys.modules.get(cls.__module__)
+            if module is not None and getattr(module, "__file__", None):
+                files[os.path.abspath(module.__file__)] = plugins.owner_of(kind, cls.name) or cls.__module__
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if filename in files:
+            return files[filename]
+    return None
+
+
+class Worker:
+    def __init__(self, args: WorkerArgs) -> None:
+        from automl.recipe import load_recipe
+        from automl.run import RunContext
+        from automl.search.storage import open_storage
+
+        self.args = args
+        recipe = load_recipe(args.recipe_path).with_overrides(**args.overrides)
+        self.ctx = RunContext.create(recipe, storage_url=args.storage_url, study_name=args.study_name)
+        self.recipe = recipe
+        self.tag = worker_tag()
+        self.storage = open_storage(args.storage_url, self.ctx.run_dir)
+        self.progress_file = self.ctx.run_dir / "progress" / f"worker-{args.index}.json"
+        self._engine: Any = None
+        self._last_progress = 0.0
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = self._build_engine()
+        return self._engine
+
+    def _build_engine(self) -> Any:
+        from automl.device import pick_device
+        from automl.engine import TrialEngine
+
+        ctx = self.ctx
+        training = self.recipe.training
+        setup = pick_device(training.device, training.precision, self.args.threads)
+        data, tokenizer, encoded = ctx.load_data()
+        base = ctx.load_base_model()
+        splits = {"train": data.train, "validation": data.validation}
+        return TrialEngine(
+            task=ctx.resolved.task,
+            base_model=base,
+            encoded=encoded,
+            splits=splits,
+            setup=setup,
+            pad_id=tokenizer.pad_token_id or 0,
+            objective=ctx.resolved.objective.name,
+            direction=ctx.resolved.objective.direction,
+            lora_targets=ctx.resolved.backbone.lora_target_modules(base),
+            seed=training.seed,
+            eval_every=training.eval_every,
+            eval_batch_size=training.eval_batch_size,
+        )
+
+    def study(self) -> optuna.Study:
+        from automl.search.samplers import make_pruner, make_sampler
+
+        return optuna.load_study(
+            study_name=self.args.study_name,
+            storage=self.storage,
+            sampler=make_sampler(self.recipe, self.ctx.resolved.space, self.args.index),
+            pruner=make_pruner(self.recipe),
+        )
+
+    # ------------------------------------------------------------------ loop
+
+    def loop(self) -> None:
+        from optuna.storages import fail_stale_trials
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        study = self.study()
+        target = self.recipe.search.trials
+        # Build the engine before the first ask, so a slow start holds no trial.
+        _ = self.engine
+        while True:
+            if self.args.deadline is not None and time.time() >= self.args.deadline:
+                return
+            if is_heartbeat_enabled(self.storage):
+                fail_stale_trials(study)
+            counts = count_states(study)
+            finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+            if finished >= target:
+                return
+            if finished + counts[TrialState.RUNNING] >= target and counts[TrialState.WAITING] == 0:
+                time.sleep(1.0)  # wait: a running trial may still fail and need a replacement
+                continue
+            trial = study.ask()
+            study._storage.set_trial_user_attr(trial._trial_id, "worker", self.tag)
+            if self._surplus(study, trial, target):
+                study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "not needed: trial budget reached")
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            self.run_one(study, trial)
+
+    def _surplus(self, study: optuna.Study, trial: optuna.Trial, target: int) -> bool:
+        """Two workers may ask at once near the end of the budget; the later one yields."""
+        active = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+            if t.number < trial.number
+        ]
+        return len(active) >= target
+
+    # ------------------------------------------------------------------ one trial
+
+    def _oom_known(self, study: optuna.Study, params: dict[str, Any]) -> bool:
+        for cfg in study.user_attrs.get("oom_configs", []):
+            if (
+                cfg.get("adapter") == params.get("adapter", "full")
+                and int(params.get("batch_size", 0)) >= int(cfg.get("batch_size", 0))
+                and int(cfg.get("max_length", 0)) <= self.recipe.training.max_length
+                and cfg.get("micro_batch_size", 1) <= 1
+            ):
+                return True
+        return False
+
+    def _write_progress(self, **fields: Any) -> None:
+        now = time.time()
+        if now - self._last_progress < 0.5 and not fields.get("force"):
+            return
+        self._last_progress = now
+        fields.pop("force", None)
+        try:
+            self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.progress_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"updated": now, "worker": self.tag, **fields}))
+            os.replace(tmp, self.progress_file)
+        except OSError:
+            pass
+
+    def run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        with get_heartbeat_thread(trial._trial_id, self.storage):
+            self._run_one(study, trial)
+
+    def _run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        from automl import plugins
+        from automl.engine import OutOfMemory, TrialFailed, TrialStopped
+
+        hook = plugins.get_plugin_manager().hook
+        run_info = self.ctx.info
+        start = time.perf_counter()
+        params = self.ctx.resolved.space.sample(trial)
+        info = TrialInfo(number=trial.number, params=dict(params))
+        set_attr = trial.set_user_attr
+        outcome: TrialOutcome
+
+        if self._oom_known(study, params):
+            reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
+            set_attr("fail_reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+
+        evals = 0
+
+        def report(step: int, value: float, metrics: dict[str, float]) -> bool:
+            nonlocal evals
+            evals += 1
+            trial.report(value, evals)
+            self._write_progress(trial=trial.number, step=step, value=value, force=True)
+            return trial.should_prune()
+
+        def progress(epoch: int, step: int, total: int, loss: float) -> None:
+            self._write_progress(trial=trial.number, epoch=epoch, step=step, total=total, loss=loss)
+
+        try:
+            try:
+                hook.automl_trial_start(run=run_info, trial=info)
+            except Exception as exc:
+                name = _plugin_in_traceback(exc) or "a plugin"
+                raise TrialFailed(f"plugin '{name}' raised in automl_trial_start: {type(exc).__name__}: {exc}") from exc
+            result = self.engine.run_trial(params, reporter=report, progress=progress)
+        except TrialStopped as stop:
+            set_attr("pruned_at_step", stop.step)
+            set_attr("seconds", time.perf_counter() - start)
+            set_attr("prune_reason", f"pruned after evaluation {evals}: {self.ctx.resolved.objective.name} {stop.value:.4g}")
+            study.tell(trial, state=TrialState.PRUNED)
+            outcome = TrialOutcome(State.PRUNED, None, reason=str(stop), duration_s=time.perf_counter() - start)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the bookkeeping
+            set_attr("fail_reason", "interrupted (Ctrl-C); it runs again when the run resumes")
+            study.tell(trial, state=TrialState.FAIL)
+            retry_trial(study, study._storage.get_trial(trial._trial_id), self.recipe.search.retries + 1)
+            raise
+        except OutOfMemory as exc:
+            configs = list(study.user_attrs.get("oom_configs", []))
+            configs.append(
+                {"adapter": params.get("adapter", "full"), "batch_size": int(params.get("batch_size", 0)),
+                 "max_length": self.recipe.training.max_length, "micro_batch_size": 1}
+            )
+            study.set_user_attr("oom_configs", configs)
+            outcome = self._fail(study, trial, str(exc), start)
+        except TrialFailed as exc:
+            outcome = self._fail(study, trial, str(exc), start)
+        except Exception as exc:  # a bug in a plugin or in the data must not stop the search
+            plugin = _plugin_in_traceback(exc)
+            where = f"plugin '{plugin}' raised " if plugin else ""
+            outcome = self._fail(study, trial, f"{where}{type(exc).__name__}: {exc}", start)
+        else:
+            outcome = self._complete(study, trial, params, result, start)
+        finally:
+            self.engine.free_memory()
+        try:
+            hook.automl_trial_end(run=run_info, trial=info, outcome=outcome)
+        except Exception as exc:
+            print(f"warning: automl_trial_end raised {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, reason: str, start: float) -> TrialOutcome:
+        trial.set_user_attr("fail_reason", reason[:500])
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialOutcome(State.FAILED, None, reason=reason, duration_s=time.perf_counter() - start)
+
+    def _complete(self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], result: Any, start: float) -> TrialOutcome:
+        set_attr = trial.set_user_attr
+        set_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        set_attr("calibration", result.calibration)
+        set_attr("steps", result.steps)
+        set_attr("epochs", round(result.epochs, 3))
+        set_attr("seconds", time.perf_counter() - start)
+        set_attr("samples_per_second", round(result.samples_per_second, 2))
+        set_attr("micro_batch_size", result.micro_batch_size)
+        if result.oom_retries:
+            set_attr("oom_retries", result.oom_retries)
+        if self._in_top_k(study, result.value):
+            self._keep_weights(study, trial, params, result)
+        study.tell(trial, result.value)
+        self._drop_beyond_top_k(study)
+        return TrialOutcome(State.COMPLETE, result.value, metrics=result.metrics, duration_s=time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ top-k weights
+
+    def _ranked(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None and math.isfinite(t.value)]
+        reverse = self.ctx.resolved.objective.direction == "maximize"
+        return sorted(done, key=lambda t: (t.value, -t.number) if reverse else (-t.value, -t.number), reverse=True)  # type: ignore[operator]
+
+    def _in_top_k(self, study: optuna.Study, value: float) -> bool:
+        k = self.recipe.search.keep_top_k
+        ranked = self._ranked(study)
+        if len(ranked) < k:
+            return True
+        kth = ranked[k - 1].value
+        assert kth is not None
+        return value > kth if self.ctx.resolved.objective.direction == "maximize" else value < kth
+
+    def _keep_weights(self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], result: Any) -> None:
+        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+        from automl.engine import save_trial_weights
+
+        store = FileSystemArtifactStore(str(artifact_dir(self.ctx.run_dir)))
+        with tempfile.TemporaryDirectory(dir=self.ctx.run_dir) as tmp:
+            path = Path(tmp) / f"trial-{trial.number}.safetensors"
+            save_trial_weights(result.model, params.get("adapter", "full"), path)
+            artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        trial.set_user_attr("artifact_id", artifact_id)
+
+    def _drop_beyond_top_k(self, study: optuna.Study) -> None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        store = FileSystemArtifactStore(str(artifact_dir(self.ctx.run_dir)))
+        for t in self._ranked(study)[self.recipe.search.keep_top_k :]:
+            artifact_id = t.user_attrs.get("artifact_id")
+            if artifact_id:
+                try:
+                    store.remove(artifact_id)
+                except Exception:
+                    pass
+
+
+def artifact_dir(run_dir: Path) -> Path:
+    path = run_dir / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (deprecation notices, progress bars, info logs) out of the run's
+    output; automl reports what matters itself."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*TRANSFORMERS_CACHE.*")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def worker_process(raw_args: str) -> None:
+    """Entry point of a spawned worker process."""
+    args = WorkerArgs.from_json(raw_args)
+    # SIGTERM from the supervisor stops like Ctrl-C: the running trial is marked failed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
+    try:
+        Worker(args).loop()
+    except KeyboardInterrupt:
+        sys.exit(130)
