@@ -421,6 +421,12 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError("YAML aliases expand to over 100,000 nodes; refusing (alias bomb?)", file=file)
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:  # pragma: no cover - compose already parsed it
-        raise RecipeError(f"not valid YAML: {exc}", file=file) from None
+    except yaml.YAMLError as exc:  # e.g. a !!python/object tag: safe loading refuses it
+        mark = getattr(exc, "problem_mark", None)
+        problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).replace("\n", " ")
+        raise RecipeError(
+            f"not valid YAML: {problem} (recipes are plain YAML; tags that build objects are refused)",
+            file=file,
+            line=(mark.line + 1) if mark else None,
+        ) from None
     return parse_recipe(data, file=file, node=node, path=path.resolve())

@@ -104,3 +104,70 @@ def registered(plugin: object, name: str = "test-plugin") -> Iterator[object]:
         yield plugin
     finally:
         plugins.unregister_plugin(name)
+
+
+_POSITIVE = ("great", "excellent", "love", "wonderful", "fantastic", "good", "happy", "perfect")
+_NEGATIVE = ("terrible", "awful", "hate", "bad", "broken", "poor", "sad", "useless")
+_FILLER = (
+    "the product arrived on time and it was an item from the shop that i bought for my home "
+    "with a box a manual and a cable in blue"
+).split()
+
+
+def write_toy_text_data(
+    directory: str | Path,
+    *,
+    train: int = 300,
+    validation: int = 100,
+    test: int = 100,
+    seed: int = 0,
+    labels: tuple[str, str] = ("negative", "positive"),
+) -> Path:
+    """Write a small, learnable binary text data set (``text,label`` CSVs) for tests:
+    each row mixes filler words with two sentiment words. Returns *directory*."""
+    import csv
+    import random
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for name, n in (("train", train), ("validation", validation), ("test", test)):
+        if n <= 0:
+            continue
+        with (directory / f"{name}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            for _ in range(n):
+                positive = rng.random() < 0.5
+                words = rng.sample(_FILLER, 8) + rng.sample(_POSITIVE if positive else _NEGATIVE, 2)
+                rng.shuffle(words)
+                writer.writerow([" ".join(words), labels[1] if positive else labels[0]])
+    return directory
+
+
+def tiny_recipe(directory: str | Path, **overrides: Any) -> dict[str, Any]:
+    """A recipe dict for ``text-classification`` on :func:`write_toy_text_data` files with
+    the tiny backbone: trains in about a second per trial. Keys in *overrides* replace
+    top-level keys (``search``, ``training``...)."""
+    directory = Path(directory)
+    recipe: dict[str, Any] = {
+        "task": "text-classification",
+        "backbone": "tiny-bert",
+        "data": {
+            "train": str(directory / "train.csv"),
+            "validation": str(directory / "validation.csv"),
+            "test": str(directory / "test.csv"),
+        },
+        "search": {
+            "trials": 3,
+            "space": {
+                "learning_rate": {"low": 2e-3, "high": 6e-3, "log": True},
+                "epochs": {"low": 3, "high": 6},
+                "batch_size": [16],
+            },
+        },
+        "training": {"max_length": 32, "seed": 0},
+        "output": str(directory / "run"),
+    }
+    recipe.update(overrides)
+    return recipe

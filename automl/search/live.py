@@ -87,7 +87,9 @@ class LiveStatus:
                 self._announce(t)
         if self.live is None:
             return
-        finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+        from automl.search.worker import counts_toward_budget
+
+        finished = sum(1 for t in trials if counts_toward_budget(t))
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         best = ""
         if complete:

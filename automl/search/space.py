@@ -146,4 +146,7 @@ def build_space(
             raise RecipeError(
                 "conditions form a cycle: " + ", ".join(sorted(pending)), file=file, field="search.space"
             )
+    # A dimension whose condition names a fixed value it can never match is never sampled
+    # (e.g. LoRA settings when the recipe fixes adapter: full).
+    ordered = [d for d in ordered if all(fixed[k] in v for k, v in d.when.items() if k in fixed)]
     return SearchSpace(fixed=fixed, dimensions=tuple(ordered))

@@ -26,7 +26,7 @@ from automl.errors import StorageError, UserError
 from automl.events import StudySummary
 from automl.run import RunContext
 from automl.search.storage import mask_url, open_storage
-from automl.search.worker import FINISHED, RETRYABLE, WorkerArgs, fail_trial, retry_trial, worker_process
+from automl.search.worker import WorkerArgs, budget_used, fail_and_retry, worker_process
 
 
 @dataclass
@@ -105,8 +105,8 @@ def recover_orphans(study: optuna.Study, retries: int) -> list[int]:
             continue
         if _pid_alive(int(pid)):
             continue
-        if fail_trial(study, t._trial_id, "worker process died (the run was killed); retried"):
-            retry_trial(study, study._storage.get_trial(t._trial_id), retries)
+        failed, _ = fail_and_retry(study, t._trial_id, "worker process died (the run was killed)", retries)
+        if failed:
             recovered.append(t.number)
     return recovered
 
@@ -162,9 +162,9 @@ class Supervisor:
             return None
         return max(1, (os.cpu_count() or 1) // max(1, self.options.workers))
 
-    def _start_worker(self, index: int, deadline: float | None) -> None:
+    def _worker_args(self, index: int, deadline: float | None) -> WorkerArgs:
         ctx = self.ctx
-        args = WorkerArgs(
+        return WorkerArgs(
             recipe_path=str(ctx.recipe.path),
             overrides=self.options.overrides,
             storage_url=ctx.storage_url,
@@ -173,6 +173,9 @@ class Supervisor:
             threads=self._threads(),
             deadline=deadline,
         )
+
+    def _start_worker(self, index: int, deadline: float | None) -> None:
+        args = self._worker_args(index, deadline)
         mp = multiprocessing.get_context("spawn")
         proc = mp.Process(target=worker_process, args=(args.to_json(),), name=f"automl-worker-{index}", daemon=False)
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -194,8 +197,8 @@ class Supervisor:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("worker") == tag:
                 reason = f"worker process died ({why}) while running this trial"
-                if fail_trial(study, t._trial_id, reason):
-                    again = retry_trial(study, study._storage.get_trial(t._trial_id), self.ctx.recipe.search.retries)
+                failed, again = fail_and_retry(study, t._trial_id, reason, self.ctx.recipe.search.retries)
+                if failed:
                     self.console.print(
                         f"[red]trial {t.number} failed[/]: {reason}" + ("; queued again" if again else "; retries used up")
                     )
@@ -216,10 +219,10 @@ class Supervisor:
         recovered = recover_orphans(study, ctx.recipe.search.retries + 1)
         if recovered:
             console.print(f"resumed: trial(s) {', '.join(map(str, recovered))} were cut off by a crash and run again")
-        done = sum(1 for _ in study.get_trials(deepcopy=False, states=FINISHED))
+        done = budget_used(study)
         target = ctx.recipe.search.trials
         if done:
-            console.print(f"resuming study '{ctx.study_name}': {done}/{target} trials already finished")
+            console.print(f"resuming study '{ctx.study_name}': {done}/{target} trials already done")
         timeout = ctx.recipe.search.timeout
         deadline = start + timeout if timeout else None
 
@@ -300,6 +303,17 @@ class Supervisor:
 
     def _supervise(self, study: optuna.Study, target: int, deadline: float | None) -> None:
         from automl.search.live import LiveStatus
+        from automl.search.worker import Worker
+
+        if self.options.workers == 0:
+            # In-process (tests, debugging, plugins registered at run time): no isolation
+            # from hard crashes, but the same bookkeeping.
+            live = LiveStatus(self.ctx, study, target, self.console)
+            live.live = None
+            worker = Worker(self._worker_args(0, deadline), ctx=self.ctx)
+            worker.after_trial = live.refresh
+            worker.loop()
+            return
 
         for i in range(self.options.workers):
             self._start_worker(i, deadline)
@@ -322,7 +336,7 @@ class Supervisor:
                                 f"workers keep dying ({_signal_name(proc.exitcode)}); stopping. "
                                 "See the trials' reasons with automl leaderboard"
                             )
-                    finished = sum(1 for _ in study.get_trials(deepcopy=False, states=FINISHED))
+                    finished = budget_used(study)
                     out_of_time = deadline is not None and time.time() >= deadline
                     if finished < target and not out_of_time and proc.exitcode != 0:
                         self._start_worker(index, deadline)

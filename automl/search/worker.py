@@ -28,8 +28,6 @@ from automl.events import TrialInfo, TrialOutcome
 from automl.events import TrialState as State
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-#: Failure reasons that are worth another try with the same parameters.
-RETRYABLE = ("worker process died", "interrupted", "heartbeat")
 
 
 def worker_tag(pid: int | None = None) -> str:
@@ -63,37 +61,62 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
     return counts
 
 
-def finished_count(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED))
+def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial that ran to an end: complete, pruned, or failed for a reason of its own
+    (NaN loss, a plugin error...). A trial cut off by a crash or Ctrl-C is retried instead,
+    and a surplus trial (two workers asking at once for the last slot) never ran."""
+    if t.state in FINISHED:
+        return True
+    return t.state == TrialState.FAIL and not t.user_attrs.get("retried") and not t.user_attrs.get("surplus")
 
 
-def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retries: int) -> bool:
-    """Queue the same parameters again (WAITING) unless retried *max_retries* times."""
-    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
-    if len(history) > max_retries:
-        return False
-    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in ("retry_of",)}
-    user_attrs["retry_of"] = history[0]
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs=user_attrs,
-            system_attrs={"retry_history": history},
-        )
-    )
-    return True
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count toward ``search.trials``, across every worker and every resume."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
 
 
-def fail_trial(study: optuna.Study, trial_id: int, reason: str) -> bool:
-    """Mark a running trial failed with *reason*; False if it already finished."""
+def fail_and_retry(study: optuna.Study, trial_id: int, reason: str, max_retries: int) -> tuple[bool, bool]:
+    """Fail a running trial with *reason* and queue its parameters again (WAITING) unless
+    they were retried *max_retries* times. Returns (failed, retried); failed is False if
+    the trial had already finished."""
     storage = study._storage
+    trial = storage.get_trial(trial_id)
+    if trial.state.is_finished():
+        return False, False
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    retry = len(history) <= max_retries
     try:
-        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-        return storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason + ("; queued again" if retry else "; retries used up"))
+        if retry:
+            storage.set_trial_user_attr(trial_id, "retried", True)
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False, False
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-        return False
+        return False, False
+    if retry:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={"retry_of": history[0]},
+                system_attrs={"retry_history": history},
+            )
+        )
+    return True, retry
+
+
+def oom_known(configs: list[dict[str, Any]], params: dict[str, Any], max_length: int) -> bool:
+    """True if a configuration at least this large already ran out of memory at
+    micro-batch 1 (same adapter, batch size and max length at least as large)."""
+    for cfg in configs:
+        if (
+            cfg.get("adapter") == params.get("adapter", "full")
+            and int(params.get("batch_size", 0)) >= int(cfg.get("batch_size", 0))
+            and max_length >= int(cfg.get("max_length", 0))
+        ):
+            return True
+    return False
 
 
 def _plugin_in_traceback(exc: BaseException) -> str | None:
@@ -119,15 +142,21 @@ def _plugin_in_traceback(exc: BaseException) -> str | None:
 
 
 class Worker:
-    def __init__(self, args: WorkerArgs) -> None:
+    def __init__(self, args: WorkerArgs, ctx: Any = None) -> None:
         from automl.recipe import load_recipe
         from automl.run import RunContext
         from automl.search.storage import open_storage
 
         self.args = args
-        recipe = load_recipe(args.recipe_path).with_overrides(**args.overrides)
-        self.ctx = RunContext.create(recipe, storage_url=args.storage_url, study_name=args.study_name)
-        self.recipe = recipe
+        if ctx is None:
+            recipe = load_recipe(args.recipe_path).with_overrides(**args.overrides)
+            ctx = RunContext.create(recipe, storage_url=args.storage_url, study_name=args.study_name)
+        self.ctx = ctx
+        self.recipe = ctx.recipe
+        #: Called after each trial (the in-process run refreshes its output here).
+        self.after_trial: Any = None
+        #: Set when the sampler has nothing left to try (a finished grid).
+        self.exhausted = False
         self.tag = worker_tag()
         self.storage = open_storage(args.storage_url, self.ctx.run_dir)
         self.progress_file = self.ctx.run_dir / "progress" / f"worker-{args.index}.json"
@@ -187,16 +216,16 @@ class Worker:
         target = self.recipe.search.trials
         # Build the engine before the first ask, so a slow start holds no trial.
         _ = self.engine
-        while True:
+        while not self.exhausted:
             if self.args.deadline is not None and time.time() >= self.args.deadline:
                 return
             if is_heartbeat_enabled(self.storage):
                 fail_stale_trials(study)
             counts = count_states(study)
-            finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-            if finished >= target:
+            used = budget_used(study)
+            if used >= target:
                 return
-            if finished + counts[TrialState.RUNNING] >= target and counts[TrialState.WAITING] == 0:
+            if used + counts[TrialState.RUNNING] >= target and counts[TrialState.WAITING] == 0:
                 time.sleep(1.0)  # wait: a running trial may still fail and need a replacement
                 continue
             trial = study.ask()
@@ -204,31 +233,32 @@ class Worker:
             if self._surplus(study, trial, target):
                 study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
                 study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "not needed: trial budget reached")
-                study.tell(trial, state=TrialState.FAIL)
+                self._tell(study, trial, state=TrialState.FAIL)
                 continue
             self.run_one(study, trial)
+            if self.after_trial is not None:
+                self.after_trial()
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, value: float | None = None, **kwargs: Any) -> None:
+        try:
+            study.tell(trial, value, **kwargs)
+        except RuntimeError as exc:
+            # GridSampler calls study.stop() once the grid is covered, which only works
+            # inside study.optimize; the trial is stored by then.
+            if "Study.stop" not in str(exc):
+                raise
+            self.exhausted = True
 
     def _surplus(self, study: optuna.Study, trial: optuna.Trial, target: int) -> bool:
         """Two workers may ask at once near the end of the budget; the later one yields."""
         active = [
             t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
-            if t.number < trial.number
+            for t in study.get_trials(deepcopy=False)
+            if t.number < trial.number and (t.state == TrialState.RUNNING or counts_toward_budget(t))
         ]
         return len(active) >= target
 
     # ------------------------------------------------------------------ one trial
-
-    def _oom_known(self, study: optuna.Study, params: dict[str, Any]) -> bool:
-        for cfg in study.user_attrs.get("oom_configs", []):
-            if (
-                cfg.get("adapter") == params.get("adapter", "full")
-                and int(params.get("batch_size", 0)) >= int(cfg.get("batch_size", 0))
-                and int(cfg.get("max_length", 0)) <= self.recipe.training.max_length
-                and cfg.get("micro_batch_size", 1) <= 1
-            ):
-                return True
-        return False
 
     def _write_progress(self, **fields: Any) -> None:
         now = time.time()
@@ -262,10 +292,10 @@ class Worker:
         set_attr = trial.set_user_attr
         outcome: TrialOutcome
 
-        if self._oom_known(study, params):
+        if oom_known(study.user_attrs.get("oom_configs", []), params, self.recipe.training.max_length):
             reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
             set_attr("fail_reason", reason)
-            study.tell(trial, state=TrialState.FAIL)
+            self._tell(study, trial, state=TrialState.FAIL)
             return
 
         evals = 0
@@ -291,13 +321,11 @@ class Worker:
             set_attr("pruned_at_step", stop.step)
             set_attr("seconds", time.perf_counter() - start)
             set_attr("prune_reason", f"pruned after evaluation {evals}: {self.ctx.resolved.objective.name} {stop.value:.4g}")
-            study.tell(trial, state=TrialState.PRUNED)
+            self._tell(study, trial, state=TrialState.PRUNED)
             outcome = TrialOutcome(State.PRUNED, None, reason=str(stop), duration_s=time.perf_counter() - start)
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the bookkeeping
-            set_attr("fail_reason", "interrupted (Ctrl-C); it runs again when the run resumes")
-            study.tell(trial, state=TrialState.FAIL)
-            retry_trial(study, study._storage.get_trial(trial._trial_id), self.recipe.search.retries + 1)
+            fail_and_retry(study, trial._trial_id, "interrupted (Ctrl-C or stop signal)", self.recipe.search.retries + 1)
             raise
         except OutOfMemory as exc:
             configs = list(study.user_attrs.get("oom_configs", []))
@@ -325,7 +353,7 @@ class Worker:
     def _fail(self, study: optuna.Study, trial: optuna.Trial, reason: str, start: float) -> TrialOutcome:
         trial.set_user_attr("fail_reason", reason[:500])
         trial.set_user_attr("seconds", time.perf_counter() - start)
-        study.tell(trial, state=TrialState.FAIL)
+        self._tell(study, trial, state=TrialState.FAIL)
         return TrialOutcome(State.FAILED, None, reason=reason, duration_s=time.perf_counter() - start)
 
     def _complete(self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], result: Any, start: float) -> TrialOutcome:
@@ -341,7 +369,7 @@ class Worker:
             set_attr("oom_retries", result.oom_retries)
         if self._in_top_k(study, result.value):
             self._keep_weights(study, trial, params, result)
-        study.tell(trial, result.value)
+        self._tell(study, trial, result.value)
         self._drop_beyond_top_k(study)
         return TrialOutcome(State.COMPLETE, result.value, metrics=result.metrics, duration_s=time.perf_counter() - start)
 

@@ -1,0 +1,102 @@
+"""Tables of records rendered for people (rich) or scripts (CSV, JSON, Markdown)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a records table: its key in each record and how people see it."""
+
+    key: str
+    header: str
+    numeric: bool = False
+    #: rich style of the column in the terminal table.
+    style: str | None = None
+
+
+def fmt_value(value: Any) -> str:
+    """A short human rendering: floats to 4 significant digits, None as "-"."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_json(records: list[dict[str, Any]]) -> str:
+    return json.dumps([_plain(r) for r in records], indent=2, default=str)
+
+
+def to_csv(columns: list[Column], records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.key for c in columns])
+    for r in records:
+        row = []
+        for c in columns:
+            value = r.get(c.key)
+            row.append("" if value is None else json.dumps(value) if isinstance(value, dict | list) else value)
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def md_cell(text: Any) -> str:
+    """Escape a value for a Markdown table cell (pipes, newlines, HTML)."""
+    import html
+
+    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(columns: list[Column], records: list[dict[str, Any]]) -> str:
+    """A GitHub Markdown table of the records, values rendered as people see them."""
+    lines = ["| " + " | ".join(md_cell(c.header) for c in columns) + " |"]
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
+    for r in records:
+        lines.append("| " + " | ".join(md_cell(fmt_value(r.get(c.key))) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render(fmt: str, columns: list[Column], records: list[dict[str, Any]]) -> str:
+    """Text for a machine format ("csv", "json" or "markdown")."""
+    if fmt == "csv":
+        return to_csv(columns, records)
+    if fmt == "json":
+        return to_json(records)
+    if fmt == "markdown":
+        return to_markdown(columns, records)
+    raise ValueError(fmt)

@@ -1,0 +1,154 @@
+"""The trial engine trains real (tiny) models: full and LoRA learn, faults stay inside
+the trial, a seed repeats a trial, out-of-memory halves the micro-batch."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from faults import Plugin
+
+from automl.device import pick_device
+from automl.engine import OutOfMemory, TrialEngine, TrialFailed
+from automl.recipe import load_recipe
+from automl.run import RunContext
+from automl.search.storage import open_storage
+from automl.search.supervisor import RunOptions, run_recipe
+from automl.testing import registered
+
+
+def build_engine(recipe_path, task: str | None = None) -> TrialEngine:
+    recipe = load_recipe(recipe_path)
+    ctx = RunContext.create(recipe)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    data, tokenizer, encoded = ctx.load_data()
+    base = ctx.load_base_model()
+    return TrialEngine(
+        task=ctx.resolved.task,
+        base_model=base,
+        encoded=encoded,
+        splits={"train": data.train, "validation": data.validation},
+        setup=pick_device("cpu"),
+        pad_id=tokenizer.pad_token_id,
+        objective="f1_macro",
+        direction="maximize",
+        lora_targets=ctx.resolved.backbone.lora_target_modules(base),
+        seed=0,
+    )
+
+
+PARAMS = {"learning_rate": 4e-3, "batch_size": 16, "epochs": 6, "warmup_ratio": 0.06, "weight_decay": 0.01}
+
+
+@pytest.fixture
+def engine(recipe_file):
+    return build_engine(recipe_file())
+
+
+def test_full_finetuning_learns(engine):
+    seen = []
+    result = engine.run_trial({**PARAMS, "adapter": "full"}, reporter=lambda s, v, m: seen.append(v) or False)
+    assert result.value > 0.8  # chance is 0.5
+    assert len(seen) == 6  # one evaluation per epoch
+    assert result.steps == 6 * 19  # ceil(300 / 16) steps per epoch
+
+
+def test_lora_learns_and_trains_few_weights(engine):
+    result = engine.run_trial({**PARAMS, "learning_rate": 2e-2, "epochs": 8, "adapter": "lora", "lora_r": 8, "lora_alpha": 16})
+    assert result.value > 0.7
+    trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in result.model.parameters())
+    assert trainable < total / 2
+
+
+def test_seed_repeats_a_trial(engine):
+    a = engine.run_trial({**PARAMS, "epochs": 2, "adapter": "full"})
+    b = engine.run_trial({**PARAMS, "epochs": 2, "adapter": "full"})
+    assert a.metrics == b.metrics
+
+
+def test_pruning_stops_cleanly(engine):
+    from automl.engine import TrialStopped
+
+    with pytest.raises(TrialStopped) as stop:
+        engine.run_trial({**PARAMS, "adapter": "full"}, reporter=lambda s, v, m: True)
+    assert stop.value.step == 19
+
+
+def test_nan_loss_fails_the_trial(recipe_file):
+    with registered(Plugin(), "test-faults"):
+        engine = build_engine(recipe_file(task="faulty-text"))
+        with pytest.raises(TrialFailed, match="loss became nan at step 1"):
+            engine.run_trial({**PARAMS, "fault": "nan"})
+
+
+def test_oom_halves_micro_batch(recipe_file):
+    with registered(Plugin(), "test-faults"):
+        engine = build_engine(recipe_file(task="faulty-text"))
+        result = engine.run_trial({**PARAMS, "epochs": 1, "fault": "oom", "oom_above": 4})
+        assert result.micro_batch_size == 4 and result.oom_retries == 2
+        with pytest.raises(OutOfMemory, match="micro-batch 1"):
+            engine.run_trial({**PARAMS, "epochs": 1, "fault": "oom", "oom_above": 0})
+
+
+def _study(run_dir):
+    name = json.loads((run_dir / "run.json").read_text())["study_name"]
+    return optuna.load_study(study_name=name, storage=open_storage(None, run_dir))
+
+
+def test_faults_stay_inside_their_trials(recipe_file, tmp_path):
+    """A NaN loss, a plugin exception and an OOM at micro-batch 1 each fail their trial
+    with a reason; the other trials run and the best model is exported. (The OOM trial
+    runs first: afterwards the same batch size is skipped as known to run out of memory.)"""
+    path = recipe_file(
+        task="faulty-text",
+        search={
+            "trials": 3,
+            "sampler": "grid",
+            "pruner": "none",
+            "space": {"fault": ["none", "nan", "raise"], "oom_above": [0], "learning_rate": [4e-3], "epochs": [3], "batch_size": [16], "adapter": "full"},
+        },
+    )
+    with registered(Plugin(), "test-faults"):
+        outcome = run_recipe(load_recipe(path), options=RunOptions(workers=0, baseline=False))
+    study = _study(outcome.run_dir)
+    by_fault = {}
+    for t in study.trials:
+        by_fault.setdefault(t.params["fault"], []).append(t)
+    assert by_fault["none"][0].state == optuna.trial.TrialState.COMPLETE
+    assert "loss became nan" in by_fault["nan"][0].user_attrs["fail_reason"]
+    assert "plugin 'test-faults' raised RuntimeError: the faulty plugin broke on purpose" in by_fault["raise"][0].user_attrs["fail_reason"]
+    assert (outcome.run_dir / "best" / "model.safetensors").exists()
+    assert outcome.summary.n_complete == 1 and outcome.summary.n_failed == 2
+
+
+def test_out_of_memory_config_is_remembered(recipe_file):
+    path = recipe_file(
+        task="faulty-text",
+        search={
+            "trials": 1,
+            "retries": 0,
+            "space": {"fault": "oom", "oom_above": 0, "batch_size": [16], "epochs": [1], "adapter": "full"},
+        },
+    )
+    with registered(Plugin(), "test-faults"):
+        run_recipe(load_recipe(path), options=RunOptions(workers=0, baseline=False, export=False))
+        outcome = run_recipe(load_recipe(path).with_overrides(trials=2), options=RunOptions(workers=0, baseline=False, export=False))
+    study = _study(outcome.run_dir)
+    reasons = [t.user_attrs["fail_reason"] for t in study.trials]
+    assert "out of memory even at micro-batch 1" in reasons[0]
+    assert study.user_attrs["oom_configs"] == [{"adapter": "full", "batch_size": 16, "max_length": 32, "micro_batch_size": 1}]
+    assert len(reasons) == 2  # failed trials count toward the budget: no endless loop
+    assert reasons[1].startswith("skipped: this adapter and batch size ran out of memory")
+
+
+def test_oom_known_covers_larger_configs():
+    from automl.search.worker import oom_known
+
+    seen = [{"adapter": "full", "batch_size": 16, "max_length": 128}]
+    assert oom_known(seen, {"adapter": "full", "batch_size": 32}, 128)
+    assert oom_known(seen, {"adapter": "full", "batch_size": 16}, 256)
+    assert not oom_known(seen, {"adapter": "full", "batch_size": 8}, 128)
+    assert not oom_known(seen, {"adapter": "lora", "batch_size": 32}, 128)
+    assert not oom_known(seen, {"adapter": "full", "batch_size": 32}, 64)
