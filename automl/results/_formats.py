@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,11 @@ class Column:
     numeric: bool = False
     #: rich style of the column in the terminal table.
     style: str | None = None
+    #: How people see a value (default :func:`fmt_value`).
+    show: Callable[[Any], str] | None = None
+
+    def text(self, value: Any) -> str:
+        return (self.show or fmt_value)(value)
 
 
 def fmt_value(value: Any) -> str:
@@ -87,7 +93,7 @@ def to_markdown(columns: list[Column], records: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(md_cell(c.header) for c in columns) + " |"]
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
     for r in records:
-        lines.append("| " + " | ".join(md_cell(fmt_value(r.get(c.key))) for c in columns) + " |")
+        lines.append("| " + " | ".join(md_cell(c.text(r.get(c.key))) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
