@@ -1,0 +1,49 @@
+"""``automl predict``: predictions from an exported model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="predict")
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(path_type=Path))
+@click.argument("source", metavar="INPUT")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write here (.csv, .jsonl or .parquet); default: CSV on stdout.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per forward pass.")
+@click.option("--column", help="Text column of INPUT (default: the one the model was trained on).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+def command(model_dir: Path, source: str, output: Path | None, batch_size: int, column: str | None, device: str) -> None:
+    """Predict INPUT (CSV, JSONL or Parquet; - for lines of text on stdin) with the model
+    exported to MODEL_DIR (a run's best/). Writes the input rows plus the prediction and
+    score columns."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from automl.results.predict import load_exported, output_format, predict_frame, read_input, write_predictions
+    from automl.search.worker import quiet_libraries
+
+    quiet_libraries()
+    if output is not None:
+        output_format(output)  # a bad extension fails before the model loads
+    exported = load_exported(model_dir, column=column, device=device)
+    frame, name = read_input(source, exported.text_column)
+    err = Console(stderr=True)
+    progress = Progress(
+        TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
+        disable=not err.is_terminal,
+    )
+    with progress:
+        job = progress.add_task("predict", total=None)
+        result = predict_frame(
+            exported,
+            frame,
+            file=name,
+            batch_size=batch_size,
+            on_total=lambda n: progress.update(job, total=n),
+            on_batch=lambda n: progress.advance(job, n),
+        )
+    write_predictions(result, output)
+    if output is not None and err.is_terminal:
+        err.print(f"{len(result)} predictions written to {output}")

@@ -1,0 +1,169 @@
+"""Predictions from an exported model (``automl predict``).
+
+The model directory is what the export wrote (``<run>/best``): transformers weights and
+tokenizer plus ``automl.json``, which names the task, its options, the data columns, the
+labels, the max length and the calibration (e.g. a tuned decision threshold).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from automl.errors import DataError, UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from automl.task import Task
+
+META_FILE = "automl.json"
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class ExportedModel:
+    """An exported model, ready to predict."""
+
+    path: Path
+    meta: dict[str, Any]
+    task: Task
+    model: Any
+    tokenizer: Any
+
+    @property
+    def text_column(self) -> str:
+        return str((self.meta.get("data") or {}).get("text_column", "text"))
+
+
+def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``(directory, automl.json)``; a run directory stands for its ``best/``."""
+    path = Path(model_dir)
+    if not path.exists():
+        raise UserError("no such model directory", file=path)
+    if not (path / META_FILE).exists() and (path / "best" / META_FILE).exists():
+        path = path / "best"
+    meta_file = path / META_FILE
+    if not path.is_dir() or not meta_file.exists():
+        raise UserError(f"is not an automl export (no {META_FILE}); give a run's best/ directory", file=path)
+    try:
+        meta = json.loads(meta_file.read_text())
+        if not isinstance(meta, dict) or "task" not in meta:
+            raise ValueError("no 'task'")
+    except ValueError as exc:
+        raise UserError(f"is not a valid automl export: {exc}", file=meta_file) from None
+    return path, meta
+
+
+def load_exported(model_dir: str | Path, *, column: str | None = None, device: str = "auto") -> ExportedModel:
+    """Load the model, tokenizer and task of an export. *column* replaces the text column."""
+    from automl import plugins
+    from automl.recipe import DataSpec
+    from automl.task import read_options
+
+    path, meta = read_meta(model_dir)
+    meta_file = str(path / META_FILE)
+    task_cls = plugins.get_task(meta["task"], file=meta_file)
+    options = read_options(task_cls, meta.get("task_options") or {}, file=meta_file, field="task_options")
+    data = dict(meta.get("data") or {})
+    if column:
+        data["text_column"] = column
+        meta = {**meta, "data": data}
+    task = task_cls(options, DataSpec.model_construct(**{k: v for k, v in data.items() if k in DataSpec.model_fields}))
+    task.labels = meta.get("labels")
+    model, tokenizer = _load_model(path, meta)
+    from automl.device import pick_device
+
+    model.to(pick_device(device).device)
+    return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
+
+
+def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    cls = AutoModelForTokenClassification if meta.get("head") == "token-classification" else AutoModelForSequenceClassification
+    remote = bool(meta.get("trust_remote_code", False))
+    try:
+        model = cls.from_pretrained(str(path), use_safetensors=True, trust_remote_code=remote)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=remote)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load the exported model: {first}", file=path) from None
+    return model, tokenizer
+
+
+def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """The rows to predict and the name to report for them. ``-`` reads lines of text."""
+    import pandas as pd
+
+    from automl.data import read_table
+
+    if str(source) == "-":
+        lines = [line.rstrip("\r\n") for line in (stdin or sys.stdin)]
+        lines = [line for line in lines if line.strip()]
+        if not lines:
+            raise DataError("no lines of text on standard input", file="<stdin>")
+        return pd.DataFrame({text_column: lines}), "<stdin>"
+    frame = read_table(source)
+    if len(frame) == 0:
+        raise DataError("has no rows to predict", file=source)
+    return frame, str(source)
+
+
+def predict_frame(
+    exported: ExportedModel,
+    frame: pd.DataFrame,
+    *,
+    file: str = "<input>",
+    batch_size: int = 64,
+    on_total: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """The input rows with the task's prediction columns added (``prediction``, scores)."""
+    import pandas as pd
+
+    from automl.device import pick_device
+    from automl.engine import predict_outputs
+
+    task = exported.task
+    split = task.read(frame, split="predict", file=file, label_names=task.labels)
+    max_length = int(exported.meta.get("max_length") or 512)
+    encoded = task.encode(split, exported.tokenizer, max_length)
+    if on_total is not None:
+        on_total(len(split))
+    setup = pick_device(str(next(exported.model.parameters()).device))
+    outputs = predict_outputs(
+        exported.model, encoded, setup, exported.tokenizer.pad_token_id or 0, batch_size, task.head, on_batch=on_batch
+    )
+    rows = task.predict(outputs, split, encoded, exported.meta.get("calibration") or {})
+    predicted = pd.DataFrame(rows, index=frame.index)
+    base = frame.drop(columns=[c for c in predicted.columns if c in frame.columns])
+    return pd.concat([base, predicted], axis=1)
+
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise UserError(f"unknown output format '{suffix or path}'; expected .csv, .jsonl or .parquet", field="--output")
+    return OUTPUT_FORMATS[suffix]
+
+
+def write_predictions(frame: pd.DataFrame, path: str | Path | None, stream: IO[str] | None = None) -> None:
+    """Write to *path* (format by extension), or CSV to *stream* (stdout)."""
+    if path is None:
+        frame.to_csv(stream or sys.stdout, index=False)
+        return
+    fmt = output_format(path)
+    try:
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        elif fmt == "jsonl":
+            frame.to_json(path, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_parquet(path, index=False)
+    except OSError as exc:
+        raise UserError(f"cannot write predictions: {exc.strerror or exc}", file=path) from None
