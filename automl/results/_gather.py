@@ -77,6 +77,9 @@ class RunResults:
     importances: dict[str, float] = field(default_factory=dict)
     #: Metric name -> "maximize"/"minimize" (from the task when it is installed).
     metric_directions: dict[str, str] = field(default_factory=dict)
+    #: Hyperparameter -> "float", "log" (a float or int searched on a log scale), "int"
+    #: or "categorical", from the study's distributions.
+    param_kinds: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ derived facts
 
@@ -270,6 +273,21 @@ def trial_rows(study: Any) -> list[TrialRow]:
     return rows
 
 
+def param_kinds(study: Any) -> dict[str, str]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    kinds: dict[str, str] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            if name in kinds:
+                continue
+            if isinstance(dist, CategoricalDistribution):
+                kinds[name] = "categorical"
+            elif isinstance(dist, FloatDistribution | IntDistribution):
+                kinds[name] = "log" if dist.log else "int" if isinstance(dist, IntDistribution) else "float"
+    return kinds
+
+
 def importances(study: Any) -> dict[str, float]:
     """Parameter importances (fANOVA), or {} when there are too few complete trials."""
     import warnings
@@ -393,4 +411,5 @@ def gather(
         summary=summary,
         importances=importances(study) if with_importances else {},
         metric_directions=directions,
+        param_kinds=param_kinds(study),
     )
