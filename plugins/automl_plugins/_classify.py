@@ -9,6 +9,21 @@ import numpy as np
 from automl.errors import DataError
 
 
+class Columns:
+    """``text_column`` / ``label_column`` from the recipe's ``data`` section (defaults
+    ``text`` / ``label``) for tasks that keep the recipe in ``self.data``."""
+
+    data: Any
+
+    @property
+    def text_column(self) -> str:
+        return self.data.text_column if self.data else "text"
+
+    @property
+    def label_column(self) -> str:
+        return self.data.label_column if self.data else "label"
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -121,6 +136,24 @@ def binary_curves(labels: np.ndarray, scores: np.ndarray, threshold: float | Non
     ax.legend(loc="lower right")
     fig.tight_layout()
     out.append(("ROC curve", fig))
+    return out
+
+
+def read_labels(frame: Any, split: str, column: str, label_names: list[str] | None, *, file: str) -> list[int] | None:
+    """Class ids of *column*, or ``None`` for ``split="predict"``."""
+    from automl.data import require_columns
+
+    if split == "predict":
+        return None
+    require_columns(frame, [column], file=file, field="data.label_column")
+    return label_ids(frame[column].tolist(), label_names or [], file=file, column=column)
+
+
+def encode_split(split: Any, tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
+    """``input_ids`` of a split of texts, and its ``labels`` when known."""
+    out: dict[str, list[Any]] = {"input_ids": encode_texts(split.inputs, tokenizer, max_length)}
+    if split.labels is not None:
+        out["labels"] = list(split.labels)
     return out
 
 

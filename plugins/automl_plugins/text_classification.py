@@ -13,12 +13,13 @@ from automl.data import require_columns
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
 from ._classify import (
+    Columns,
     binary_curves,
     classification_metrics,
     confusion_plot,
-    encode_texts,
-    label_ids,
+    encode_split,
     label_list,
+    read_labels,
     softmax,
     text_values,
 )
@@ -26,7 +27,7 @@ from ._classify import (
 automl_api_version = "1"
 
 
-class TextClassification(Task):
+class TextClassification(Columns, Task):
     name = "text-classification"
     description = "binary or multi-class text classification (sentiment, topic, intent)"
     head = "sequence-classification"
@@ -40,14 +41,6 @@ class TextClassification(Task):
     )
     default_metric = "f1_macro"
 
-    @property
-    def text_column(self) -> str:
-        return self.data.text_column if self.data else "text"
-
-    @property
-    def label_column(self) -> str:
-        return self.data.label_column if self.data else "label"
-
     def label_names(self, train, *, file):  # type: ignore[no-untyped-def]
         require_columns(train, [self.label_column], file=file, field="data.label_column")
         return label_list(train[self.label_column].tolist(), file=file, column=self.label_column)
@@ -55,20 +48,14 @@ class TextClassification(Task):
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
         require_columns(frame, [self.text_column], file=file, field="data.text_column")
         texts = text_values(frame, self.text_column, file=file)
-        labels = None
-        if split != "predict":
-            require_columns(frame, [self.label_column], file=file, field="data.label_column")
-            labels = label_ids(frame[self.label_column].tolist(), label_names or [], file=file, column=self.label_column)
+        labels = read_labels(frame, split, self.label_column, label_names, file=file)
         return Split(inputs=texts, labels=labels, frame=frame)
 
     def stratify(self, split: Split) -> Any:
         return split.labels
 
     def encode(self, split, tokenizer, max_length):  # type: ignore[no-untyped-def]
-        out: dict[str, list[Any]] = {"input_ids": encode_texts(split.inputs, tokenizer, max_length)}
-        if split.labels is not None:
-            out["labels"] = list(split.labels)
-        return out
+        return encode_split(split, tokenizer, max_length)
 
     def compute_metrics(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
         return classification_metrics(softmax(np.asarray(outputs)), np.asarray(encoded["labels"]))

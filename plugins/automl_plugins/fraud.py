@@ -1,0 +1,438 @@
+"""``fraud-detection``: binary classification of table rows (numbers, categories and free
+text such as a transaction memo), built for heavy class imbalance.
+
+Each row becomes one model input, ``column: value`` pairs joined by `` | ``, with numbers
+written the same way in every split (whole numbers without decimals, other numbers with
+two, never in scientific notation)::
+
+    amount: 1234.50 | country: NG | card_present: 0 | hour: 3 | memo: gift card reload
+
+The objective defaults to PR-AUC. Training uses class-weighted cross-entropy (the weight
+of the positive class is ``(negatives / positives) ** class_weight_power``, a
+hyperparameter the search may tune). After each evaluation a decision threshold is tuned
+on the validation outputs (best F1, or a target precision or recall); precision, recall
+and F1 are reported at that threshold and ``automl predict`` applies it.
+
+Baseline: scikit-learn's HistGradientBoostingClassifier on the raw columns (categories
+encoded, free text as a few TF-IDF/SVD components).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from automl import hookimpl
+from automl.data import require_columns
+from automl.errors import DataError
+from automl.task import BaselineResult, Metric, Split, Task, TaskData
+
+from . import datagen
+from ._classify import Columns, binary_curves, confusion_plot, encode_split, label_list, read_labels, softmax
+
+automl_api_version = "1"
+
+#: ``automl data generate`` ships with this plugin (it writes the data of the recipes).
+automl_register_commands = datagen.automl_register_commands
+
+#: Label values taken as the positive class when ``positive_label`` is not set.
+POSITIVE_NAMES = ("1", "1.0", "true", "yes", "fraud", "fraudulent", "positive")
+#: Decimals for numbers that are not whole.
+DECIMALS = 2
+MISSING = "missing"
+
+
+class TargetPrecision(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Flag as much fraud as possible while keeping at least this precision.
+    target_precision: float = Field(gt=0, lt=1)
+
+
+class TargetRecall(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Catch at least this share of fraud with as few false alarms as possible.
+    target_recall: float = Field(gt=0, lt=1)
+
+
+class FraudOptions(BaseModel):
+    """``task_options`` of ``fraud-detection``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Columns that make up the model input, in this order; default: every column except
+    #: the label column, in file order.
+    columns: list[str] | None = None
+    #: The label value that means fraud; default: "1", "true", "fraud"... if present,
+    #: otherwise the minority class.
+    positive_label: str | None = None
+    #: How the decision threshold is tuned on validation: best F1, or a target precision
+    #: (``{target_precision: 0.9}``) or recall (``{target_recall: 0.8}``).
+    threshold: Literal["f1"] | TargetPrecision | TargetRecall = "f1"
+    #: ``balanced``: weight the loss by class frequency; ``none``: plain cross-entropy.
+    class_weight: Literal["balanced", "none"] = "balanced"
+    #: 0 = no weighting, 1 = fully balanced; the search tunes it unless the recipe fixes it.
+    class_weight_power: float = Field(default=0.5, ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one input column is written: ``number`` (decimals), ``category`` or ``text``."""
+
+    name: str
+    kind: Literal["number", "category", "text"]
+    decimals: int = 0
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value) in ("", "nan", "<NA>", "NaN")
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _kind(series: Any) -> tuple[str, int]:
+    """``(kind, decimals)`` of a column: a float column keeps its decimals even where a
+    value is whole, so ``100.00`` reads the same in every split."""
+    present = [v for v in series.tolist() if not _is_missing(v)]
+    numbers = [_as_number(v) for v in present]
+    if present and all(n is not None for n in numbers):
+        whole = series.dtype.kind in "iub" or (
+            series.dtype.kind != "f" and all(float(n).is_integer() for n in numbers)  # type: ignore[arg-type]
+        )
+        return "number", 0 if whole else DECIMALS
+    words = [len(str(v).split()) for v in present]
+    distinct = len({str(v) for v in present})
+    if words and (np.mean(words) > 2 or distinct > max(50, 0.5 * len(present))):
+        return "text", 0
+    return "category", 0
+
+
+def format_number(value: float, decimals: int) -> str:
+    """A number as the model sees it: fixed decimals, never scientific notation."""
+    if decimals == 0 and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.{max(decimals, DECIMALS)}f}"
+
+
+def serialise(frame: Any, columns: list[Column], *, file: str) -> list[str]:
+    """One ``column: value | ...`` string per row; numbers are checked and formatted."""
+    parts: list[list[str]] = [[] for _ in range(len(frame))]
+    for col in columns:
+        for row, value in enumerate(frame[col.name].tolist()):
+            if _is_missing(value):
+                text = MISSING
+            elif col.kind == "number":
+                number = _as_number(value)
+                if number is None:
+                    raise DataError(
+                        f"row {row + 1}: column '{col.name}' holds {str(value)[:40]!r}, expected a number "
+                        "(the column is numeric in the training data)",
+                        file=file,
+                    )
+                text = format_number(number, col.decimals)
+            elif isinstance(value, bool | np.bool_):
+                text = str(bool(value)).lower()
+            else:
+                text = " ".join(str(value).split())
+            parts[row].append(f"{col.name}: {text}")
+    return [" | ".join(p) for p in parts]
+
+
+def _mostly_numbers(values: list[Any]) -> tuple[int, Any] | None:
+    """For a column that is numbers except for a few rows: the first bad (row, value)."""
+    present = [(i, v) for i, v in enumerate(values) if not _is_missing(v)]
+    bad = [(i, v) for i, v in present if _as_number(v) is None]
+    if present and bad and len(bad) <= max(1, 0.05 * len(present)):
+        return bad[0]
+    return None
+
+
+def tune_threshold(scores: np.ndarray, labels: np.ndarray, goal: Any) -> dict[str, Any]:
+    """The decision threshold (flag when ``score >= threshold``) that meets *goal*."""
+    from sklearn.metrics import precision_recall_curve
+
+    if labels.min(initial=0) == labels.max(initial=0):
+        return {"threshold": 0.5, "goal": "default", "met": False}
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    if isinstance(goal, TargetPrecision):
+        ok = np.flatnonzero(precision >= goal.target_precision)
+        i = int(ok[np.argmax(recall[ok])]) if len(ok) else int(np.argmax(precision))
+        name, met = f"precision>={goal.target_precision:g}", bool(len(ok))
+    elif isinstance(goal, TargetRecall):
+        ok = np.flatnonzero(recall >= goal.target_recall)
+        i = int(ok[np.argmax(precision[ok])]) if len(ok) else 0
+        name, met = f"recall>={goal.target_recall:g}", bool(len(ok))
+    else:
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+        i = int(np.argmax(f1))
+        name, met = "f1", True
+    return {"threshold": float(thresholds[i]), "goal": name, "met": met}
+
+
+def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    flagged = (scores >= threshold).astype(int)
+    p = np.clip(scores, 1e-7, 1 - 1e-7)
+    both = labels.min(initial=0) != labels.max(initial=0)
+    return {
+        "pr_auc": float(average_precision_score(labels, scores)) if both else float("nan"),
+        "roc_auc": float(roc_auc_score(labels, scores)) if both else float("nan"),
+        "f1": float(f1_score(labels, flagged, zero_division=0)),
+        "precision": float(precision_score(labels, flagged, zero_division=0)),
+        "recall": float(recall_score(labels, flagged, zero_division=0)),
+        "log_loss": float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))),
+    }
+
+
+class FraudDetection(Columns, Task):
+    name = "fraud-detection"
+    description = "imbalanced binary classification of table rows (numbers, categories, free text)"
+    head = "sequence-classification"
+    metrics = (
+        Metric("pr_auc", "maximize", "average precision of the fraud score"),
+        Metric("roc_auc", "maximize", "ROC AUC of the fraud score"),
+        Metric("f1", "maximize", "F1 of the fraud class at the tuned threshold"),
+        Metric("precision", "maximize", "precision of the fraud class at the tuned threshold"),
+        Metric("recall", "maximize", "recall of the fraud class at the tuned threshold"),
+        Metric("log_loss", "minimize", "cross-entropy of the fraud probability"),
+    )
+    default_metric = "pr_auc"
+    Options = FraudOptions
+    extra_hyperparameters = {
+        "class_weight_power": "positive-class loss weight = (negatives/positives) ** power; 0 = unweighted"
+    }
+
+    def __init__(self, options: BaseModel | None = None, data: Any = None) -> None:
+        super().__init__(options, data)
+        #: Column layout, set from the training data.
+        self.schema: list[Column] | None = None
+        #: ``[negative, positive]`` loss weights before the power, set by :meth:`prepare`.
+        self.ratio = 1.0
+        self._file = ""
+
+    @property
+    def opts(self) -> FraudOptions:
+        return self.options  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ data
+
+    def label_names(self, train, *, file):  # type: ignore[no-untyped-def]
+        column = self.label_column
+        require_columns(train, [column], file=file, field="data.label_column")
+        names = label_list(train[column].tolist(), file=file, column=column)
+        if len(names) > 2:
+            raise DataError(
+                f"column '{column}' has {len(names)} classes ({', '.join(names[:6])}); fraud-detection "
+                "needs exactly two (use text-classification for more)",
+                file=file,
+                field="data.label_column",
+            )
+        positive = self.opts.positive_label
+        if positive is not None and positive not in names:
+            raise DataError(
+                f"task_options.positive_label '{positive}' is not a value of column '{column}' "
+                f"(found: {', '.join(names)})",
+                file=file,
+                field="data.label_column",
+            )
+        if positive is None:
+            named = [n for n in names if n.strip().lower() in POSITIVE_NAMES]
+            if named:
+                positive = named[0]
+            else:
+                counts = train[column].astype(str).value_counts()
+                positive = min(names, key=lambda n: (int(counts.get(n, 0)), n))
+        self.schema = self._schema(train, file=file)
+        return [n for n in names if n != positive] + [positive]
+
+    def _schema(self, frame: Any, *, file: str) -> list[Column]:
+        names = self.opts.columns or [c for c in frame.columns if c != self.label_column]
+        require_columns(frame, list(names), file=file, field="task_options.columns")
+        if self.label_column in names:
+            raise DataError(
+                f"task_options.columns includes the label column '{self.label_column}'",
+                file=file,
+                field="task_options.columns",
+            )
+        if not names:
+            raise DataError("no input columns besides the label column", file=file, field="task_options.columns")
+        schema = []
+        for name in names:
+            values = frame[name].tolist()
+            bad = _mostly_numbers(values)
+            if bad is not None:
+                raise DataError(
+                    f"row {bad[0] + 1}: column '{name}' holds {str(bad[1])[:40]!r} among numbers; "
+                    "expected a number (or leave the cell empty)",
+                    file=file,
+                )
+            kind, decimals = _kind(frame[name])
+            schema.append(Column(str(name), kind, decimals))  # type: ignore[arg-type]
+        return schema
+
+    def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
+        self._file = file
+        schema = self.schema if self.schema is not None else self._schema(frame, file=file)
+        require_columns(frame, [c.name for c in schema], file=file, field="task_options.columns")
+        texts = serialise(frame, schema, file=file)
+        labels = read_labels(frame, split, self.label_column, label_names, file=file)
+        return Split(inputs=texts, labels=labels, frame=frame)
+
+    def stratify(self, split: Split) -> Any:
+        return split.labels
+
+    def encode(self, split, tokenizer, max_length):  # type: ignore[no-untyped-def]
+        return encode_split(split, tokenizer, max_length)
+
+    # ------------------------------------------------------------------ training
+
+    def default_space(self):  # type: ignore[no-untyped-def]
+        from automl.recipe import ParamSpec
+
+        space = super().default_space()
+        if self.opts.class_weight == "balanced":
+            space["class_weight_power"] = ParamSpec(low=0.0, high=1.0)
+        return space
+
+    def prepare(self, data: TaskData) -> None:
+        labels = np.asarray(data.train.labels)
+        positives = int((labels == 1).sum())
+        self.ratio = (len(labels) - positives) / max(positives, 1)
+
+    def class_weights(self, params: dict[str, Any]) -> list[float]:
+        if self.opts.class_weight == "none":
+            return [1.0, 1.0]
+        power = float(params.get("class_weight_power", self.opts.class_weight_power))
+        return [1.0, float(self.ratio**power)]
+
+    def loss(self, logits, labels, params):  # type: ignore[no-untyped-def]
+        import torch
+
+        weights = self.class_weights(params)
+        if weights == [1.0, 1.0]:
+            return None
+        weight = torch.tensor(weights, dtype=torch.float32, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits.float(), labels.view(-1), weight=weight)
+
+    # ------------------------------------------------------------------ results
+
+    @staticmethod
+    def scores(outputs: Any) -> np.ndarray:
+        return softmax(np.asarray(outputs, dtype=np.float64))[:, 1]
+
+    def calibrate(self, outputs, split, encoded):  # type: ignore[no-untyped-def]
+        result = tune_threshold(self.scores(outputs), np.asarray(encoded["labels"]), self.opts.threshold)
+        if self.labels:
+            result["positive_label"] = self.labels[-1]
+        if self.schema is not None:
+            result["columns"] = [c.name for c in self.schema]
+        return result
+
+    def compute_metrics(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
+        if "threshold" not in calibration:
+            calibration = self.calibrate(outputs, split, encoded)
+        return binary_metrics(self.scores(outputs), np.asarray(encoded["labels"]), float(calibration["threshold"]))
+
+    def predict(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
+        trained = calibration.get("columns")
+        if trained is not None and split.frame is not None:
+            given = [c for c in split.frame.columns if c != self.label_column]
+            if self.opts.columns is None and set(given) != set(trained):
+                extra = sorted(set(given) - set(trained))
+                missing = sorted(set(trained) - set(given))
+                what = f"extra column(s) {', '.join(extra)}" if extra else f"missing column(s) {', '.join(missing)}"
+                raise DataError(
+                    f"{what}: the model was trained on columns {', '.join(trained)}; drop or add columns, "
+                    "or list them in task_options.columns",
+                    file=self._file or None,
+                )
+        threshold = float(calibration.get("threshold", 0.5))
+        names = list(self.labels) if self.labels else ["0", "1"]
+        rows = []
+        for score in self.scores(outputs):
+            flagged = bool(score >= threshold)
+            rows.append({"prediction": names[1] if flagged else names[0], "score": float(score), "is_fraud": flagged})
+        return rows
+
+    def plots(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
+        scores = self.scores(outputs)
+        labels = np.asarray(encoded["labels"])
+        threshold = float(calibration.get("threshold", 0.5))
+        names = list(self.labels) if self.labels else ["0", "1"]
+        figs = [(f"Confusion matrix at threshold {threshold:.3f}",
+                 confusion_plot(labels, (scores >= threshold).astype(int), names))]
+        if labels.min(initial=0) != labels.max(initial=0):
+            figs = binary_curves(labels, scores, threshold) + figs
+        return figs
+
+    # ------------------------------------------------------------------ baseline
+
+    def baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if self.schema is None or data.train.frame is None:
+            return None
+        start = time.perf_counter()
+        numbers = [c.name for c in self.schema if c.kind == "number"]
+        categories = [c.name for c in self.schema if c.kind == "category"]
+        texts = [c.name for c in self.schema if c.kind == "text"]
+        train = data.train.frame
+        levels = {c: {v: i for i, v in enumerate(sorted(train[c].astype(str).unique())[:250])} for c in categories}
+        text_model: Any = None
+        if texts:
+            joined = train[texts].astype(str).agg(" ".join, axis=1).tolist()
+            tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20_000)
+            matrix = tfidf.fit_transform(joined)
+            k = min(16, matrix.shape[1] - 1)
+            if k >= 1:
+                text_model = (tfidf, TruncatedSVD(k, random_state=seed).fit(matrix))
+
+        def features(frame: Any) -> np.ndarray:
+            cols = [frame[c].map(_as_number).astype(float).to_numpy()[:, None] for c in numbers]
+            cols += [frame[c].astype(str).map(levels[c]).astype(float).to_numpy()[:, None] for c in categories]
+            if text_model is not None:
+                joined = frame[texts].astype(str).agg(" ".join, axis=1).tolist()
+                cols.append(text_model[1].transform(text_model[0].transform(joined)))
+            return np.hstack(cols) if cols else np.zeros((len(frame), 1))
+
+        is_cat = [False] * len(numbers) + [True] * len(categories)
+        is_cat += [False] * (features(train.iloc[:1]).shape[1] - len(is_cat))
+        model = HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.08, categorical_features=np.asarray(is_cat), random_state=seed
+        )
+        model.fit(features(train), np.asarray(data.train.labels))
+
+        def score(split: Split) -> np.ndarray:
+            return model.predict_proba(features(split.frame))[:, 1]
+
+        val_scores, val_labels = score(data.validation), np.asarray(data.validation.labels)
+        threshold = tune_threshold(val_scores, val_labels, self.opts.threshold)["threshold"]
+        test = None
+        if data.test is not None and data.test.frame is not None:
+            test = binary_metrics(score(data.test), np.asarray(data.test.labels), threshold)
+        return BaselineResult(
+            name="gradient boosting on the raw columns",
+            validation=binary_metrics(val_scores, val_labels, threshold),
+            test=test,
+            seconds=time.perf_counter() - start,
+            extra={"threshold": threshold},
+        )
+
+
+@hookimpl
+def automl_register_tasks(register):  # type: ignore[no-untyped-def]
+    register(FraudDetection)
