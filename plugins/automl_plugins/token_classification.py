@@ -110,6 +110,8 @@ class TokenClassification(Task):
     default_metric = "entity_f1"
 
     def _column(self, frame: Any, which: str) -> str:
+        """The recipe's column; ``tokens``/``tags`` when the recipe keeps the default and
+        the file has no such column (a CoNLL file)."""
         configured = getattr(self.data, f"{which}_column", None) if self.data else None
         default, conll = {"text": ("text", "tokens"), "label": ("label", "tags")}[which]
         name = configured or default
@@ -121,10 +123,10 @@ class TokenClassification(Task):
         column = self._column(frame, which)
         if column not in frame.columns:
             have = ", ".join(map(str, frame.columns[:12]))
+            default, conll = {"text": ("text", "tokens"), "label": ("label", "tags")}[which]
+            name = f"'{column}' (or '{conll}')" if column == default else f"'{column}'"
             raise DataError(
-                f"column '{column}' not found; the file has: {have} (a CoNLL file gives 'tokens' and 'tags')",
-                file=file,
-                field=f"data.{which}_column",
+                f"column {name} not found; the file has: {have}", file=file, field=f"data.{which}_column"
             )
         return column
 
@@ -295,21 +297,19 @@ def _align(word_ids: Sequence[int | None], tags: Sequence[int]) -> list[int]:
 
 
 def _encode_slow(words: Sequence[str], tokenizer: Any, max_length: int) -> tuple[list[int], list[int | None]]:
-    """For tokenizers without ``word_ids``: tokenise word by word, then add special tokens."""
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    """For tokenizers without ``word_ids``: tokenise word by word, wrapped in the start and
+    end tokens the tokenizer has (``[CLS]``/``[SEP]`` or ``<s>``/``</s>``)."""
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    head, tail = [t for t in (first,) if t is not None], [t for t in (last,) if t is not None]
+    budget = max_length - len(head) - len(tail)
     ids: list[int] = []
     wids: list[int | None] = []
     for w, word in enumerate(words):
-        piece = tokenizer.encode(word, add_special_tokens=False)
-        take = piece[: max(0, budget - len(ids))]
-        ids += take
-        wids += [w] * len(take)
-    full = tokenizer.build_inputs_with_special_tokens(ids)
-    # Special tokens wrap the sequence; find where the word tokens start.
-    offset = next((i for i in range(len(full) - len(ids) + 1) if full[i : i + len(ids)] == ids), 0)
-    word_ids: list[int | None] = [None] * len(full)
-    word_ids[offset : offset + len(ids)] = wids
-    return full, word_ids
+        piece = tokenizer.encode(word, add_special_tokens=False)[: max(0, budget - len(ids))]
+        ids += piece
+        wids += [w] * len(piece)
+    return head + ids + tail, [None] * len(head) + wids + [None] * len(tail)
 
 
 def sequence_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
