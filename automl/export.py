@@ -55,7 +55,6 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
     from automl.device import pick_device
     from automl.engine import load_trial_weights, predict_outputs
     from automl.run import package_versions
-    from automl.search.worker import artifact_dir
 
     trial = best_trial(study)
     if trial is None:
@@ -73,11 +72,22 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
     params.update({k: v for k, v in ctx.resolved.space.fixed.items() if k not in params})
     adapter = params.get("adapter", "full")
 
-    store = FileSystemArtifactStore(str(artifact_dir(run_dir)))
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    from automl.errors import UserError
+
+    store = FileSystemArtifactStore(str(ctx.artifact_dir))
     staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
     try:
         weights = staging / "weights.safetensors"
-        download_artifact(artifact_store=store, file_path=str(weights), artifact_id=artifact_id)
+        try:
+            download_artifact(artifact_store=store, file_path=str(weights), artifact_id=artifact_id)
+        except ArtifactNotFound:
+            raise UserError(
+                f"the weights of the best trial ({trial.number}) are not in {ctx.artifact_dir}; machines "
+                "sharing a study must share an artifact directory (--artifacts DIR)",
+                field="--artifacts",
+            ) from None
         base = ctx.load_base_model()
         backbone = ctx.resolved.backbone
         model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights)

@@ -72,9 +72,19 @@ class RunContext:
     run_dir: Path
     storage_url: str | None
     study_name: str
+    #: Where trial weights go (Optuna's file-system artifact store). Machines that share a
+    #: study in RDB storage share this directory too, so any of them can export the best.
+    artifacts: Path | None = None
 
     @classmethod
-    def create(cls, recipe: Recipe, *, storage_url: str | None = None, study_name: str | None = None) -> RunContext:
+    def create(
+        cls,
+        recipe: Recipe,
+        *,
+        storage_url: str | None = None,
+        study_name: str | None = None,
+        artifacts: str | Path | None = None,
+    ) -> RunContext:
         resolved = resolve(recipe)
         return cls(
             recipe=recipe,
@@ -82,7 +92,14 @@ class RunContext:
             run_dir=Path(recipe.output_dir).resolve(),
             storage_url=storage_url,
             study_name=study_name or recipe.study_name,
+            artifacts=Path(artifacts).resolve() if artifacts else None,
         )
+
+    @property
+    def artifact_dir(self) -> Path:
+        path = self.artifacts or self.run_dir / "artifacts"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def info(self) -> RunInfo:

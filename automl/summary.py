@@ -1,105 +1,144 @@
-"""The rich summary printed at the end of ``automl run``."""
+"""The rich summary printed at the end of ``automl run``: the best trial and its
+hyperparameters, the exported model's metrics against the classical baseline, where the
+model is, and which hyperparameters mattered. It reads the same
+:class:`~automl.results.RunResults` as the leaderboard and the HTML report."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from rich import box
 from rich.columns import Columns
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
+
+from automl.results._formats import fmt_seconds, fmt_value
+from automl.results._gather import importances  # noqa: F401  (kept for callers of automl.summary.importances)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
+class RunSummary:
+    """A rich renderable of a run's results (fits 80 columns and up)."""
+
+    def __init__(self, results: Any, *, interrupted: bool = False, seconds: float | None = None) -> None:
+        self.r = results
+        self.interrupted = interrupted
+        self.seconds = seconds
+
+    def _head(self) -> Table:
+        from automl.results.report import fmt_metric
+
+        r = self.r
+        counts = r.counts()
+        head = Table.grid(padding=(0, 2))
+        head.add_column(style="bold", no_wrap=True)
+        head.add_column(overflow="fold")
+        head.add_row("run", str(r.run_dir))
+        seconds = self.seconds if self.seconds is not None else r.total_seconds
+        trials = f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed in {fmt_seconds(seconds)}"
+        head.add_row("trials", Text(trials + (" (interrupted)" if self.interrupted else "")))
+        best = r.best
+        if best is None:
+            head.add_row("best", Text("no trial completed", style="yellow"))
+        else:
+            found = f", found after {fmt_seconds(r.seconds_to_best)}" if r.seconds_to_best is not None else ""
+            line = Text.assemble(f"trial {best.number}: {r.objective} = ", (fmt_metric(best.value), "bold green"), f" (validation){found}")
+            head.add_row("best", line)
+        if r.baseline_value is not None:
+            name = str((r.baseline or {}).get("name", "baseline"))
+            head.add_row("baseline", Text(f"{name}: {r.objective} = {fmt_metric(r.baseline_value)} (validation)"))
+        if r.best_export and r.run_dir is not None:
+            where = r.run_dir / "best"
+            head.add_row("model", Text.assemble((str(where), "cyan"), "\n", (f"automl predict {where} FILE", "dim")))
+        return head
+
+    def _params(self) -> Table | None:
+        r = self.r
+        best = r.best
+        if best is None:
+            return None
+        export = r.best_export or {}
+        params = (export.get("params") if export.get("trial") == best.number else None) or best.params
+        table = Table(title=f"hyperparameters (trial {best.number})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        table.add_column("name")
+        table.add_column("value", justify="right")
+        for name, value in sorted(params.items()):
+            table.add_row(Text(name), Text(fmt_value(value)))
+        return table
+
+    def _metrics(self) -> Table | None:
+        from automl.results.report import fmt_gain, metric_rows
+
+        r = self.r
+        rows = metric_rows(r)
+        if not rows:
+            return None
+        has_test = any(m.test is not None for m in rows)
+        table = Table(title="metrics of the best model", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        table.add_column("metric")
+        table.add_column("valid.", justify="right")
+        if has_test:
+            table.add_column("test", justify="right")
+        if r.baseline:
+            table.add_column("baseline", justify="right", style="dim")
+            table.add_column("Δ", justify="right")
+        for m in rows:
+            cells: list[Any] = [Text(m.name, style="bold" if m.name == r.objective else ""), fmt_value(m.validation)]
+            if has_test:
+                cells.append(fmt_value(m.test))
+            if r.baseline:
+                style = "" if m.gain is None or abs(m.gain) < 1e-9 else "green" if m.gain > 0 else "red"
+                cells += [fmt_value(m.baseline), Text(fmt_gain(m.gain), style=style)]
+            table.add_row(*cells)
+        if r.baseline:
+            table.caption = f"Δ: {'test' if has_test else 'validation'} vs baseline, + is better"
+            table.caption_justify = "left"
+        return table
+
+    def _importances(self, width: int) -> Table | None:
+        imp = self.r.importances
+        if not imp:
+            return None
+        table = Table(title="what mattered (fANOVA importance)", title_justify="left", box=None, pad_edge=False, show_header=False)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right")
+        table.add_column(no_wrap=True, style="magenta")
+        name_width = max(len(n) for n in imp)
+        bar_room = max(8, min(40, width - name_width - 16))
+        for name, value in imp.items():
+            table.add_row(name, f"{value:.2f}", "█" * max(1, int(round(value * bar_room))))
+        return table
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        width = options.max_width
+        parts: list[Any] = [self._head()]
+        tables = [t for t in (self._params(), self._metrics()) if t is not None]
+        if tables:
+            parts.append(Text(""))
+            parts.append(Columns(tables, padding=(0, 4)))
+        calibration = (self.r.best_export or {}).get("calibration") or {}
+        if calibration.get("threshold") is not None:
+            parts.append(Text(f"decision threshold tuned on validation: {calibration['threshold']:.4f}"))
+        imp = self._importances(width)
+        if imp is not None:
+            parts.append(Text(""))
+            parts.append(imp)
+        parts.append(Text(""))
+        run = self.r.run_dir
+        parts.append(Text(f"leaderboard: automl leaderboard {run}\nreport:      {run / 'report.html' if run else 'automl report RUN_DIR'}", style="dim"))
+        yield Group(*parts)
 
 
-def importances(study: Any) -> dict[str, float]:
-    """Parameter importances (fANOVA), or {} when there are too few complete trials."""
-    import warnings
+def summary_renderable(outcome: Any, study: Any = None) -> Any:
+    """The summary of a finished :class:`~automl.search.supervisor.RunOutcome`."""
+    from automl.results import gather
 
-    import optuna
-
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    if len(complete) < 3:
-        return {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return dict(optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)))
-    except Exception:
-        return {}
-
-
-def summary_renderable(outcome: Any, study: Any = None) -> Group:
-    s = outcome.summary
-    parts: list[Any] = []
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row("run", str(outcome.run_dir))
-    head.add_row(
-        "trials",
-        f"{s.n_complete} complete, {s.n_pruned} pruned, {s.n_failed} failed in {outcome.seconds:.0f}s"
-        + (" (interrupted)" if s.interrupted else ""),
-    )
-    meta: dict[str, Any] = {}
-    if outcome.best_dir is not None and (outcome.best_dir / "automl.json").exists():
-        meta = json.loads((outcome.best_dir / "automl.json").read_text())
-    if s.best_trial is None:
-        head.add_row("best", "no trial completed")
-    else:
-        metric = meta.get("objective", {}).get("metric", "objective")
-        head.add_row("best", f"trial {s.best_trial}: {metric} = {s.best_value:.4f} (validation)")
-    if outcome.baseline:
-        b = outcome.baseline
-        if b.get("value") is not None:
-            head.add_row("baseline", f"{b['name']}: {b['objective']} = {b['value']:.4f} (validation)")
-    if outcome.best_dir is not None:
-        head.add_row("model", f"{outcome.best_dir}  (automl predict {outcome.best_dir} FILE)")
-    parts.append(head)
-
-    if meta:
-        params = Table(title="best hyperparameters", title_justify="left", show_edge=False)
-        params.add_column("name")
-        params.add_column("value", justify="right")
-        for name, value in sorted(meta.get("params", {}).items()):
-            params.add_row(name, _fmt(value))
-        metrics = Table(title="metrics of the best model", title_justify="left", show_edge=False)
-        metrics.add_column("metric")
-        metrics.add_column("validation", justify="right")
-        metrics.add_column("test", justify="right")
-        if outcome.baseline:
-            metrics.add_column("baseline test", justify="right", style="dim")
-        val = meta.get("metrics", {}).get("validation", {})
-        test = meta.get("metrics", {}).get("test", {})
-        btest = (outcome.baseline or {}).get("test") or {}
-        for name in sorted(set(val) | set(test)):
-            row = [name, _fmt(val.get(name)), _fmt(test.get(name))]
-            if outcome.baseline:
-                row.append(_fmt(btest.get(name)))
-            metrics.add_row(*row)
-        parts.append(Columns([params, metrics], padding=(1, 4)))
-        if meta.get("calibration", {}).get("threshold") is not None:
-            parts.append(f"decision threshold tuned on validation: {meta['calibration']['threshold']:.4f}")
-    if study is not None:
-        imp = importances(study)
-        if imp:
-            table = Table(title="parameter importances (fANOVA)", title_justify="left", show_edge=False)
-            table.add_column("parameter")
-            table.add_column("importance", justify="right")
-            table.add_column("")
-            for name, value in imp.items():
-                table.add_row(name, f"{value:.2f}", "█" * max(1, int(round(value * 30))))
-            parts.append(table)
-    parts.append(f"[dim]leaderboard: automl leaderboard {outcome.run_dir} · report: automl report {outcome.run_dir}[/]")
-    return Group(*parts)
+    results = gather(outcome.run_dir, study=study)
+    return RunSummary(results, interrupted=outcome.summary.interrupted, seconds=outcome.seconds)
 
 
 def print_summary(outcome: Any, console: Console | None = None) -> None:
     console = console or Console()
     body = summary_renderable(outcome, getattr(outcome, "study", None))
-    console.print(Panel(body, title=f"automl · {outcome.study_name}", title_align="left"))
+    console.print(Panel(body, title=f"automl · {outcome.study_name}", title_align="left", border_style="blue"))

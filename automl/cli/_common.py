@@ -31,6 +31,7 @@ def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides training.device)."),
         click.option("--storage", envvar="AUTOML_STORAGE", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the run directory)."),
         click.option("--study", "study_name", help="Study name (default: the recipe's name or file stem)."),
+        click.option("--artifacts", type=click.Path(), envvar="AUTOML_ARTIFACTS", help="Directory for trial weights, shared by machines that share a study (default: <output>/artifacts)."),
         click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Trial processes on this machine (one GPU each when GPUs are present)."),
         click.option("--gpus", help="GPUs to use, e.g. 0,1 or all (default: all visible GPUs when --device is cuda/auto)."),
     ]

@@ -23,6 +23,7 @@ def command(
     device: str | None,
     storage: str | None,
     study_name: str | None,
+    artifacts: str | None,
     workers: int,
     gpus: str | None,
     fresh: bool,
@@ -45,9 +46,10 @@ def command(
         fresh=fresh,
         baseline=not no_baseline,
         overrides=over,
+        artifacts=artifacts,
     )
     outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
     print_summary(outcome, Console(highlight=False))
     if outcome.interrupted:
-        console.print(f"[yellow]interrupted[/]: run `automl run {recipe_path}` again to continue")
+        console.print(f"[yellow]interrupted[/]: run `automl run {recipe_path}` again to continue", soft_wrap=True)
         raise SystemExit(130)

@@ -22,6 +22,7 @@ def command(
     device: str | None,
     storage: str | None,
     study_name: str | None,
+    artifacts: str | None,
     workers: int,
     gpus: str | None,
 ) -> None:
@@ -43,6 +44,7 @@ def command(
         gpus=default_gpus(gpus, device or recipe.training.device, workers),
         baseline=False,
         overrides=over,
+        artifacts=artifacts,
     )
     outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
     print_summary(outcome, Console(highlight=False))

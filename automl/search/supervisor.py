@@ -37,6 +37,7 @@ class RunOptions:
     baseline: bool = True
     export: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
+    artifacts: str | None = None
 
 
 @dataclass
@@ -172,6 +173,7 @@ class Supervisor:
             index=index,
             threads=self._threads(),
             deadline=deadline,
+            artifacts=str(ctx.artifacts) if ctx.artifacts else None,
         )
 
     def _start_worker(self, index: int, deadline: float | None) -> None:
@@ -273,6 +275,12 @@ class Supervisor:
                 indent=2,
             )
         )
+        try:  # the report (results helper): a failing report must not fail the run
+            from automl.results.report import write_report
+
+            write_report(ctx.run_dir, study=study)
+        except Exception as exc:
+            console.print(f"[yellow]warning[/]: report.html not written: {type(exc).__name__}: {exc}")
         from automl import plugins
 
         try:
@@ -375,7 +383,7 @@ def run_recipe(
     quiet_libraries()
     options = options or RunOptions()
     console = console or Console(stderr=True)
-    ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name)
+    ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name, artifacts=options.artifacts)
     ctx.resolved.backbone.check()
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")

@@ -45,6 +45,7 @@ class WorkerArgs:
     index: int
     threads: int | None
     deadline: float | None
+    artifacts: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -150,7 +151,7 @@ class Worker:
         self.args = args
         if ctx is None:
             recipe = load_recipe(args.recipe_path).with_overrides(**args.overrides)
-            ctx = RunContext.create(recipe, storage_url=args.storage_url, study_name=args.study_name)
+            ctx = RunContext.create(recipe, storage_url=args.storage_url, study_name=args.study_name, artifacts=args.artifacts)
         self.ctx = ctx
         self.recipe = ctx.recipe
         #: Called after each trial (the in-process run refreshes its output here).
@@ -394,7 +395,7 @@ class Worker:
 
         from automl.engine import save_trial_weights
 
-        store = FileSystemArtifactStore(str(artifact_dir(self.ctx.run_dir)))
+        store = FileSystemArtifactStore(str(self.ctx.artifact_dir))
         with tempfile.TemporaryDirectory(dir=self.ctx.run_dir) as tmp:
             path = Path(tmp) / f"trial-{trial.number}.safetensors"
             save_trial_weights(result.model, params.get("adapter", "full"), path)
@@ -404,7 +405,7 @@ class Worker:
     def _drop_beyond_top_k(self, study: optuna.Study) -> None:
         from optuna.artifacts import FileSystemArtifactStore
 
-        store = FileSystemArtifactStore(str(artifact_dir(self.ctx.run_dir)))
+        store = FileSystemArtifactStore(str(self.ctx.artifact_dir))
         for t in self._ranked(study)[self.recipe.search.keep_top_k :]:
             artifact_id = t.user_attrs.get("artifact_id")
             if artifact_id:
@@ -412,12 +413,6 @@ class Worker:
                     store.remove(artifact_id)
                 except Exception:
                     pass
-
-
-def artifact_dir(run_dir: Path) -> Path:
-    path = run_dir / "artifacts"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def quiet_libraries() -> None:
