@@ -16,7 +16,6 @@ import importlib.metadata
 import os
 import sys
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -65,7 +64,7 @@ def _env_list(name: str) -> set[str] | None:
     return {item.strip() for item in raw.split(",") if item.strip()}
 
 
-def _check_api_version(name: str, module: ModuleType) -> None:
+def _check_api_version(name: str, module: object) -> None:
     declared = getattr(module, "automl_api_version", API_VERSION)
     major = str(declared).split(".")[0]
     if major != API_VERSION.split(".")[0]:
@@ -76,13 +75,64 @@ def _check_api_version(name: str, module: ModuleType) -> None:
         )
 
 
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _hook_problems(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hooks *plugin* implements that automl does not have, and ``automl_*`` functions it
+    forgot to mark with ``@automl.hookimpl`` (automl would never call either)."""
+    known = sorted(name for name in dir(hookspecs) if name.startswith("automl_"))
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec() and any(
+            impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()
+        ):
+            problems.append(
+                f"implements unknown hook '{caller.name}'{did_you_mean(caller.name, known)}; "
+                f"automl's hooks are listed in docs/hooks.md"
+            )
+    implemented = {caller.name for caller in pm.get_hookcallers(plugin) or []}
+    for attr in known:
+        value = getattr(plugin, attr, None)
+        if callable(value) and attr not in implemented and pm.parse_hookimpl_opts(plugin, attr) is None:
+            problems.append(f"function {attr} is not marked with @automl.hookimpl, so automl would never call it")
+    return problems
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Register *plugin*, or raise :class:`PluginError` naming it and what it did wrong
+    (the plugin is then left unregistered)."""
+    _check_api_version(name, plugin)
+    try:
+        pm.register(plugin, name=name)
+    except ValueError as exc:  # pluggy: name or object already registered
+        raise PluginError(_one_line(exc), field=f"plugin '{name}'") from None
+    except pluggy.PluginValidationError as exc:  # a hookimpl whose arguments the spec lacks
+        raise PluginError(_one_line(exc), field=f"plugin '{name}'") from None
+    problems = _hook_problems(pm, plugin)
+    if problems:
+        pm.unregister(plugin)
+        raise PluginError("; ".join(problems), field=f"plugin '{name}'")
+
+
 def _load() -> _State:
     pm = pluggy.PluginManager("automl")
     pm.add_hookspecs(hookspecs)
     state = _State(pm=pm)
     allow = _env_list("AUTOML_PLUGINS")
     block = _env_list("AUTOML_BLOCK_PLUGINS") or set()
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+
+    def dist_name(ep: importlib.metadata.EntryPoint) -> str | None:
+        dist = getattr(ep, "dist", None)
+        return dist.metadata["Name"] if dist is not None else None
+
+    # Built-in plugins first, so a third-party plugin cannot take over a built-in's name:
+    # of two plugins registering the same task, the one registered later is refused.
+    entry_points = sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (dist_name(e) != "automl", e.name)
+    )
+    for ep in entry_points:
         if ep.name in block or (allow is not None and ep.name not in allow):
             continue
         if pm.has_plugin(ep.name):
@@ -90,31 +140,22 @@ def _load() -> _State:
         dist = getattr(ep, "dist", None)
         try:
             module = ep.load()
-            _check_api_version(ep.name, module)
-            pm.register(module, name=ep.name)
+            _register(pm, module, ep.name)
         except PluginError as exc:
             state.failed.append((ep.name, exc.message))
             continue
         except Exception as exc:  # a broken plugin must not take the tool down
-            state.failed.append((ep.name, f"{type(exc).__name__}: {exc}"))
+            state.failed.append((ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {_one_line(exc)}"))
             continue
-        dist_name = dist.metadata["Name"] if dist is not None else None
         state.infos[ep.name] = PluginInfo(
             name=ep.name,
             module=ep.value,
-            distribution=dist_name,
+            distribution=dist_name(ep),
             version=dist.version if dist is not None else None,
-            builtin=dist_name == "automl",
+            builtin=dist_name(ep) == "automl",
             hooks=tuple(sorted(h.name for h in pm.get_hookcallers(module) or [])),
         )
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        plugin_name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
-        state.failed.append((plugin_name or "?", str(exc)))
-        if exc.plugin is not None:
-            pm.unregister(exc.plugin)
-            state.infos.pop(plugin_name, None)
+    pm.check_pending()  # _register refused every plugin with an unknown hook
     return state
 
 
@@ -151,10 +192,14 @@ def warn_failed(stream: Any = None) -> None:
 
 
 def register_plugin(plugin: object, name: str) -> None:
-    """Register an in-process plugin object (for tests and embedding)."""
+    """Register an in-process plugin object (for tests and embedding).
+
+    Raises :class:`PluginError` (naming *name*) for a plugin that targets another API
+    version or implements a hook automl does not have; the plugin is then not registered.
+    Problems with what it registers show in :func:`failed_plugins`, as for installed ones.
+    """
     state = get_state()
-    state.pm.register(plugin, name=name)
-    state.pm.check_pending()
+    _register(state.pm, plugin, name)
     state.tasks = state.backbones = None
 
 
@@ -163,53 +208,72 @@ def unregister_plugin(name: str) -> None:
     plugin = state.pm.get_plugin(name)
     if plugin is not None:
         state.pm.unregister(plugin)
+    state.failed = [f for f in state.failed if f[0] != name]
     state.tasks = state.backbones = None
 
 
-def _collect(state: _State, hook_name: str, base: type, kind: str) -> dict[str, type]:
+def _collect(
+    state: _State, hook_name: str, base: type, kind: str
+) -> tuple[dict[str, type], dict[str, str], dict[str, str]]:
+    """``(classes by name, {name: plugin}, {plugin: reason})``: what the plugins registered
+    through *hook_name*, who registered it, and the plugins that broke the contract."""
     found: dict[str, type] = {}
+    owners: dict[str, str] = {}
+    bad: dict[str, str] = {}
     hook = getattr(state.pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in hook.get_hookimpls():  # registration order: the first to take a name keeps it
         plugin_name = impl.plugin_name
+        mine: dict[str, type] = {}
 
-        def register(cls: type, _plugin: str = plugin_name) -> None:
+        def register(cls: type, _mine: dict[str, type] = mine) -> None:
             if not isinstance(cls, type) or not issubclass(cls, base):
+                what = cls.__name__ if isinstance(cls, type) else f"{cls!r} (of type {type(cls).__name__})"
                 raise PluginError(
-                    f"registered {cls!r}, expected a subclass of {base.__module__}.{base.__name__}",
-                    field=f"plugin '{_plugin}'",
+                    f"{hook_name} registered {what}, expected a subclass of {base.__module__}.{base.__name__}"
                 )
-            problems = getattr(cls, "contract_problems", lambda: [])()
+            problems = cls.contract_problems()  # type: ignore[attr-defined]
             if problems:
-                raise PluginError(
-                    f"{kind} class {cls.__name__} breaks the contract: " + "; ".join(problems),
-                    field=f"plugin '{_plugin}'",
-                )
+                raise PluginError(f"{kind} class {cls.__name__} breaks the contract: " + "; ".join(problems))
+            if cls.name in _mine:
+                raise PluginError(f"{hook_name} registered {kind} '{cls.name}' twice")
             if cls.name in found:
-                other = state.owners.get(f"{kind}:{cls.name}", "?")
-                raise PluginError(
-                    f"{kind} '{cls.name}' is registered by both '{other}' and '{_plugin}'",
-                    field=f"plugin '{_plugin}'",
-                )
-            found[cls.name] = cls
-            state.owners[f"{kind}:{cls.name}"] = _plugin
+                raise PluginError(f"{kind} '{cls.name}' is registered by both '{owners[cls.name]}' and '{plugin_name}'")
+            _mine[cls.name] = cls
 
         try:
             impl.function(register=register)
         except PluginError as exc:
-            state.failed.append((plugin_name, exc.message))
+            bad[plugin_name] = exc.message
+            continue
         except Exception as exc:
-            state.failed.append((plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}"))
-    return found
+            bad[plugin_name] = f"{hook_name} raised {type(exc).__name__}: {_one_line(exc)}"
+            continue
+        found.update(mine)
+        owners.update(dict.fromkeys(mine, plugin_name))
+    return found, owners, bad
 
 
 def _registries(state: _State) -> None:
-    if state.tasks is None or state.backbones is None:
-        from automl.backbone import Backbone
-        from automl.task import Task
+    if state.tasks is not None and state.backbones is not None:
+        return
+    from automl.backbone import Backbone
+    from automl.task import Task
 
-        state.failed = [f for f in state.failed if not f[1].startswith("automl_register_")]
-        state.tasks = _collect(state, "automl_register_tasks", Task, "task")
-        state.backbones = _collect(state, "automl_register_backbones", Backbone, "backbone")
+    while True:
+        tasks, task_owners, bad = _collect(state, "automl_register_tasks", Task, "task")
+        backbones, backbone_owners, bad_backbones = _collect(state, "automl_register_backbones", Backbone, "backbone")
+        bad = bad_backbones | bad
+        if not bad:
+            break
+        # A plugin that breaks the contract is skipped as a whole: none of its hooks run,
+        # and what it registered before the error is dropped.
+        for name, reason in bad.items():
+            state.failed.append((name, reason))
+            state.pm.unregister(name=name)
+            state.infos.pop(name, None)
+    state.tasks, state.backbones = tasks, backbones
+    state.owners = {f"task:{n}": o for n, o in task_owners.items()}
+    state.owners.update({f"backbone:{n}": o for n, o in backbone_owners.items()})
 
 
 def get_tasks() -> dict[str, type[Task]]:

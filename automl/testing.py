@@ -5,11 +5,14 @@
 * :func:`write_recipe`: write a recipe dict to YAML next to its data.
 * :func:`registered`: register a throwaway plugin for the duration of a ``with`` block.
 * :func:`run_tiny_search`: run a real search of a few trials on the tiny backbone.
+* :func:`check_task` and :func:`check_backbone`: the contract a plugin's task or backbone
+  must meet, checked the way automl uses it (``automl plugins new`` writes tests with them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,11 @@ from pydantic import BaseModel, ConfigDict
 from automl.backbone import Backbone, auto_model_class
 
 if TYPE_CHECKING:
+    import pandas as pd
     from transformers import PreTrainedModel
+
+    from automl.recipe import DataSpec
+    from automl.task import Task
 
 
 def minilm_dir() -> Path:
@@ -171,3 +178,105 @@ def tiny_recipe(directory: str | Path, **overrides: Any) -> dict[str, Any]:
     }
     recipe.update(overrides)
     return recipe
+
+
+# --------------------------------------------------------------------------- plugin checks
+
+
+def check_task(
+    task: type[Task] | Task,
+    train: str | Path | pd.DataFrame,
+    *,
+    data: DataSpec | None = None,
+    max_length: int = 32,
+    seed: int = 0,
+) -> None:
+    """Check a task class the way automl uses it, on a small labelled table *train* (a data
+    file or a DataFrame): the class contract, ``label_names``, ``read`` (labelled and
+    ``split="predict"``), ``encode`` with the tiny backbone's tokenizer, and
+    ``compute_metrics``, ``calibrate`` and ``predict`` on random model outputs of the
+    right shape. Raises ``AssertionError`` saying which method broke which rule.
+
+    Args:
+        task: the class (instantiated with its default options and *data*) or an instance.
+        train: the rows to read; a path is read like a recipe's data file.
+        data: the recipe's ``data`` section the task sees (column names and so on).
+    """
+    import numpy as np
+
+    from automl.data import read_table
+
+    cls = task if isinstance(task, type) else type(task)
+    problems = cls.contract_problems()
+    assert not problems, f"{cls.__name__} breaks the task contract: {'; '.join(problems)}"
+    if isinstance(task, type):
+        task = task(data=data)
+    file = str(train) if not hasattr(train, "columns") else "<frame>"
+    frame = read_table(train) if not hasattr(train, "columns") else train
+    assert len(frame) > 0, "check_task needs at least one row"
+
+    task.labels = task.label_names(frame, file=file)
+    split = task.read(frame, split="train", file=file, label_names=task.labels)
+    n = len(frame)
+    assert len(split.inputs) == n, f"read() returned {len(split.inputs)} inputs for {n} rows"
+    assert split.labels is not None and len(split.labels) == n, "read() must return one label per row for a labelled split"
+    unlabelled = task.read(frame, split="predict", file=file, label_names=task.labels)
+    assert unlabelled.labels is None, "read(split='predict') must return labels=None"
+    assert len(unlabelled.inputs) == n, "read(split='predict') must return one input per row"
+
+    tokenizer = TinyBertBackbone().load_tokenizer()
+    encoded = task.encode(split, tokenizer, max_length)
+    for key in ("input_ids", "labels"):
+        assert key in encoded, f"encode() must return '{key}' for a labelled split"
+    for key, values in encoded.items():
+        assert len(values) == n, f"encode() returned {len(values)} '{key}' for {n} examples"
+    assert all(0 < len(ids) <= max_length for ids in encoded["input_ids"]), "encode() must respect max_length"
+    assert "labels" not in task.encode(unlabelled, tokenizer, max_length), "encode() of unlabelled data must not add labels"
+
+    k = task.num_labels()
+    rng = np.random.default_rng(seed)
+    outputs: Any
+    if task.head == "token-classification":
+        outputs = [rng.normal(size=(len(ids), k)).astype("float32") for ids in encoded["input_ids"]]
+    else:
+        outputs = rng.normal(size=(n, k)).astype("float32")
+    calibration = task.calibrate(outputs, split, encoded)
+    json.dumps(calibration)  # stored with the trial and in automl.json: must be JSON-able
+    metrics = task.compute_metrics(outputs, split, encoded, calibration)
+    expected = [m.name for m in task.metrics]
+    assert task.default_metric in metrics, f"compute_metrics() did not report the default metric '{task.default_metric}'"
+    unknown = sorted(set(metrics) - set(expected))
+    assert not unknown, f"compute_metrics() reported metrics not in {cls.__name__}.metrics: {unknown}"
+    for name, value in metrics.items():
+        assert isinstance(value, int | float | np.floating) and np.isfinite(value), f"metric '{name}' is {value!r}, expected a finite number"
+    rows = task.predict(outputs, unlabelled, task.encode(unlabelled, tokenizer, max_length), calibration)
+    assert len(rows) == n, f"predict() returned {len(rows)} rows for {n} examples"
+    assert all(isinstance(row, dict) and "prediction" in row for row in rows), "predict() rows need a 'prediction' key"
+
+
+def check_backbone(backbone: type[Backbone] | Backbone, *, head: str = "sequence-classification") -> None:
+    """Check a backbone the way automl uses it: the class contract, ``check``,
+    ``fingerprint``, the tokenizer, a model with a fresh *head* of two labels that runs a
+    forward pass, and ``lora_target_modules`` naming modules the model has. Loads the real
+    weights, so it takes as long as loading the model does."""
+    import torch
+
+    cls = backbone if isinstance(backbone, type) else type(backbone)
+    problems = cls.contract_problems()
+    assert not problems, f"{cls.__name__} breaks the backbone contract: {'; '.join(problems)}"
+    if isinstance(backbone, type):
+        backbone = backbone()
+    backbone.check()
+    fingerprint = backbone.fingerprint()
+    assert isinstance(fingerprint, str) and fingerprint, "fingerprint() must return a non-empty string"
+    tokenizer = backbone.load_tokenizer()
+    batch = tokenizer(["a short sentence", "another one"], padding=True, return_tensors="pt")
+    model = backbone.load_model(head=head, num_labels=2, id2label={0: "no", 1: "yes"}, problem_type=None)
+    model.eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape[0] == 2 and logits.shape[-1] == 2, f"the model returned logits of shape {tuple(logits.shape)}"
+    modules = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = backbone.lora_target_modules(model)
+    missing = sorted(set(targets) - modules)
+    assert targets and not missing, f"lora_target_modules() names modules the model lacks: {missing or targets}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -51,18 +52,51 @@ def command(ctx: click.Context, include_all: bool, as_json: bool) -> None:
         tasks = plugins.get_tasks()
         backbones = plugins.get_backbones()
         table = Table(title="automl plugins", title_justify="left")
-        table.add_column("plugin", style="bold")
-        table.add_column("package")
+        table.add_column("plugin", style="bold", no_wrap=True)
+        table.add_column("package", no_wrap=True)
         table.add_column("provides")
-        table.add_column("hooks", style="dim")
         for info in infos:
             provides = [f"task [cyan]{t}[/]: {tasks[t].description}" for t in info.tasks]
             provides += [f"backbone [magenta]{b}[/]: {backbones[b].description}" for b in info.backbones]
+            hooks = [h for h in info.hooks if h not in ("automl_register_tasks", "automl_register_backbones")]
+            if hooks:
+                provides.append("[dim]hooks: " + ", ".join(hooks) + "[/]")
             package = f"{info.distribution or '?'} {info.version or ''}".strip()
             if info.builtin:
                 package += " (built-in)"
-            hooks = [h for h in info.hooks if h not in ("automl_register_tasks", "automl_register_backbones")]
-            table.add_row(info.name, package, "\n".join(provides) or "-", "\n".join(hooks) or "-")
+            table.add_row(info.name, package, "\n".join(provides) or "-")
         console.print(table)
     for name, reason in failed:
         click.echo(f"warning: plugin '{name}' skipped: {reason}", err=True)
+
+
+@command.command(name="new")
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(["task", "backbone", "callback"]),
+    default="task",
+    show_default=True,
+    help="What the plugin provides: a task, a backbone, or callbacks on trial and run events.",
+)
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Where to write the package (default: ./NAME).")
+def new_cmd(name: str, kind: str, directory: Path | None) -> None:
+    """Write a new plugin package NAME to start from: pyproject.toml with the entry point,
+    the plugin module, a test, sample data and a recipe that runs one quick trial."""
+    from automl.scaffold import WHAT, created_files, new_plugin, plugin_names
+
+    target = new_plugin(name, kind=kind, directory=directory)
+    names = plugin_names(name)
+    console = Console(highlight=False)
+    console.print(f"Created the {kind} plugin [bold]{names.plugin}[/] in {target}: {WHAT[kind]}.")
+    for file in created_files(target):
+        console.print(f"  {file}", markup=False)
+    console.print("Next:")
+    for step in (
+        f"cd {target}",
+        "pip install -e '.[test]'",
+        "automl plugins",
+        "pytest",
+        "automl run sample/recipe.yaml --output runs/sample",
+    ):
+        console.print(f"  {step}", markup=False, soft_wrap=True)
