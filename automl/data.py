@@ -153,7 +153,14 @@ def require_columns(frame: pd.DataFrame, columns: list[str], *, file: str | Path
     for column in columns:
         if column not in frame.columns:
             have = ", ".join(map(str, frame.columns[:12]))
-            raise DataError(f"column '{column}' not found; the file has: {have}", file=file, field=field)
+            hint = ""
+            if len(frame.columns) == 1:
+                only = str(frame.columns[0])
+                delimiter = next((d for d in (";", "\t", "|") if d in only), None)
+                if delimiter:
+                    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+                    hint = f" (one column: is the file delimited by {shown}? .csv files use ',', .tsv files tabs)"
+            raise DataError(f"column '{column}' not found; the file has: {have}{hint}", file=file, field=field)
 
 
 def file_fingerprint(path: Path) -> str:

@@ -154,6 +154,7 @@ class Supervisor:
         self.console = console
         self.procs: dict[int, Any] = {}
         self.deaths = 0
+        self.startup_deaths = 0
         self.reported: set[int] = set()
 
     # ------------------------------------------------------------------ workers
@@ -196,6 +197,13 @@ class Supervisor:
     def _handle_death(self, study: optuna.Study, index: int, proc: Any) -> None:
         tag = f"{socket.gethostname()}:{proc.pid}"
         why = _signal_name(proc.exitcode)
+        owned = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == tag]
+        if not owned:
+            # It died before running a single trial: a broken install or environment, not
+            # a bad trial. Restarting it would only repeat the error above.
+            self.startup_deaths += 1
+            if self.startup_deaths >= 2:
+                raise UserError(f"worker processes fail to start ({why}); see the error above")
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("worker") == tag:
                 reason = f"worker process died ({why}) while running this trial"
@@ -212,11 +220,11 @@ class Supervisor:
         ctx = self.ctx
         start = time.time()
         console = self.console
+        # Data first: bad data is reported before anything is written for the run.
+        data, tokenizer, encoded = ctx.load_data()
         storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
         ctx.write_run_file()
-
-        data, tokenizer, encoded = ctx.load_data()
         baseline = run_baseline(ctx, data) if self.options.baseline else None
         recovered = recover_orphans(study, ctx.recipe.search.retries + 1)
         if recovered:
