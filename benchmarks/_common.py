@@ -7,15 +7,17 @@ Nothing here is imported by automl itself; the scripts run from the repository r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import platform
 import random
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,35 @@ def prepare_data(
     write_rows(train_path, train)
     write_rows(val_path, val)
     return train_path, val_path, what
+
+
+def data_from_args(out_dir: Path, args: Any) -> tuple[Path, Path]:
+    """prepare_data with the options add_data_arguments defines; prints what was used."""
+    train, validation, what = prepare_data(
+        out_dir,
+        data=args.data,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        per_class=args.per_class,
+        validation_per_class=args.validation_per_class,
+        classes=args.classes,
+        seed=args.seed,
+        synthetic_rows=args.synthetic_rows,
+    )
+    print(f"data: {what}")
+    return train, validation
+
+
+@contextlib.contextmanager
+def workspace(keep: str | None) -> Iterator[Path]:
+    """*keep* (a --work-dir) made and kept, or a temporary directory removed afterwards."""
+    if keep:
+        path = Path(keep).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
+        yield Path(tmp)
 
 
 def add_data_arguments(parser: Any, *, per_class: int, validation_per_class: int, classes: int | None) -> None:

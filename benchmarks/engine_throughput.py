@@ -49,7 +49,6 @@ import copy
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -292,19 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     calls = Calls()
     calls.install()
 
-    with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
-        tmp_dir = Path(tmp)
-        train, validation, what = common.prepare_data(
-            tmp_dir / "data",
-            data=args.data,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            per_class=args.per_class,
-            validation_per_class=args.validation_per_class,
-            classes=args.classes,
-            seed=args.seed,
-            synthetic_rows=args.synthetic_rows,
-        )
+    with common.workspace(None) as tmp_dir:
+        train, validation = common.data_from_args(tmp_dir / "data", args)
         recipe = common.write_recipe(
             tmp_dir / "recipe.yaml",
             train=train,
@@ -315,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
             space={},
             output=tmp_dir / "run",
         )
-        print(f"data: {what}")
 
         # -- set-up once, then two consecutive trials
         before = calls.snapshot()

@@ -215,7 +215,6 @@ def gaps(events: list[dict], started: float, ended: float, least: float = 0.3) -
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import tempfile
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -245,25 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     common.header("overhead: one automl run split into compute, evaluation, data preparation and the rest")
-    tmp = None
-    if args.work_dir:
-        work = Path(args.work_dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="automl-bench-")
-        work = Path(tmp.name)
-    try:
-        train, validation, what = common.prepare_data(
-            work / "data",
-            data=args.data,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            per_class=args.per_class,
-            validation_per_class=args.validation_per_class,
-            classes=args.classes,
-            seed=args.seed,
-            synthetic_rows=args.synthetic_rows,
-        )
+    with common.workspace(args.work_dir) as work:
+        train, validation = common.data_from_args(work / "data", args)
         recipe = common.write_recipe(
             work / "recipe.yaml",
             train=train,
@@ -280,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
                 "adapter": "full",
             },
         )
-        print(f"data: {what}")
         print(f"recipe: {args.backbone}, max_length {args.max_length}, {args.trials} trials, full fine-tuning, default pruner and export")
         events_path = work / "events.jsonl"
         events_path.unlink(missing_ok=True)
@@ -320,9 +301,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    at {at:7.2f} s: {length:6.2f} s between '{before}' and '{after}'")
         verdict = "met" if overhead / total < 0.05 else "MISSED"
         print(f"  target overhead < 5%: {verdict} ({100 * overhead / total:.1f}%); peak tree RSS {measured['peak_rss_mb']:.0f} MiB")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     return 0
 
 

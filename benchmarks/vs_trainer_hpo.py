@@ -72,7 +72,6 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -311,26 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     common.header("hyperparameter search: automl run vs transformers.Trainer.hyperparameter_search")
-    tmp = None
-    if args.work_dir:
-        work = Path(args.work_dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="automl-bench-")
-        work = Path(tmp.name)
-    try:
-        train, validation, what = common.prepare_data(
-            work / "data",
-            data=args.data,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            per_class=args.per_class,
-            validation_per_class=args.validation_per_class,
-            classes=args.classes,
-            seed=args.seed,
-            synthetic_rows=args.synthetic_rows,
-        )
-        print(f"data: {what}")
+    with common.workspace(args.work_dir) as work:
+        train, validation = common.data_from_args(work / "data", args)
         print(
             f"backbone {args.backbone}, max_length {args.max_length}, {args.trials} trials, space: learning_rate "
             f"log-uniform [{args.lr_low:g}, {args.lr_high:g}], batch size {args.batch_sizes}, epochs "
@@ -381,9 +362,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  best f1_macro automl - Trainer: {delta:+.4f}")
             verdict = "met" if ratio <= 0.5 and delta >= 0 else "MISSED"
             print(f"  target automl <= 0.5 x Trainer wall time at equal or better best metric: {verdict}")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     return 0
 
 
