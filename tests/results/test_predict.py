@@ -1,0 +1,96 @@
+"""automl predict: the same labels as a plain transformers pipeline; every input format;
+one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from automl.cli import cli
+
+
+def invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(cli, list(args), input=input)
+
+
+def test_predict_matches_transformers_pipeline(tiny_run, data_dir, tmp_path):
+    from transformers import pipeline
+
+    out = tmp_path / "pred.csv"
+    result = invoke("predict", str(tiny_run / "best"), str(data_dir / "test.csv"), "-o", str(out), "--batch-size", "7")
+    assert result.exit_code == 0, result.output
+    ours = pd.read_csv(out)
+    frame = pd.read_csv(data_dir / "test.csv")
+    assert list(ours.columns[:2]) == ["text", "label"] and len(ours) == len(frame)
+    assert {"prediction", "score", "score_negative", "score_positive"} <= set(ours.columns)
+
+    classify = pipeline("text-classification", model=str(tiny_run / "best"), device="cpu")
+    theirs = [p["label"] for p in classify(frame["text"].tolist(), truncation=True, max_length=32, batch_size=16)]
+    assert ours["prediction"].tolist() == theirs
+    best = ours[["score_negative", "score_positive"]].max(axis=1)
+    assert (ours["score"] - best).abs().max() < 1e-6 and ours["score"].between(0.5, 1).all()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_predict_reads_and_writes_jsonl_and_parquet(tiny_run, data_dir, tmp_path, suffix):
+    frame = pd.read_csv(data_dir / "test.csv").head(12).rename(columns={"text": "review"})
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".jsonl":
+        frame.to_json(source, orient="records", lines=True)
+    else:
+        frame.to_parquet(source)
+    out = tmp_path / f"out{suffix}"
+    result = invoke("predict", str(tiny_run / "best"), str(source), "--column", "review", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    back = pd.read_json(out, lines=True) if suffix == ".jsonl" else pd.read_parquet(out)
+    assert back["review"].tolist() == frame["review"].tolist()
+    assert set(back["prediction"]) <= {"negative", "positive"}
+
+
+def test_predict_stdin_lines_to_csv_on_stdout(tiny_run):
+    result = invoke("predict", str(tiny_run / "best"), "-", input="great excellent love it\n\nterrible awful broken\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("text,prediction,score")
+    assert len(lines) == 3  # the blank line is skipped
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_column", "column 'nope' not found"),
+        ("unreadable", "not UTF-8"),
+        ("no_file", "no such file"),
+        ("not_export", "is not an automl export"),
+        ("bad_output", "unknown output format"),
+    ],
+)
+def test_predict_errors_are_one_line_exit_2(tiny_run, data_dir, tmp_path, case, expected):
+    model, source, extra = str(tiny_run / "best"), str(data_dir / "test.csv"), []
+    if case == "missing_column":
+        extra = ["--column", "nope"]
+    elif case == "unreadable":
+        bad = tmp_path / "bad.csv"
+        bad.write_bytes(b"text\n\xff\xfe broken bytes\n")
+        source = str(bad)
+    elif case == "no_file":
+        source = str(tmp_path / "missing.csv")
+    elif case == "not_export":
+        (tmp_path / "empty").mkdir()
+        model = str(tmp_path / "empty")
+    elif case == "bad_output":
+        extra = ["-o", str(tmp_path / "out.xlsx")]
+    result = invoke("predict", model, source, *extra)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], result.stderr
+
+
+def test_predict_accepts_the_run_directory(tiny_run, data_dir):
+    meta = json.loads((tiny_run / "best" / "automl.json").read_text())
+    result = invoke("predict", str(tiny_run), "-", input="love it\n")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[1].split(",")[1] in meta["labels"]

@@ -1,0 +1,82 @@
+"""automl report: self-contained HTML with embedded PNGs, Markdown, JSON; escaping; the
+end-of-run summary at 80 and 120 columns."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from automl.cli import cli
+from automl.results import gather
+from automl.results.report import render_html, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_leaves_a_report(tiny_run):
+    assert (tiny_run / "report.html").exists() and (tiny_run / "report.md").exists()
+
+
+def test_report_html_is_self_contained_with_real_images(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text()
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    task_plots = json.loads((run / "best" / "automl.json").read_text())["plots"]
+    assert len(task_plots) >= 1
+    assert len(images) >= 3 + len(task_plots)  # history, curves, slices (+ importances) and the task's plots
+    for data in images:
+        raw = base64.b64decode(data)
+        assert raw.startswith(PNG) and len(raw) > 1000
+    for text in ("Optimisation history", "Trials", "baseline", "trust_remote_code", "journal:"):
+        assert text in page
+    md = (run / "report.md").read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (run / link).is_file()
+    body = json.loads((run / "report.json").read_text())
+    assert body["best"]["number"] == gather(run).best.number and body["leaderboard"]
+
+
+def test_report_escapes_everything(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    evil = "<script>alert(1)</script>"
+    meta_file = run / "best" / "automl.json"
+    meta = json.loads(meta_file.read_text())
+    meta["labels"] = [evil, "positive"]
+    meta_file.write_text(json.dumps(meta))
+    baseline_file = run / "baseline.json"
+    baseline = json.loads(baseline_file.read_text())
+    baseline["name"] = f"tf-idf {evil}"
+    baseline_file.write_text(json.dumps(baseline))
+    results = gather(run)
+    page = render_html(results, [], [])
+    assert evil not in page and "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    files = write_report(run, results=results)
+    assert evil not in files.html.read_text() and evil not in files.markdown.read_text()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_summary_fits_and_tells_the_story(tiny_run, render, width):
+    from rich.panel import Panel
+
+    from automl.summary import summary_renderable
+
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    outcome = SimpleNamespace(run_dir=tiny_run, study_name="tiny", summary=SimpleNamespace(interrupted=False), seconds=summary["seconds"])
+    text = render(Panel(summary_renderable(outcome)), width=width)
+    assert all(len(line) <= width for line in text.splitlines())
+    best = gather(tiny_run).best
+    for part in (f"trial {best.number}: f1_macro", "baseline", "metrics of the best model", "automl predict", "report.html"):
+        assert part in text, part
