@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -44,7 +45,7 @@ class PluginEnv:
         parents = "; ".join(f"site.addsitedir({p!r})" for p in site.getsitepackages())
         (site_dir / "_parent_env.pth").write_text(f"import site; {parents}\n")
         script = root / "bin" / "automl"
-        script.write_text(f"#!{self.python}\nfrom automl.cli import main\n\nmain()\n")
+        script.write_text(f"#!{self.python}\nfrom automl.cli import main\n\nif __name__ == '__main__':\n    main()\n")
         script.chmod(0o755)
         self.env = {**os.environ, "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(root)}
         for name in ("AUTOML_PLUGINS", "AUTOML_BLOCK_PLUGINS", "PYTHONPATH"):
@@ -557,3 +558,21 @@ def test_an_installed_package_shows_up_without_changing_automl(tmp_path):
     assert "automl-echo 1.2.3" in table.stdout and "a test task" in table.stdout
     # the current environment is untouched
     assert "echo" not in {ep.name for ep in importlib.metadata.entry_points(group="automl")}
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "plugins" / "examples"
+
+
+@pytest.mark.parametrize("example", ["automl-jsonl-logger"])
+def test_an_example_plugin_passes_its_own_tests_when_installed(example, tmp_path):
+    """Each example in plugins/examples/ is installed as a user installs it (from a copy,
+    so the build leaves nothing in the repository) and runs its own tests."""
+    package = tmp_path / example
+    shutil.copytree(EXAMPLES / example, package, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    env = PluginEnv(tmp_path / "env")
+    env.install(package)
+    listed = json.loads(env.run("automl", "plugins", "--json").stdout)
+    assert [p["distribution"] for p in listed["plugins"]] == [example] and listed["failed"] == []
+    tests = env.run(str(env.python), "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert " passed" in tests.stdout and "skipped" not in tests.stdout
