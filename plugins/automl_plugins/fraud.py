@@ -101,14 +101,18 @@ def _as_number(value: Any) -> float | None:
 
 
 def _kind(series: Any) -> tuple[str, int]:
-    """``(kind, decimals)`` of a column: a float column keeps its decimals even where a
-    value is whole, so ``100.00`` reads the same in every split."""
-    present = [v for v in series.tolist() if not _is_missing(v)]
+    """``(kind, decimals)`` of a column. A float column keeps two decimals even where its
+    values happen to be whole (``100.00`` in a CSV reads the same in a one-row prediction
+    file), unless it is an integer column that empty cells turned into floats."""
+    values = series.tolist()
+    present = [v for v in values if not _is_missing(v)]
     numbers = [_as_number(v) for v in present]
     if present and all(n is not None for n in numbers):
-        whole = series.dtype.kind in "iub" or (
-            series.dtype.kind != "f" and all(float(n).is_integer() for n in numbers)  # type: ignore[arg-type]
-        )
+        integral = all(float(n).is_integer() for n in numbers)  # type: ignore[arg-type]
+        if series.dtype.kind == "f":
+            whole = integral and len(present) < len(values)
+        else:
+            whole = series.dtype.kind in "iub" or integral
         return "number", 0 if whole else DECIMALS
     words = [len(str(v).split()) for v in present]
     distinct = len({str(v) for v in present})

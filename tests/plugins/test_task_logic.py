@@ -231,3 +231,12 @@ def test_token_slow_tokenizer_path(tokenizer):
     ids, wids = _encode_slow(["Renbelmar", "router"], tokenizer, 64)
     fast = tokenizer(["Renbelmar", "router"], is_split_into_words=True)
     assert ids == fast["input_ids"] and wids == fast.word_ids()
+
+
+def test_fraud_integer_column_with_empty_cells_stays_integer():
+    frame = pd.DataFrame({"hour": [3.0, None, 14.0, 9.0], "amount": [1.0, 2.0, 3.0, 4.0], "y": ["0", "1", "0", "0"]})
+    task = fraud_task()
+    names = task.label_names(frame, file="t.csv")
+    inputs = task.read(frame, split="train", file="t.csv", label_names=names).inputs
+    assert inputs[0] == "hour: 3 | amount: 1.00"
+    assert inputs[1] == "hour: missing | amount: 2.00"
