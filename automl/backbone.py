@@ -32,6 +32,19 @@ def auto_model_class(head: str) -> Any:
     }[head]
 
 
+def head_config(*, head: str, num_labels: int, id2label: dict[int, str] | None, problem_type: str | None) -> dict[str, Any]:
+    """Model-config keywords for a task head: label count and names, problem type."""
+    if head not in HEADS:
+        raise ValueError(head)
+    kwargs: dict[str, Any] = {"num_labels": num_labels}
+    if id2label:
+        kwargs["id2label"] = dict(id2label)
+        kwargs["label2id"] = {v: k for k, v in id2label.items()}
+    if problem_type and head == "sequence-classification":
+        kwargs["problem_type"] = problem_type
+    return kwargs
+
+
 class Backbone(abc.ABC):
     """Base class of every backbone."""
 
@@ -92,14 +105,7 @@ class Backbone(abc.ABC):
         """The pretrained model with a freshly initialised head for *head*.
 
         The caller seeds torch first, so the head's initialisation is reproducible."""
-        if head not in HEADS:
-            raise ValueError(head)
-        kwargs: dict[str, Any] = {"num_labels": num_labels}
-        if id2label:
-            kwargs["id2label"] = dict(id2label)
-            kwargs["label2id"] = {v: k for k, v in id2label.items()}
-        if problem_type and head == "sequence-classification":
-            kwargs["problem_type"] = problem_type
+        kwargs = head_config(head=head, num_labels=num_labels, id2label=id2label, problem_type=problem_type)
         return auto_model_class(head).from_pretrained(
             self.source(), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
         )

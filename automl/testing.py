@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from automl.backbone import Backbone, auto_model_class
+from automl.backbone import Backbone, auto_model_class, head_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,12 +74,6 @@ class TinyBertBackbone(Backbone):
 
         tokenizer = self.load_tokenizer()
         o = self.options
-        kwargs: dict[str, Any] = {}
-        if id2label:
-            kwargs["id2label"] = dict(id2label)
-            kwargs["label2id"] = {v: k for k, v in id2label.items()}
-        if problem_type and head == "sequence-classification":
-            kwargs["problem_type"] = problem_type
         config = BertConfig(
             vocab_size=tokenizer.vocab_size,
             hidden_size=o.hidden_size,  # type: ignore[attr-defined]
@@ -87,8 +81,7 @@ class TinyBertBackbone(Backbone):
             num_attention_heads=o.heads,  # type: ignore[attr-defined]
             intermediate_size=o.hidden_size * 2,  # type: ignore[attr-defined]
             max_position_embeddings=512,
-            num_labels=num_labels,
-            **kwargs,
+            **head_config(head=head, num_labels=num_labels, id2label=id2label, problem_type=problem_type),
         )
         return auto_model_class(head).from_config(config)
 

@@ -71,3 +71,46 @@ def default_gpus(gpus: str | None, device: str | None, workers: int) -> list[int
     if torch.cuda.is_available() and torch.cuda.device_count() > 1 and workers > 1:
         return list(range(torch.cuda.device_count()))
     return None
+
+
+def launch(
+    recipe_path: Any,
+    *,
+    command: str,
+    trials: int | None,
+    timeout: str | None,
+    output: str | None,
+    device: str | None,
+    storage: str | None,
+    study_name: str | None,
+    artifacts: str | None,
+    workers: int,
+    gpus: str | None,
+    fresh: bool = False,
+    baseline: bool = True,
+) -> None:
+    """What ``automl run`` and ``automl worker`` share: build the run, search, summarise."""
+    from rich.console import Console
+
+    from automl import plugins
+    from automl.recipe import load_recipe
+    from automl.search.supervisor import RunOptions, run_recipe
+    from automl.summary import print_summary
+
+    plugins.warn_failed()
+    over = overrides(trials, timeout, output, device)
+    recipe = load_recipe(recipe_path).with_overrides(**over)
+    console = Console(stderr=True, highlight=False)
+    options = RunOptions(
+        workers=workers,
+        gpus=default_gpus(gpus, device or recipe.training.device, workers),
+        fresh=fresh,
+        baseline=baseline,
+        overrides=over,
+        artifacts=artifacts,
+    )
+    outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
+    print_summary(outcome, Console(highlight=False))
+    if outcome.interrupted:
+        console.print(f"[yellow]interrupted[/]: run `automl {command} {recipe_path}` again to continue", soft_wrap=True)
+        raise SystemExit(130)
