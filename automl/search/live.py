@@ -105,6 +105,8 @@ class LiveStatus:
             if time.time() - p.get("updated", 0) > 120:
                 continue
             bits = [f"trial {p.get('trial')}"]
+            if "epoch" in p:
+                bits.append(f"epoch {p['epoch'] + 1}")
             if "step" in p and "total" in p:
                 bits.append(f"step {p['step']}/{p['total']}")
             if "loss" in p:

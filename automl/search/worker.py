@@ -371,6 +371,7 @@ class Worker:
         if self._in_top_k(study, result.value):
             self._keep_weights(study, trial, params, result)
         self._tell(study, trial, result.value)
+        result.model = None  # let free_memory() release it before the next trial
         self._drop_beyond_top_k(study)
         return TrialOutcome(State.COMPLETE, result.value, metrics=result.metrics, duration_s=time.perf_counter() - start)
 
