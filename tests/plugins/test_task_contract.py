@@ -135,3 +135,14 @@ def test_num_labels_matches_head(loaded):
     outputs = fake_outputs(task, split, encoded)
     width = outputs[0].shape[-1] if isinstance(outputs, list) else np.asarray(outputs).shape[1]
     assert width == task.num_labels()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_automl_testing_check_task(name, data_root):
+    """The check a third-party plugin's own tests run passes for every built-in task."""
+    from plugin_helpers import data_spec, split_paths
+
+    from automl.testing import check_task
+
+    train = split_paths(data_root, SAMPLES[name].kind)["validation"]
+    check_task(plugins.get_tasks()[name], train, data=data_spec(name, data_root))
