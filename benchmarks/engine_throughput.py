@@ -269,7 +269,7 @@ def run_trainer(engine: Any, tokenizer: Any, args: argparse.Namespace, out_dir: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="minilm-l6", help="minilm-l6 (default) or tiny-bert for a smoke run")
-    common.add_data_arguments(parser, per_class=13, validation_per_class=1, classes=None)
+    common.add_data_arguments(parser, per_class=6, validation_per_class=1, classes=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--repeats", type=int, default=3)

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="minilm-l6")
-    common.add_data_arguments(parser, per_class=30, validation_per_class=10, classes=10)
+    common.add_data_arguments(parser, per_class=20, validation_per_class=10, classes=6)
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs-high", type=int, default=3)
     parser.add_argument("--work-dir", help="keep the run here (default: a temporary directory, removed)")
