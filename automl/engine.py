@@ -126,10 +126,12 @@ def pad_batch(
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffle, then sort within mega-batches of 50 batches by length, so that each batch
+    """Shuffle, then sort within mega-batches of 8 batches by length, so that each batch
     holds similar lengths (little padding) while the order stays random."""
     order = rng.permutation(len(lengths))
-    mega = batch_size * 50
+    # A small window (8 batches) keeps padding low while batches still differ from epoch to
+    # epoch; a window as large as the data set would give the same batches every epoch.
+    mega = batch_size * 8
     batches = []
     for start in range(0, len(order), mega):
         chunk = order[start : start + mega]
@@ -236,12 +238,14 @@ class TrialEngine:
             {"params": decay, "weight_decay": float(params.get("weight_decay", 0.0))},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        kwargs: dict[str, Any] = {"lr": float(params.get("learning_rate", 5e-5))}
-        if self.setup.device.type == "cuda":
-            kwargs["fused"] = True
-        else:
-            kwargs["foreach"] = True
-        optimizer = torch.optim.AdamW(groups, **kwargs)
+        lr = float(params.get("learning_rate", 5e-5))
+        try:
+            # Fused AdamW: one kernel for the whole step, on CUDA and (torch >= 2.4) on CPU;
+            # on a 2-core CPU it is ~0.05 s of a 0.8 s MiniLM step, where foreach can take 0.7 s
+            # when the cores are contended.
+            optimizer = torch.optim.AdamW(groups, lr=lr, fused=True)
+        except (RuntimeError, TypeError):
+            optimizer = torch.optim.AdamW(groups, lr=lr, foreach=True)
         warmup = int(round(float(params.get("warmup_ratio", 0.0)) * total_steps))
         scheduler = get_scheduler(
             str(params.get("scheduler", "linear")),
@@ -348,7 +352,9 @@ class TrialEngine:
                     last = (value, metrics, calibration)
                     if not math.isfinite(value):
                         raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
-                    if reporter is not None and reporter(step, value, metrics):
+                    # At the last evaluation the work is done: a pruner's "stop" would only
+                    # throw the finished model away, so the trial completes instead.
+                    if reporter is not None and reporter(step, value, metrics) and step < total_steps:
                         raise TrialStopped(step, value)
             epoch += 1
         if last is None:  # pragma: no cover - total_steps >= 1 always evaluates
