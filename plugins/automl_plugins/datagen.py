@@ -41,6 +41,9 @@ SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 
+automl_api_version = "1"
+
+
 def _rng(seed: int, kind: str, split: str) -> np.random.Generator:
     return np.random.default_rng([seed, KINDS.index(kind), SPLITS.index(split)])
 

@@ -31,13 +31,9 @@ from automl.data import require_columns
 from automl.errors import DataError
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
-from . import datagen
 from ._classify import Columns, binary_curves, confusion_plot, encode_split, label_list, read_labels, softmax
 
 automl_api_version = "1"
-
-#: ``automl data generate`` ships with this plugin (it writes the data of the recipes).
-automl_register_commands = datagen.automl_register_commands
 
 #: Label values taken as the positive class when ``positive_label`` is not set.
 POSITIVE_NAMES = ("1", "1.0", "true", "yes", "fraud", "fraudulent", "positive")
