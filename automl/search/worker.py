@@ -46,6 +46,8 @@ class WorkerArgs:
     threads: int | None
     deadline: float | None
     artifacts: str | None = None
+    #: Stop asking for trials when the supervising process dies.
+    supervised: bool = True
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -217,9 +219,12 @@ class Worker:
         target = self.recipe.search.trials
         # Build the engine before the first ask, so a slow start holds no trial.
         _ = self.engine
+        parent = os.getppid()
         while not self.exhausted:
             if self.args.deadline is not None and time.time() >= self.args.deadline:
                 return
+            if self.args.supervised and os.getppid() != parent:
+                return  # the supervisor is gone (killed): finish no more trials on its behalf
             if is_heartbeat_enabled(self.storage):
                 fail_stale_trials(study)
             counts = count_states(study)
