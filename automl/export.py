@@ -71,6 +71,8 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
     params = dict(trial.params)
     params.update({k: v for k, v in ctx.resolved.space.fixed.items() if k not in params})
     adapter = params.get("adapter", "full")
+    if adapter != "lora":  # fixed LoRA settings did not apply to this trial
+        params = {k: v for k, v in params.items() if not k.startswith("lora_")}
 
     from optuna.artifacts.exceptions import ArtifactNotFound
 

@@ -4,7 +4,9 @@
   with the real all-MiniLM-L6-v2 tokenizer, so real training takes seconds on a CPU.
 * :func:`write_recipe`: write a recipe dict to YAML next to its data.
 * :func:`registered`: register a throwaway plugin for the duration of a ``with`` block.
-* :func:`run_tiny_search`: run a real search of a few trials on the tiny backbone.
+* :func:`write_toy_text_data` and :func:`tiny_recipe`: a small learnable data set and a
+  recipe on the tiny backbone that trains in about a second per trial.
+* :func:`check_task` and :func:`check_backbone`: contract checks for a plugin's classes.
 * :func:`check_task` and :func:`check_backbone`: the contract a plugin's task or backbone
   must meet, checked the way automl uses it (``automl plugins new`` writes tests with them).
 """
