@@ -13,7 +13,7 @@ import copy
 import gc
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,7 +291,6 @@ class TrialEngine:
         total_steps = int(max_steps) if max_steps else max(1, int(math.ceil(epochs * steps_per_epoch)))
         optimizer, scheduler = self._optimizer(model, params, total_steps)
         eval_every = steps_per_epoch if self.eval_every == "epoch" else int(self.eval_every)
-        accum = math.ceil(batch_size / micro)
         setup = self.setup
         scaler = torch.amp.GradScaler("cuda") if setup.grad_scaling else None
         autocast = (
@@ -303,7 +302,6 @@ class TrialEngine:
         step = 0
         seen = 0
         last: tuple[float, dict[str, float], dict[str, Any]] | None = None
-        best: tuple[float, dict[str, float], dict[str, Any], dict[str, torch.Tensor]] | None = None
         compute_time = eval_time = 0.0
         loss_value = float("nan")
         epoch = 0
@@ -466,8 +464,3 @@ def load_trial_weights(
         set_peft_model_state_dict(model, state)
     model.eval()
     return model
-
-
-def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -286,19 +286,19 @@ def _compose(text: str, file: str) -> yaml.Node | None:
     return node
 
 
-def _count_aliases(node: yaml.Node | None, seen: set[int] | None = None, depth: int = 0) -> int:
+def _count_aliases(node: yaml.Node | None) -> int:
     """Count nodes reachable with aliases expanded, stopping early on alias bombs."""
     if node is None:
         return 0
     total = 1
     if isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            total += _count_aliases(child, seen, depth + 1)
+            total += _count_aliases(child)
             if total > 100_000:
                 return total
     elif isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            total += _count_aliases(key, seen, depth + 1) + _count_aliases(value, seen, depth + 1)
+            total += _count_aliases(key) + _count_aliases(value)
             if total > 100_000:
                 return total
     return total

@@ -21,7 +21,6 @@ import abc
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -269,8 +268,3 @@ def read_options(cls: type[Task] | type, raw: dict[str, Any], *, file: str | Non
         if err["type"] == "extra_forbidden":
             message += did_you_mean(str(err["loc"][-1]), cls.Options.model_fields)
         raise RecipeError(message, file=file, field=f"{field}.{loc}" if loc else field) from None
-
-
-def resolve_path(base: Path, value: str | Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.errors import UserError, did_you_mean
-from automl.results._formats import Column, fmt_seconds, fmt_value, render
+from automl.results._formats import Column, fmt_seconds, render
 from automl.results._gather import STATE_ORDER, RowState, RunResults, TrialRow
 
 STATE_STYLES = {
