@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from automl.adapters import ADAPTERS
 from automl.device import DeviceSetup
 from automl.task import Encoded, Outputs, Split, Task
 
@@ -61,36 +62,6 @@ class TrialResult:
     model: torch.nn.Module
     samples_per_second: float
     timings: dict[str, float] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------- adapters
-
-
-def _peft_task_type(head: str) -> Any:
-    from peft import TaskType
-
-    return TaskType.TOKEN_CLS if head == "token-classification" else TaskType.SEQ_CLS
-
-
-def apply_lora(model: torch.nn.Module, params: dict[str, Any], head: str, default_targets: list[str]) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        task_type=_peft_task_type(head),
-        r=int(params.get("lora_r", 8)),
-        lora_alpha=int(params.get("lora_alpha", 16)),
-        lora_dropout=float(params.get("lora_dropout", 0.0)),
-        target_modules=list(params.get("lora_target_modules") or default_targets),
-    )
-    return get_peft_model(model, config)
-
-
-#: adapter name -> function(model, params, head, default LoRA targets) -> trainable model.
-#: More peft methods plug in here.
-ADAPTERS: dict[str, Callable[..., torch.nn.Module]] = {
-    "full": lambda model, params, head, targets: model,
-    "lora": apply_lora,
-}
 
 
 # ----------------------------------------------------------------------------- batching
@@ -225,7 +196,7 @@ class TrialEngine:
         if adapter not in ADAPTERS:
             raise TrialFailed(f"unknown adapter '{adapter}'; known: {', '.join(ADAPTERS)}")
         model = copy.deepcopy(self.base_model)
-        model = ADAPTERS[adapter](model, params, self.task.head, self.lora_targets)
+        model = ADAPTERS[adapter].build(model, params, self.task.head, self.lora_targets)
         return model.to(self.setup.device)
 
     def _optimizer(self, model: torch.nn.Module, params: dict[str, Any], total_steps: int) -> tuple[Any, Any]:
@@ -429,7 +400,7 @@ def predict_outputs(
 
 def trainable_state(model: torch.nn.Module, adapter: str) -> dict[str, torch.Tensor]:
     """What a trial changed: the adapter (and head) for LoRA, every weight for full."""
-    if adapter == "full":
+    if not ADAPTERS[adapter].peft:
         state = model.state_dict()
     else:
         from peft import get_peft_model_state_dict
@@ -452,9 +423,9 @@ def load_trial_weights(
     from safetensors.torch import load_file
 
     adapter = params.get("adapter", "full")
-    model = ADAPTERS[adapter](copy.deepcopy(base_model), params, head, lora_targets)
+    model = ADAPTERS[adapter].build(copy.deepcopy(base_model), params, head, lora_targets)
     state = load_file(str(path))
-    if adapter == "full":
+    if not ADAPTERS[adapter].peft:
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected:
             raise ValueError(f"unexpected weights in {path}: {unexpected[:3]}")
