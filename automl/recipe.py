@@ -350,7 +350,9 @@ def _message(err: dict[str, Any]) -> str:
     msg = err["msg"]
     msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
     if "input" in err and kind not in ("model_type", "dict_type") and not isinstance(err["input"], dict):
-        msg += f", got {err['input']!r}"
+        got = f"got {err['input']!r}"
+        if not msg.endswith(got):  # a validator may have named the value already
+            msg += f", {got}"
     return msg
 
 

@@ -48,6 +48,8 @@ class WorkerArgs:
     artifacts: str | None = None
     #: Stop asking for trials when the supervising process dies.
     supervised: bool = True
+    #: Where the process writes its one-line error (JSON) before it exits non-zero.
+    error_file: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -450,3 +452,38 @@ def worker_process(raw_args: str) -> None:
         Worker(args).loop()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        sys.exit(report_error(exc, args.error_file))
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line an exception shows as: a user error's own message, otherwise its type
+    and first line, with the plugin whose code raised it where there is one."""
+    from automl.errors import UserError
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    plugin = _plugin_in_traceback(exc)
+    where = f"plugin '{plugin}' raised " if plugin else ""
+    return f"{where}{type(exc).__name__}: {first}".rstrip(": ")
+
+
+def report_error(exc: BaseException, error_file: str | None) -> int:
+    """Hand a worker's fatal error to the supervisor as one line in *error_file*; the
+    traceback goes to stderr only with ``--debug`` (``AUTOML_DEBUG``). Returns the exit code."""
+    from automl.errors import EXIT_BUG, UserError
+
+    code = exc.exit_code if isinstance(exc, UserError) else EXIT_BUG
+    line = error_line(exc)
+    if os.environ.get("AUTOML_DEBUG", "").lower() not in ("", "0", "false", "no"):
+        traceback.print_exception(exc)
+    if error_file is None:
+        print(f"error: {line}", file=sys.stderr)
+        return code
+    try:
+        Path(error_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(error_file).write_text(json.dumps({"message": line, "exit_code": code, "user_error": isinstance(exc, UserError)}))
+    except OSError:
+        print(f"error: {line}", file=sys.stderr)
+    return code
