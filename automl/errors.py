@@ -74,7 +74,11 @@ class NoModelError(UserError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest of *choices*, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close:  # 'LoRA' for 'lora'
+        lowered = {c.lower(): c for c in reversed(choices)}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)]
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

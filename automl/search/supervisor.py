@@ -446,6 +446,14 @@ def run_recipe(
     options = options or RunOptions()
     console = console or Console(stderr=True)
     ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name, artifacts=options.artifacts)
+    from automl.device import machine_problems
+
+    file = str(recipe.path) if recipe.path else None
+    problems = machine_problems(recipe.training.device, recipe.training.precision)
+    if problems:  # `automl recipe check` only warns: the recipe may be meant for another machine
+        raise UserError(problems[0][1], file=file, field=problems[0][0])
+    for warning in ctx.resolved.warnings:
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     ctx.resolved.backbone.check()
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")

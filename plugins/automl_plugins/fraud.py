@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from automl import hookimpl
 from automl.data import is_missing, require_columns
 from automl.errors import DataError
+from automl.search.ranges import PROBABILITY
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
 from ._classify import Columns, binary_curves, confusion_plot, encode_split, label_list, read_labels, softmax
@@ -219,6 +220,7 @@ class FraudDetection(Columns, Task):
     extra_hyperparameters = {
         "class_weight_power": "positive-class loss weight = (negatives/positives) ** power; 0 = unweighted"
     }
+    hyperparameter_ranges = {"class_weight_power": PROBABILITY}
 
     def __init__(self, options: BaseModel | None = None, data: Any = None) -> None:
         super().__init__(options, data)
