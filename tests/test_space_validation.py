@@ -317,3 +317,24 @@ def test_docs_table_shows_the_real_lines(toy, tmp_path):
         assert shown, (kind, result.output)
         shown_line = shown[0].replace(str(path), "recipe.yaml").replace(f"torch {torch.__version__}", "torch 2.13.0+cpu")
         assert shown_line == line, (kind, shown[0])
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=8))
+ENTRIES = st.one_of(
+    SCALARS,
+    st.lists(SCALARS, max_size=4),
+    st.dictionaries(st.sampled_from(["low", "high", "log", "step", "choices", "type", "when"]),
+                    st.one_of(SCALARS, st.lists(SCALARS, max_size=3),
+                              st.dictionaries(st.sampled_from(["adapter", "batch_size", "nope"]), SCALARS, max_size=2)),
+                    max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(space=st.dictionaries(st.sampled_from(sorted(hyperparameter_ranges()) + ["lora_r", "lora_dropout"]), ENTRIES, max_size=4))
+def test_any_space_resolves_or_gives_one_line(toy, space):
+    """No space, however odd, makes `automl recipe check` show a traceback."""
+    try:
+        resolve_space(toy, space)
+    except RecipeError as exc:
+        assert "\n" not in str(exc)

@@ -109,7 +109,7 @@ def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optun
     return study
 
 
-def recover_orphans(study: optuna.Study, retries: int) -> list[int]:
+def recover_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage, retries: int) -> list[int]:
     """Fail and requeue RUNNING trials whose worker process on this host is gone (the whole
     run was killed); remote workers are covered by the storage heartbeat."""
     host = socket.gethostname()
@@ -121,7 +121,7 @@ def recover_orphans(study: optuna.Study, retries: int) -> list[int]:
             continue
         if _pid_alive(int(pid)):
             continue
-        failed, _ = fail_and_retry(study, t._trial_id, "worker process died (the run was killed)", retries)
+        failed, _ = fail_and_retry(study, storage, t.number, "worker process died (the run was killed)", retries)
         if failed:
             recovered.append(t.number)
     return recovered
@@ -191,6 +191,7 @@ class Supervisor:
         self.deaths = 0
         self.startup_deaths = 0
         self.reported: set[int] = set()
+        self.storage: Any = None  # opened by run()
 
     # ------------------------------------------------------------------ workers
 
@@ -261,7 +262,7 @@ class Supervisor:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("worker") == tag:
                 reason = f"worker process died ({why}) while running this trial"
-                failed, again = fail_and_retry(study, t._trial_id, reason, self.ctx.recipe.search.retries)
+                failed, again = fail_and_retry(study, self.storage, t.number, reason, self.ctx.recipe.search.retries)
                 if failed:
                     self.console.print(
                         f"[red]trial {t.number} failed[/]: {reason}" + ("; queued again" if again else "; retries used up")
@@ -276,11 +277,11 @@ class Supervisor:
         console = self.console
         # Data first: bad data is reported before anything is written for the run.
         data, tokenizer, encoded = ctx.load_data()
-        storage = open_storage(ctx.storage_url, ctx.run_dir)
+        storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
         ctx.write_run_file()
         baseline = run_baseline(ctx, data, console) if self.options.baseline else None
-        recovered = recover_orphans(study, ctx.recipe.search.retries + 1)
+        recovered = recover_orphans(study, storage, ctx.recipe.search.retries + 1)
         if recovered:
             console.print(f"resumed: trial(s) {', '.join(map(str, recovered))} were cut off by a crash and run again")
         done = budget_used(study)
