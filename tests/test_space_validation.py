@@ -316,7 +316,9 @@ def test_docs_table_shows_the_real_lines(toy, tmp_path):
         shown = [x for x in result.output.splitlines() if x.startswith(("error: ", "warning: "))]
         assert shown, (kind, result.output)
         shown_line = shown[0].replace(str(path), "recipe.yaml").replace(f"torch {torch.__version__}", "torch 2.13.0+cpu")
-        assert shown_line == line, (kind, shown[0])
+        # "…" in the table stands for text that comes from a library and varies by version.
+        pattern = ".*?".join(re.escape(part) for part in line.split("…"))
+        assert re.fullmatch(pattern, shown_line), (kind, shown[0])
 
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=8))
