@@ -454,7 +454,7 @@ def run_recipe(
     if problems:  # `automl recipe check` only warns: the recipe may be meant for another machine
         raise UserError(problems[0][1], file=file, field=problems[0][0])
     for warning in ctx.resolved.warnings:
-        console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
     ctx.resolved.backbone.check()
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")
