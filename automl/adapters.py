@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from automl.search.ranges import POSITIVE_INT, Range
+
 if TYPE_CHECKING:
     import torch
 
@@ -33,6 +35,7 @@ class Adapter:
             ~20-100M parameter encoder; backbones may scale it for their size.
         space: defaults of the adapter's own hyperparameters (``lora_r``...), without
             ``when:``; the default space adds the condition on ``adapter``.
+        ranges: the values those hyperparameters accept (``lora_r`` a whole number >= 1).
         mergeable: the exported model can fold the adapter into the base weights.
         peft: trains through peft (state saved with peft's state-dict helpers).
         description: one line for docs and ``automl recipe check``.
@@ -45,6 +48,9 @@ class Adapter:
     mergeable: bool = True
     peft: bool = True
     description: str = ""
+    #: Accepted values of the adapter's own hyperparameters, checked before a run
+    #: (:mod:`automl.search.ranges`).
+    ranges: dict[str, Range] = field(default_factory=dict)
 
 
 def peft_task_type(head: str) -> Any:
@@ -97,6 +103,7 @@ register_adapter(
         _lora,
         learning_rate=(1e-4, 1e-3),
         space=_lora_space(),
+        ranges={"lora_r": POSITIVE_INT, "lora_alpha": POSITIVE_INT, "lora_dropout": Range("float", low=0, high=1, high_open=True)},
         description="low-rank updates of the attention projections (peft LoRA)",
     )
 )

@@ -148,6 +148,23 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
     return frame.reset_index(drop=True)
 
 
+def is_missing(value: Any) -> bool:
+    """True for an empty cell however the reader stored it: ``None``, NaN, ``pd.NA``,
+    ``NaT`` or an empty/blank string (pandas 3's string dtype keeps NaN for empty cells)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list | tuple | dict | np.ndarray):
+        return False
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def require_columns(frame: pd.DataFrame, columns: list[str], *, file: str | Path, field: str = "data") -> None:
     """Raise a DataError naming the first missing column and the columns that exist."""
     for column in columns:

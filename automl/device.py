@@ -22,6 +22,44 @@ class DeviceSetup:
         return f"{self.device} {precision}"
 
 
+def mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def machine_problems(device: str, precision: str) -> list[tuple[str, str]]:
+    """``(field, problem)`` for a ``training.device`` or ``training.precision`` this machine
+    cannot give (``automl run`` refuses them; ``automl recipe check`` warns, as the recipe
+    may be meant for another machine)."""
+    problems: list[tuple[str, str]] = []
+    kind = "cpu" if device == "auto" else device.split(":")[0]
+    if device == "auto":
+        if torch.cuda.is_available():
+            kind = "cuda"
+        elif mps_available():
+            kind = "mps"
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if count == 0:
+            problems.append(("training.device", f"'{device}' was requested but this machine has no CUDA GPU "
+                             f"(torch {torch.__version__}); use auto or cpu"))
+        elif index >= count:
+            problems.append(("training.device", f"'{device}' was requested but this machine has {count} CUDA "
+                             f"GPU(s), cuda:0 to cuda:{count - 1}"))
+    elif kind == "mps" and not mps_available():
+        problems.append(("training.device", f"'{device}' was requested but Apple MPS is not available here; use auto or cpu"))
+    if not problems:
+        if precision == "fp16" and kind != "cuda":
+            problems.append(("training.precision", f"fp16 needs a CUDA GPU; training here is on {kind} "
+                             "(use auto, fp32 or bf16)"))
+        elif precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+            problems.append(("training.precision", "bf16 was requested but this GPU does not support it "
+                             "(use auto or fp16)"))
+        elif precision == "bf16" and kind == "mps":
+            problems.append(("training.precision", "bf16 is not used on MPS: training there is fp32 (use auto or fp32)"))
+    return problems
+
+
 def pick_device(requested: str = "auto", precision: str = "auto", threads: int | None = None) -> DeviceSetup:
     """Resolve ``training.device``/``training.precision`` for this process.
 
@@ -34,7 +72,7 @@ def pick_device(requested: str = "auto", precision: str = "auto", threads: int |
     if requested == "auto":
         if torch.cuda.is_available():
             requested = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        elif mps_available():
             requested = "mps"
         else:
             requested = "cpu"

@@ -11,10 +11,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+#: Exit status of ``automl`` commands (docs/cli.md lists them).
+EXIT_OK = 0
+#: A bug: an unexpected exception, shown with its traceback.
+EXIT_BUG = 1
+#: A user error (bad recipe, data, plugin, storage, device): one line, nothing trained.
+EXIT_USER_ERROR = 2
+#: ``automl run``/``automl worker`` ended without a best model: no trial completed.
+EXIT_NO_MODEL = 3
+#: Interrupted (Ctrl-C, SIGTERM): finished trials are kept; the same command continues.
+EXIT_INTERRUPTED = 130
+
+
 class UserError(Exception):
     """A problem the user can fix: bad recipe, bad data, unknown plugin, unreachable storage."""
 
-    exit_code = 2
+    exit_code = EXIT_USER_ERROR
 
     def __init__(
         self,
@@ -54,9 +66,19 @@ class StorageError(UserError):
     """The study storage cannot be reached or used."""
 
 
+class NoModelError(UserError):
+    """A run (or worker) ended without a best model: every trial failed or was pruned."""
+
+    exit_code = EXIT_NO_MODEL
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest of *choices*, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close:  # 'LoRA' for 'lora'
+        lowered = {c.lower(): c for c in reversed(choices)}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)]
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

@@ -95,6 +95,8 @@ class ParamSpec(_Model):
                 raise ValueError("a log-scale parameter needs low > 0")
             if self.log and self.step is not None:
                 raise ValueError("'step' cannot be combined with 'log: true'")
+            if self.step is not None and self.step <= 0:
+                raise ValueError(f"'step' must be greater than 0, got {self.step:g}")
             if self.choices is not None:
                 raise ValueError(f"a {self.type} parameter takes 'low'/'high', not 'choices'")
             if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
@@ -350,7 +352,9 @@ def _message(err: dict[str, Any]) -> str:
     msg = err["msg"]
     msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
     if "input" in err and kind not in ("model_type", "dict_type") and not isinstance(err["input"], dict):
-        msg += f", got {err['input']!r}"
+        got = f"got {err['input']!r}"
+        if not msg.endswith(got):  # a validator may have named the value already
+            msg += f", {got}"
     return msg
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from automl import plugins
 from automl.errors import RecipeError, did_you_mean
+from automl.search.ranges import check_space, hyperparameter_ranges
 from automl.search.space import SearchSpace, build_space
 from automl.task import Metric, read_options
 
@@ -24,6 +25,8 @@ class Resolved:
     backbone: Backbone
     objective: Metric
     space: SearchSpace
+    #: Values accepted but implausible (a learning rate of 10): one line each.
+    warnings: tuple[str, ...] = ()
 
 
 def resolve(recipe: Recipe) -> Resolved:
@@ -52,7 +55,8 @@ def resolve(recipe: Recipe) -> Resolved:
     )
     if recipe.search.sampler == "grid":
         space.grid()
-    return Resolved(recipe=recipe, task=task, backbone=backbone, objective=metric, space=space)
+    warnings = check_space(space, hyperparameter_ranges(task), file=file)
+    return Resolved(recipe=recipe, task=task, backbone=backbone, objective=metric, space=space, warnings=tuple(warnings))
 
 
 def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData | None]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from automl.recipe import DataSpec, SpaceEntry
+    from automl.search.ranges import Range
 
 Head = Literal["sequence-classification", "token-classification"]
 HEADS: tuple[str, ...] = ("sequence-classification", "token-classification")
@@ -121,6 +122,9 @@ class Task(abc.ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: Hyperparameters beyond the engine's own that this task reads in ``loss``.
     extra_hyperparameters: ClassVar[dict[str, str]] = {}
+    #: The values those hyperparameters accept (``automl.search.ranges.Range``), checked
+    #: before a run trains anything; a parameter left out is not checked.
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {}
 
     def __init__(self, options: BaseModel | None = None, data: DataSpec | None = None) -> None:
         self.options = options if options is not None else self.Options()

@@ -2,7 +2,8 @@
 
 The ``fault`` hyperparameter picks the misbehaviour: ``nan`` (the loss becomes NaN),
 ``raise`` (the plugin raises mid-trial), ``oom`` (a CUDA out-of-memory error for
-micro-batches over ``oom_above`` rows) or ``none``.
+micro-batches over ``oom_above`` rows) or ``none``. The ``faulty-baseline`` task's
+baseline raises.
 """
 
 from __future__ import annotations
@@ -40,7 +41,21 @@ def make_task() -> type:
     return FaultyText
 
 
+def make_baseline_task() -> type:
+    base = _base()
+
+    class FaultyBaseline(base):  # type: ignore[misc, valid-type]
+        name = "faulty-baseline"
+        description = "text classification whose baseline raises (tests)"
+
+        def baseline(self, data: Any, seed: int) -> Any:
+            raise ValueError("the baseline broke on purpose")
+
+    return FaultyBaseline
+
+
 class Plugin:
     @hookimpl
     def automl_register_tasks(self, register):  # type: ignore[no-untyped-def]
         register(make_task())
+        register(make_baseline_task())

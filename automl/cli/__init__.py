@@ -58,6 +58,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if debug and not os.environ.get("AUTOML_DEBUG"):
+        # Worker processes inherit it: their errors then come with tracebacks too.
+        os.environ["AUTOML_DEBUG"] = "1"
+        ctx.call_on_close(lambda: os.environ.pop("AUTOML_DEBUG", None))
 
 
 _loaded = False

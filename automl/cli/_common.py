@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from automl.errors import UserError
+from automl.errors import EXIT_INTERRUPTED, NoModelError, UserError
 
 
 def parse_gpus(value: str | None) -> list[int] | None:
@@ -113,4 +113,7 @@ def launch(
     print_summary(outcome, Console(highlight=False))
     if outcome.interrupted:
         console.print(f"[yellow]interrupted[/]: run `automl {command} {recipe_path}` again to continue", soft_wrap=True)
-        raise SystemExit(130)
+        raise SystemExit(EXIT_INTERRUPTED)
+    failure = outcome.failure()
+    if failure is not None:
+        raise NoModelError(failure, file=str(recipe_path))

@@ -25,8 +25,15 @@ def check_cmd(recipe_path: Path, no_data: bool) -> None:
     from automl.resolve import check
 
     plugins.warn_failed()
+    from automl.device import machine_problems
+
     recipe = load_recipe(recipe_path)
     resolved, data = check(recipe, load_data=not no_data)
+    warn = Console(stderr=True, highlight=False, soft_wrap=True)
+    for warning in resolved.warnings:
+        warn.print(f"[yellow]warning[/]: {recipe_path}: {warning}")
+    for field_name, problem in machine_problems(recipe.training.device, recipe.training.precision):
+        warn.print(f"[yellow]warning[/]: {recipe_path}: {field_name}: {problem} (`automl run` on this machine refuses it)")
     console = Console(highlight=False)
     console.print(f"[green]ok[/] {recipe_path}: task [cyan]{recipe.task}[/], backbone [magenta]{recipe.backbone}[/]")
     obj = resolved.objective

@@ -74,7 +74,8 @@ class LiveStatus:
             if t.user_attrs.get("surplus"):
                 return
             line = f"trial {t.number:>3} [red]failed[/]: {t.user_attrs.get('fail_reason', 'unknown reason')}  [dim]{params}[/]"
-        self.console.print(line, highlight=False)
+        # A log (CI, `| tee`) gets each trial on one line, however long; a terminal wraps.
+        self.console.print(line, highlight=False, soft_wrap=not self.console.is_terminal)
 
     def refresh(self) -> None:
         try:

@@ -87,6 +87,56 @@ def _distribution(name: str, spec: ParamSpec) -> BaseDistribution:
     return FloatDistribution(float(spec.low), float(spec.high), log=spec.log, step=spec.step)
 
 
+def _possible(spec: ParamSpec) -> tuple[Scalar, ...] | tuple[float, float]:
+    return tuple(spec.choices or ()) if spec.type == "categorical" else (spec.low, spec.high)  # type: ignore[return-value]
+
+
+def _check_condition(
+    name: str,
+    when: dict[str, tuple[Scalar, ...]],
+    fixed: dict[str, Any],
+    searched: dict[str, ParamSpec],
+    file: str | None,
+) -> None:
+    """Refuse a recipe's condition that can never hold: a value the named parameter never
+    takes (not among its choices, outside its range, or not its fixed value)."""
+    for key, values in when.items():
+        field = f"search.space.{name}.when.{key}"
+        if key in fixed:
+            possible: tuple[Any, ...] = tuple(fixed[key]) if isinstance(fixed[key], list) else (fixed[key],)
+            if not any(v in possible for v in values):
+                raise RecipeError(
+                    f"the condition {key} = {_shown(values)} can never hold: {key} is fixed to {fixed[key]!r}, "
+                    f"so '{name}' would never be sampled",
+                    file=file,
+                    field=field,
+                )
+            continue
+        spec = searched[key]
+        if spec.type == "categorical":
+            choices = tuple(spec.choices or ())
+            if not any(v in choices for v in values):
+                hint = did_you_mean(str(values[0]), [str(c) for c in choices])
+                raise RecipeError(
+                    f"the condition {key} = {_shown(values)} can never hold: {key} takes "
+                    f"{', '.join(map(repr, choices))}{hint}",
+                    file=file,
+                    field=field,
+                )
+        else:
+            low, high = _possible(spec)
+            if not any(isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high for v in values):
+                raise RecipeError(
+                    f"the condition {key} = {_shown(values)} can never hold: {key} ranges over {low:g} to {high:g}",
+                    file=file,
+                    field=field,
+                )
+
+
+def _shown(values: tuple[Scalar, ...]) -> str:
+    return repr(values[0]) if len(values) == 1 else "[" + ", ".join(map(repr, values)) + "]"
+
+
 def build_space(
     recipe_space: dict[str, SpaceEntry],
     default_space: dict[str, SpaceEntry],
@@ -113,6 +163,12 @@ def build_space(
         if isinstance(entry, ParamSpec):
             searched[name] = entry
         elif isinstance(entry, list):
+            if not entry:
+                raise RecipeError(
+                    "an empty list of choices; give one value or a list of values to search",
+                    file=file,
+                    field=f"search.space.{name}",
+                )
             if len(entry) == 1:
                 fixed[name] = entry[0]
             elif name == "lora_target_modules":
@@ -138,7 +194,13 @@ def build_space(
                         field=f"search.space.{name}.when",
                     )
             if all(k in placed for k in when):
-                ordered.append(Dimension(name, _distribution(name, spec), when))
+                if name in recipe_space:
+                    _check_condition(name, when, fixed, searched, file)
+                try:
+                    distribution = _distribution(name, spec)
+                except ValueError as exc:  # e.g. a step that does not fit the range
+                    raise RecipeError(str(exc).splitlines()[0], file=file, field=f"search.space.{name}") from None
+                ordered.append(Dimension(name, distribution, when))
                 placed.add(name)
                 del pending[name]
                 progressed = True

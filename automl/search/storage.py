@@ -4,7 +4,10 @@ several local processes, as Optuna recommends over SQLite), or any Optuna storag
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,50 @@ def open_storage(url: str | None, run_dir: Path | None, *, heartbeat: bool = Tru
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first.replace(url, mask_url(url) or "")
         raise StorageError(f"cannot open storage {mask_url(url)}: {first}", field="--storage") from None
+
+
+def storage_trial_id(storage: optuna.storages.BaseStorage, study: optuna.Study, number: int) -> int:
+    """The storage's id of trial *number* of *study* (public storage API only)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """Seconds between heartbeats when *storage* has them (an RDB storage opened with a
+    heartbeat interval), else ``None``."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    return None
+
+
+def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
+    return heartbeat_interval(storage) is not None
+
+
+@contextlib.contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, study: optuna.Study, number: int) -> Iterator[None]:
+    """Record the heartbeat of running trial *number* every interval while the block runs,
+    so that workers elsewhere can fail it (``fail_stale_trials``) if this process dies."""
+    interval = heartbeat_interval(storage)
+    if interval is None:
+        yield
+        return
+    trial_id = storage_trial_id(storage, study, number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            except Exception:  # a storage hiccup: the next beat tries again
+                pass
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"automl-heartbeat-{number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -51,6 +51,21 @@ class RunOutcome:
     baseline: dict[str, Any] | None = None
     study: Any = None
 
+    def failure(self) -> str | None:
+        """Why the run produced no best model (one line), or ``None`` when it did."""
+        if self.summary.best_trial is not None:
+            return None
+        s = self.summary
+        line = f"no trial completed ({s.n_failed} failed, {s.n_pruned} pruned)"
+        failed = []
+        if self.study is not None:
+            failed = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if not t.user_attrs.get("surplus")]
+        if failed:
+            reason = " ".join(str(failed[-1].user_attrs.get("fail_reason", "unknown reason")).split())
+            line += f"; trial {failed[-1].number} failed: {reason}"
+        return line + "; see automl leaderboard " + str(self.run_dir)
+
 
 def _signal_name(code: int | None) -> str:
     if code is None:
@@ -94,7 +109,7 @@ def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optun
     return study
 
 
-def recover_orphans(study: optuna.Study, retries: int) -> list[int]:
+def recover_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage, retries: int) -> list[int]:
     """Fail and requeue RUNNING trials whose worker process on this host is gone (the whole
     run was killed); remote workers are covered by the storage heartbeat."""
     host = socket.gethostname()
@@ -106,7 +121,7 @@ def recover_orphans(study: optuna.Study, retries: int) -> list[int]:
             continue
         if _pid_alive(int(pid)):
             continue
-        failed, _ = fail_and_retry(study, t._trial_id, "worker process died (the run was killed)", retries)
+        failed, _ = fail_and_retry(study, storage, t.number, "worker process died (the run was killed)", retries)
         if failed:
             recovered.append(t.number)
     return recovered
@@ -127,11 +142,31 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def run_baseline(ctx: RunContext, data: Any) -> dict[str, Any] | None:
+def run_baseline(ctx: RunContext, data: Any, console: Console | None = None) -> dict[str, Any] | None:
+    """Train the task's classical baseline once per run (``baseline.json``). It is
+    isolated like a trial: an exception is a warning naming the plugin, and the run goes
+    on without a baseline row."""
     path = ctx.run_dir / "baseline.json"
     if path.exists():
         return json.loads(path.read_text())
-    result = ctx.resolved.task.baseline(data, ctx.recipe.training.seed)
+    task = ctx.resolved.task
+    try:
+        result = task.baseline(data, ctx.recipe.training.seed)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        from automl import plugins
+        from automl.search.worker import _plugin_in_traceback
+
+        plugin = _plugin_in_traceback(exc) or plugins.owner_of("task", task.name) or type(task).__module__
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        (console or Console(stderr=True)).print(
+            f"[yellow]warning[/]: no baseline: plugin '{plugin}' raised {type(exc).__name__} in "
+            f"{task.name}.baseline: {first}; the search goes on without it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return None
     if result is None:
         return None
     body = {
@@ -156,6 +191,7 @@ class Supervisor:
         self.deaths = 0
         self.startup_deaths = 0
         self.reported: set[int] = set()
+        self.storage: Any = None  # opened by run()
 
     # ------------------------------------------------------------------ workers
 
@@ -177,8 +213,21 @@ class Supervisor:
             artifacts=str(ctx.artifacts) if ctx.artifacts else None,
         )
 
+    def _error_file(self, index: int) -> Path:
+        return self.ctx.run_dir / "progress" / f"worker-{index}.error"
+
+    def _worker_error(self, index: int) -> dict[str, Any] | None:
+        """The one-line error a worker wrote before it exited, if any."""
+        try:
+            return json.loads(self._error_file(index).read_text())
+        except (OSError, ValueError):
+            return None
+
     def _start_worker(self, index: int, deadline: float | None) -> None:
-        args = self._worker_args(index, deadline)
+        from dataclasses import replace
+
+        self._error_file(index).unlink(missing_ok=True)
+        args = replace(self._worker_args(index, deadline), error_file=str(self._error_file(index)))
         mp = multiprocessing.get_context("spawn")
         proc = mp.Process(target=worker_process, args=(args.to_json(),), name=f"automl-worker-{index}", daemon=False)
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -197,17 +246,23 @@ class Supervisor:
     def _handle_death(self, study: optuna.Study, index: int, proc: Any) -> None:
         tag = f"{socket.gethostname()}:{proc.pid}"
         why = _signal_name(proc.exitcode)
+        error = self._worker_error(index)
+        if error is not None and error.get("user_error"):
+            # The same one line the user would get from this process; it would only repeat.
+            raise UserError(str(error.get("message")))
+        if error is not None:
+            why = str(error.get("message"))
         owned = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == tag]
         if not owned:
             # It died before running a single trial: a broken install or environment, not
-            # a bad trial. Restarting it would only repeat the error above.
+            # a bad trial. Restarting it would only repeat the error.
             self.startup_deaths += 1
             if self.startup_deaths >= 2:
-                raise UserError(f"worker processes fail to start ({why}); see the error above")
+                raise UserError(f"worker processes fail to start: {why}")
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("worker") == tag:
                 reason = f"worker process died ({why}) while running this trial"
-                failed, again = fail_and_retry(study, t._trial_id, reason, self.ctx.recipe.search.retries)
+                failed, again = fail_and_retry(study, self.storage, t.number, reason, self.ctx.recipe.search.retries)
                 if failed:
                     self.console.print(
                         f"[red]trial {t.number} failed[/]: {reason}" + ("; queued again" if again else "; retries used up")
@@ -222,11 +277,11 @@ class Supervisor:
         console = self.console
         # Data first: bad data is reported before anything is written for the run.
         data, tokenizer, encoded = ctx.load_data()
-        storage = open_storage(ctx.storage_url, ctx.run_dir)
+        storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
         ctx.write_run_file()
-        baseline = run_baseline(ctx, data) if self.options.baseline else None
-        recovered = recover_orphans(study, ctx.recipe.search.retries + 1)
+        baseline = run_baseline(ctx, data, console) if self.options.baseline else None
+        recovered = recover_orphans(study, storage, ctx.recipe.search.retries + 1)
         if recovered:
             console.print(f"resumed: trial(s) {', '.join(map(str, recovered))} were cut off by a crash and run again")
         done = budget_used(study)
@@ -392,6 +447,14 @@ def run_recipe(
     options = options or RunOptions()
     console = console or Console(stderr=True)
     ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name, artifacts=options.artifacts)
+    from automl.device import machine_problems
+
+    file = str(recipe.path) if recipe.path else None
+    problems = machine_problems(recipe.training.device, recipe.training.precision)
+    if problems:  # `automl recipe check` only warns: the recipe may be meant for another machine
+        raise UserError(problems[0][1], file=file, field=problems[0][0])
+    for warning in ctx.resolved.warnings:
+        console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
     ctx.resolved.backbone.check()
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")

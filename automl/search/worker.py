@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.events import TrialInfo, TrialOutcome
+from automl.search.storage import storage_trial_id
 from automl.events import TrialState as State
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -48,6 +49,8 @@ class WorkerArgs:
     artifacts: str | None = None
     #: Stop asking for trials when the supervising process dies.
     supervised: bool = True
+    #: Where the process writes its one-line error (JSON) before it exits non-zero.
+    error_file: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -78,11 +81,13 @@ def budget_used(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
 
 
-def fail_and_retry(study: optuna.Study, trial_id: int, reason: str, max_retries: int) -> tuple[bool, bool]:
-    """Fail a running trial with *reason* and queue its parameters again (WAITING) unless
-    they were retried *max_retries* times. Returns (failed, retried); failed is False if
-    the trial had already finished."""
-    storage = study._storage
+def fail_and_retry(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, number: int, reason: str, max_retries: int
+) -> tuple[bool, bool]:
+    """Fail running trial *number* (of *study*, kept in *storage*) with *reason* and queue
+    its parameters again (WAITING) unless they were retried *max_retries* times. Returns
+    (failed, retried); failed is False if the trial had already finished."""
+    trial_id = storage_trial_id(storage, study, number)
     trial = storage.get_trial(trial_id)
     if trial.state.is_finished():
         return False, False
@@ -213,7 +218,8 @@ class Worker:
 
     def loop(self) -> None:
         from optuna.storages import fail_stale_trials
-        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        from automl.search.storage import heartbeat_enabled
 
         study = self.study()
         target = self.recipe.search.trials
@@ -225,7 +231,7 @@ class Worker:
                 return
             if self.args.supervised and os.getppid() != parent:
                 return  # the supervisor is gone (killed): finish no more trials on its behalf
-            if is_heartbeat_enabled(self.storage):
+            if heartbeat_enabled(self.storage):
                 fail_stale_trials(study)
             counts = count_states(study)
             used = budget_used(study)
@@ -235,10 +241,10 @@ class Worker:
                 time.sleep(1.0)  # wait: a running trial may still fail and need a replacement
                 continue
             trial = study.ask()
-            study._storage.set_trial_user_attr(trial._trial_id, "worker", self.tag)
+            trial.set_user_attr("worker", self.tag)
             if self._surplus(study, trial, target):
-                study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
-                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "not needed: trial budget reached")
+                trial.set_user_attr("surplus", True)
+                trial.set_user_attr("fail_reason", "not needed: trial budget reached")
                 self._tell(study, trial, state=TrialState.FAIL)
                 continue
             self.run_one(study, trial)
@@ -281,9 +287,9 @@ class Worker:
             pass
 
     def run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from optuna.storages._heartbeat import get_heartbeat_thread
+        from automl.search.storage import heartbeat
 
-        with get_heartbeat_thread(trial._trial_id, self.storage):
+        with heartbeat(self.storage, study, trial.number):
             self._run_one(study, trial)
 
     def _run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
@@ -331,7 +337,7 @@ class Worker:
             outcome = TrialOutcome(State.PRUNED, None, reason=str(stop), duration_s=time.perf_counter() - start)
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the bookkeeping
-            fail_and_retry(study, trial._trial_id, "interrupted (Ctrl-C or stop signal)", self.recipe.search.retries + 1)
+            fail_and_retry(study, self.storage, trial.number, "interrupted (Ctrl-C or stop signal)", self.recipe.search.retries + 1)
             raise
         except OutOfMemory as exc:
             configs = list(study.user_attrs.get("oom_configs", []))
@@ -450,3 +456,38 @@ def worker_process(raw_args: str) -> None:
         Worker(args).loop()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        sys.exit(report_error(exc, args.error_file))
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line an exception shows as: a user error's own message, otherwise its type
+    and first line, with the plugin whose code raised it where there is one."""
+    from automl.errors import UserError
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    plugin = _plugin_in_traceback(exc)
+    where = f"plugin '{plugin}' raised " if plugin else ""
+    return f"{where}{type(exc).__name__}: {first}".rstrip(": ")
+
+
+def report_error(exc: BaseException, error_file: str | None) -> int:
+    """Hand a worker's fatal error to the supervisor as one line in *error_file*; the
+    traceback goes to stderr only with ``--debug`` (``AUTOML_DEBUG``). Returns the exit code."""
+    from automl.errors import EXIT_BUG, UserError
+
+    code = exc.exit_code if isinstance(exc, UserError) else EXIT_BUG
+    line = error_line(exc)
+    if os.environ.get("AUTOML_DEBUG", "").lower() not in ("", "0", "false", "no"):
+        traceback.print_exception(exc)
+    if error_file is None:
+        print(f"error: {line}", file=sys.stderr)
+        return code
+    try:
+        Path(error_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(error_file).write_text(json.dumps({"message": line, "exit_code": code, "user_error": isinstance(exc, UserError)}))
+    except OSError:
+        print(f"error: {line}", file=sys.stderr)
+    return code

@@ -32,11 +32,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def label_list(values: Any, *, file: str, column: str) -> list[str]:
     """Sorted distinct labels of the training data; at least two."""
-    labels = sorted({str(v) for v in values if v is not None and str(v) != "" and str(v) != "nan"})
+    labels = sorted({str(v) for v in values if not _empty_label(v)})
     if len(labels) < 2:
         found = f"only '{labels[0]}'" if labels else "none"
         raise DataError(f"needs at least two classes in column '{column}', found {found}", file=file, field="data.label_column")
     return labels
+
+
+def _empty_label(value: Any) -> bool:
+    from automl.data import is_missing
+
+    return is_missing(value) or str(value) in ("nan", "<NA>")
 
 
 def label_ids(values: Any, label_names: list[str], *, file: str, column: str) -> list[int]:
@@ -44,7 +50,7 @@ def label_ids(values: Any, label_names: list[str], *, file: str, column: str) ->
     out = []
     for row, value in enumerate(values):
         key = str(value)
-        if value is None or key in ("", "nan", "<NA>"):
+        if _empty_label(value):
             raise DataError(f"row {row + 1}: empty label in column '{column}'", file=file, field="data.label_column")
         if key not in index:
             raise DataError(
@@ -163,10 +169,13 @@ def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> list[list
 
 
 def text_values(frame: Any, column: str, *, file: str) -> list[str]:
+    """The text of each row; an empty cell is the empty string."""
+    from automl.data import is_missing
+
     values = frame[column].tolist()
     out = []
     for row, value in enumerate(values):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if is_missing(value):
             out.append("")
         elif isinstance(value, bytes):
             raise DataError(f"row {row + 1}: column '{column}' holds bytes, expected text", file=file)

@@ -27,8 +27,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from automl import hookimpl
-from automl.data import require_columns
+from automl.data import is_missing, require_columns
 from automl.errors import DataError
+from automl.search.ranges import PROBABILITY
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
 from ._classify import Columns, binary_curves, confusion_plot, encode_split, label_list, read_labels, softmax
@@ -83,7 +84,17 @@ class Column:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value) in ("", "nan", "<NA>", "NaN")
+    return is_missing(value) or str(value) in ("nan", "<NA>", "NaN")
+
+
+def cell_text(value: Any) -> str:
+    """A category or text cell as one line of text; an empty cell (None, NaN, ``pd.NA``,
+    pandas 3's missing string) is ``"missing"``, so levels never mix strings and floats."""
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    return " ".join(str(value).split())
 
 
 def _as_number(value: Any) -> float | None:
@@ -129,9 +140,7 @@ def serialise(frame: Any, columns: list[Column], *, file: str) -> list[str]:
     parts: list[list[str]] = [[] for _ in range(len(frame))]
     for col in columns:
         for row, value in enumerate(frame[col.name].tolist()):
-            if _is_missing(value):
-                text = MISSING
-            elif col.kind == "number":
+            if col.kind == "number" and not _is_missing(value):
                 number = _as_number(value)
                 if number is None:
                     raise DataError(
@@ -140,10 +149,8 @@ def serialise(frame: Any, columns: list[Column], *, file: str) -> list[str]:
                         file=file,
                     )
                 text = format_number(number, col.decimals)
-            elif isinstance(value, bool | np.bool_):
-                text = str(bool(value)).lower()
             else:
-                text = " ".join(str(value).split())
+                text = cell_text(value)
             parts[row].append(f"{col.name}: {text}")
     return [" | ".join(p) for p in parts]
 
@@ -213,6 +220,7 @@ class FraudDetection(Columns, Task):
     extra_hyperparameters = {
         "class_weight_power": "positive-class loss weight = (negatives/positives) ** power; 0 = unweighted"
     }
+    hyperparameter_ranges = {"class_weight_power": PROBABILITY}
 
     def __init__(self, options: BaseModel | None = None, data: Any = None) -> None:
         super().__init__(options, data)
@@ -392,10 +400,17 @@ class FraudDetection(Columns, Task):
         categories = [c.name for c in self.schema if c.kind == "category"]
         texts = [c.name for c in self.schema if c.kind == "text"]
         train = data.train.frame
-        levels = {c: {v: i for i, v in enumerate(sorted(train[c].astype(str).unique())[:250])} for c in categories}
+
+        def cells(frame: Any, column: str) -> list[str]:
+            return [cell_text(v) for v in frame[column].tolist()]
+
+        def joined_texts(frame: Any) -> list[str]:
+            return [" ".join(row) for row in zip(*(cells(frame, c) for c in texts), strict=True)]
+
+        levels = {c: {v: i for i, v in enumerate(sorted(set(cells(train, c)))[:250])} for c in categories}
         text_model: Any = None
         if texts:
-            joined = train[texts].astype(str).agg(" ".join, axis=1).tolist()
+            joined = joined_texts(train)
             tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20_000)
             matrix = tfidf.fit_transform(joined)
             k = min(16, matrix.shape[1] - 1)
@@ -404,10 +419,9 @@ class FraudDetection(Columns, Task):
 
         def features(frame: Any) -> np.ndarray:
             cols = [frame[c].map(_as_number).astype(float).to_numpy()[:, None] for c in numbers]
-            cols += [frame[c].astype(str).map(levels[c]).astype(float).to_numpy()[:, None] for c in categories]
+            cols += [np.array([levels[c].get(v, np.nan) for v in cells(frame, c)], dtype=float)[:, None] for c in categories]
             if text_model is not None:
-                joined = frame[texts].astype(str).agg(" ".join, axis=1).tolist()
-                cols.append(text_model[1].transform(text_model[0].transform(joined)))
+                cols.append(text_model[1].transform(text_model[0].transform(joined_texts(frame))))
             return np.hstack(cols) if cols else np.zeros((len(frame), 1))
 
         is_cat = [False] * len(numbers) + [True] * len(categories)

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from automl import hookimpl
-from automl.data import require_columns
+from automl.data import is_missing, require_columns
 from automl.errors import DataError
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
@@ -86,6 +86,10 @@ class TextRegression(Columns, Task):
             require_columns(frame, [column], file=file, field="data.label_column")
             labels = []
             for row, value in enumerate(frame[column].tolist()):
+                if is_missing(value):
+                    raise DataError(f"row {row + 1}: empty target in column '{column}'; every training "
+                                    "row needs a number (drop the row or fill the cell)",
+                                    file=file, field="data.label_column")
                 try:
                     number = float(value)
                 except (TypeError, ValueError):

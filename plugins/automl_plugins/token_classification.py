@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from automl import hookimpl
+from automl.data import is_missing
 from automl.errors import DataError
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
@@ -134,7 +135,9 @@ class TokenClassification(Task):
     def _lists(frame: Any, column: str, *, file: str, what: str) -> list[list[str]]:
         out = []
         for row, value in enumerate(frame[column].tolist()):
-            if isinstance(value, str):
+            if is_missing(value):
+                items = []
+            elif isinstance(value, str):
                 items = value.split()
             elif isinstance(value, list | tuple | np.ndarray):
                 items = [str(v) for v in value]
@@ -155,8 +158,9 @@ class TokenClassification(Task):
         words_column = self._require(frame, "text", file=file)
         words = self._lists(frame, words_column, file=file, what="words")
         for row, w in enumerate(words):
-            if not w:
-                raise DataError(f"row {row + 1}: column '{words_column}' has no words", file=file)
+            if not w and split != "predict":  # an empty row to predict gets no tags
+                raise DataError(f"row {row + 1}: column '{words_column}' is empty; a labelled sentence "
+                                "needs its words (drop the row)", file=file)
         labels = None
         if split != "predict":
             tags_column = self._require(frame, "label", file=file)

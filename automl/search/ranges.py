@@ -1,0 +1,211 @@
+"""What values each hyperparameter accepts, checked before a run trains anything.
+
+A :class:`Range` says what a parameter can take (whole numbers, bounds, a set of names, or
+a probe that asks the library that will use the value) and, optionally, a *plausible*
+span outside of which a value is allowed but warned about. The engine's parameters have
+ranges here; adapters (:attr:`automl.adapters.Adapter.ranges`) and tasks
+(:attr:`automl.task.Task.hyperparameter_ranges`) declare their own, so the check stays
+generic: a new adapter or task parameter is validated as soon as it is registered.
+
+Every value a parameter can take is checked: each fixed value, each categorical choice
+and both ends of a numeric range.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from automl.errors import RecipeError, did_you_mean, one_of
+
+if TYPE_CHECKING:
+    from automl.search.space import SearchSpace
+    from automl.task import Task
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values one hyperparameter accepts.
+
+    Attributes:
+        kind: ``int`` (whole numbers), ``float`` (any number), ``name`` (a string from
+            *choices* or accepted by *probe*) or ``any`` (not checked).
+        low, high: bounds; ``None`` means unbounded.
+        low_open, high_open: the bound itself is excluded (``> 0`` rather than ``>= 0``).
+        choices: the accepted names, or a function returning them (read when checked, so
+            registries filled later count).
+        probe: returns why a value is refused, or ``None`` when the library accepts it.
+        plausible: ``(low, high)``; values outside are accepted with a warning.
+    """
+
+    kind: Literal["int", "float", "name", "any"] = "float"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: Iterable[str] | Callable[[], Iterable[str]] | None = None
+    probe: Callable[[Any], str | None] | None = None
+    plausible: tuple[float, float] | None = None
+
+    def describe(self) -> str:
+        """``a whole number >= 1``, ``a number in [0, 1]``, ``one of 'a' or 'b'``."""
+        if self.kind == "name":
+            names = self.names()
+            return f"one of {one_of(names)}" if names is not None else "a name"
+        noun = "a whole number" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{noun} in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{noun} {'<' if self.high_open else '<='} {self.high:g}"
+        return noun
+
+    def names(self) -> list[str] | None:
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+    def refuse(self, value: Any) -> str | None:
+        """Why *value* is not accepted, or ``None``."""
+        if self.kind == "any":
+            return None
+        if self.kind == "name":
+            names = self.names()
+            if not isinstance(value, str):
+                return f"expected {self.describe()}, got {value!r}"
+            if names is not None and value not in names:
+                return f"expected {self.describe()}, got {value!r}{did_you_mean(value, names)}"
+            return self.probe(value) if self.probe is not None else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            return f"expected {self.describe()}, got {value!r}"
+        if self.kind == "int" and not float(value).is_integer():
+            return f"expected {self.describe()}, got {value!r}"
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if too_low or too_high or math.isinf(value):
+            return f"expected {self.describe()}, got {value!r}"
+        return self.probe(value) if self.probe is not None else None
+
+    def implausible(self, value: Any) -> bool:
+        if self.plausible is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return not self.plausible[0] <= value <= self.plausible[1]
+
+
+POSITIVE_INT = Range("int", low=1)
+PROBABILITY = Range("float", low=0, high=1)
+
+
+def adapter_names() -> list[str]:
+    from automl.adapters import ADAPTERS
+
+    return list(ADAPTERS)
+
+
+def plausible_learning_rates() -> tuple[float, float]:
+    """A hundred times below the lowest and above the highest default learning rate of any
+    registered adapter."""
+    from automl.adapters import ADAPTERS
+
+    lows = [a.learning_rate[0] for a in ADAPTERS.values()] or [1e-5]
+    highs = [a.learning_rate[1] for a in ADAPTERS.values()] or [1e-3]
+    return min(lows) / 100, max(highs) * 100
+
+
+@functools.lru_cache(maxsize=64)
+def probe_scheduler(name: str) -> str | None:
+    """Build the schedule the engine would build and step it once."""
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    try:
+        schedule = get_scheduler(name, optimizer=optimizer, num_warmup_steps=1, num_training_steps=10)
+        optimizer.step()
+        schedule.step()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"the trial engine cannot use schedule {name!r} ({first[:120]}); use linear, cosine or constant"
+    return None
+
+
+def engine_ranges() -> dict[str, Range]:
+    """Ranges of the engine's own hyperparameters (``ENGINE_HYPERPARAMETERS``)."""
+    return {
+        "learning_rate": Range("float", low=0, low_open=True, plausible=plausible_learning_rates()),
+        "batch_size": POSITIVE_INT,
+        "epochs": Range("float", low=0, low_open=True, plausible=(0.01, 1000)),
+        "max_steps": POSITIVE_INT,
+        "weight_decay": Range("float", low=0, plausible=(0, 1)),
+        "warmup_ratio": PROBABILITY,
+        "scheduler": Range("name", probe=probe_scheduler),
+        "adapter": Range("name", choices=adapter_names),
+        "lora_target_modules": Range("any"),
+    }
+
+
+def hyperparameter_ranges(task: Task | type[Task] | None = None) -> dict[str, Range]:
+    """Every known range: the engine's, each registered adapter's, the task's."""
+    from automl.adapters import ADAPTERS
+
+    ranges = engine_ranges()
+    for adapter in ADAPTERS.values():
+        ranges.update(getattr(adapter, "ranges", {}) or {})
+    if task is not None:
+        ranges.update(getattr(task, "hyperparameter_ranges", {}) or {})
+    return ranges
+
+
+def _values(space: SearchSpace, name: str) -> list[Any]:
+    """Every value *name* can take: the fixed value, the choices, or a range's two ends."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if name in space.fixed:
+        value = space.fixed[name]
+        return list(value) if isinstance(value, list) and name != "lora_target_modules" else [value]
+    for dim in space.dimensions:
+        if dim.name == name:
+            d = dim.distribution
+            if isinstance(d, CategoricalDistribution):
+                return list(d.choices)
+            if isinstance(d, IntDistribution | FloatDistribution):
+                return [d.low, d.high] if d.low != d.high else [d.low]
+    return []
+
+
+def check_space(space: SearchSpace, ranges: dict[str, Range], *, file: str | None = None) -> list[str]:
+    """Refuse (:class:`RecipeError`, the first problem) any value a parameter of *space*
+    can take that its range does not accept; return warnings for implausible values."""
+    from optuna.distributions import FloatDistribution
+
+    warnings: list[str] = []
+    dims = {d.name: d for d in space.dimensions}
+    for name in space.names():
+        spec = ranges.get(name)
+        if spec is None:
+            continue
+        dim = dims.get(name)
+        if spec.kind == "int" and dim is not None and isinstance(dim.distribution, FloatDistribution):
+            d = dim.distribution
+            raise RecipeError(
+                f"expected {spec.describe()}; the range {d.low:g} to {d.high:g} would sample fractions "
+                "(give whole-number bounds or a list of choices)",
+                file=file,
+                field=f"search.space.{name}",
+            )
+        for value in _values(space, name):
+            why = spec.refuse(value)
+            if why is not None:
+                raise RecipeError(why, file=file, field=f"search.space.{name}")
+            if spec.implausible(value):
+                low, high = spec.plausible or (0, 0)
+                warnings.append(
+                    f"search.space.{name}: {value!r} is outside the plausible range {low:g} to {high:g}; "
+                    "trials will likely fail or learn nothing"
+                )
+    return warnings
