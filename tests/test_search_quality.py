@@ -238,6 +238,19 @@ def test_exported_weights_are_the_best_evaluations(tmp_path, toy_dir):
     np.testing.assert_allclose(logits.numpy(), plugin.outputs[1], atol=1e-4)
 
 
+def test_lora_trial_keeps_its_best_evaluation(tmp_path, toy_dir):
+    path = _recipe(tmp_path, toy_dir, task="scripted-text")
+    plugin = Scripted(SCRIPT[:4])
+    with registered(plugin, "test-scripted"):
+        engine = _engine(path, TrialPolicy())
+        params = {"learning_rate": 2e-2, "batch_size": 16, "epochs": 1, "adapter": "lora", "lora_r": 8, "lora_alpha": 16}
+        result = engine.run_trial(params)
+        assert (result.value, result.best_step) == (0.9, 10)
+        now = engine.outputs(result.model, "validation")
+    assert not np.allclose(plugin.outputs[1], plugin.outputs[3], atol=1e-3)
+    np.testing.assert_allclose(now, plugin.outputs[1], atol=1e-5)
+
+
 def test_early_stopping_ends_a_flat_trial(tmp_path, toy_dir):
     path = _recipe(tmp_path, toy_dir, task="scripted-text")
     with registered(Scripted([0.5] * 20), "test-scripted"):

@@ -110,15 +110,15 @@ def fail_and_retry(study: optuna.Study, trial_id: int, reason: str, max_retries:
 
 
 def fits_before(study: optuna.Study, deadline: float) -> bool:
-    """Whether a trial of the usual length (the median of the complete trials so far that
-    ran to their end) can finish before *deadline*."""
+    """Whether a trial of the usual length (the median of the complete trials so far, not
+    counting those the deadline cut short) can finish before *deadline*."""
     left = deadline - time.time()
     if left <= 0:
         return False
     seconds = sorted(
         float(t.user_attrs["seconds"])
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if "seconds" in t.user_attrs and not t.user_attrs.get("stopped")
+        if "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
     )
     return not seconds or seconds[len(seconds) // 2] <= left
 
