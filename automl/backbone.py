@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from automl.task import HEADS, NoOptions
 
 if TYPE_CHECKING:
+    from automl.adapters import Adapter
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -54,6 +55,10 @@ class Backbone(abc.ABC):
     description: ClassVar[str] = ""
     #: Validates the recipe's ``backbone_options``.
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Multiplies every adapter's default learning-rate range: a prior for this backbone's
+    #: size (the registry's ranges suit a ~20-100M parameter encoder; a 7B decoder wants
+    #: a fraction of them). :meth:`learning_rate_prior` may give whole ranges instead.
+    learning_rate_scale: ClassVar[float] = 1.0
 
     def __init__(self, options: BaseModel | None = None, *, base_dir: Path | None = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -83,6 +88,21 @@ class Backbone(abc.ABC):
         src = self.source()
         if (src.startswith((".", "/", "~")) or Path(src).exists()) and not Path(src).expanduser().is_dir():
             raise PluginError(f"model directory {src} does not exist", field="backbone_options")
+
+    def learning_rate_prior(self, adapter: Adapter) -> tuple[float, float]:
+        """The default learning-rate range ``(low, high)`` for *adapter* on this backbone:
+        the registry's range times :attr:`learning_rate_scale`. Called when the default
+        search space is built; the task may still override it per adapter."""
+        low, high = adapter.learning_rate
+        return low * self.learning_rate_scale, high * self.learning_rate_scale
+
+    def warm_start(self, adapter: Adapter) -> dict[str, Any]:
+        """A known-good configuration for *adapter* on this backbone, queued as one of the
+        first trials (``search.start_from: defaults``). Parameters left out take the middle
+        of their range in the run's space (for the learning rate: the geometric middle of
+        :meth:`learning_rate_prior` in the default space); values outside the space are
+        clipped into it. ``{}`` by default."""
+        return {}
 
     def fingerprint(self) -> str:
         """Identifies the weights and tokenizer (part of the tokenisation cache key)."""

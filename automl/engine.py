@@ -62,6 +62,73 @@ class TrialResult:
     model: torch.nn.Module
     samples_per_second: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: The step of the evaluation the value, metrics and weights come from.
+    best_step: int = 0
+    #: Why the trial ended before its last step: "early stopping", "deadline" or None.
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialPolicy:
+    """When a trial is evaluated and when it ends before its last step.
+
+    Attributes:
+        eval_examples: with ``eval_every="auto"``, evaluate every this many training
+            examples (the same points for every batch size); None: once per epoch.
+        prune_after: a pruner's "stop" before this share of the trial's steps is ignored.
+        patience: end the trial after this many evaluations without improvement.
+        min_delta: what counts as an improvement of the objective.
+        deadline: ``time.time()`` after which the trial ends at its next evaluation.
+    """
+
+    eval_examples: int | None = None
+    prune_after: float = 0.0
+    patience: int | None = None
+    min_delta: float = 0.0
+    deadline: float | None = None
+
+
+class BestSoFar:
+    """The trial's best evaluation and a copy of the weights it was made with (in memory,
+    on the CPU; only what the adapter trains), consulted by the training loop at each
+    evaluation."""
+
+    def __init__(self, policy: TrialPolicy, maximize: bool, adapter: str) -> None:
+        self.policy = policy
+        self.maximize = maximize
+        self.adapter = adapter
+        self.value: float | None = None
+        self.metrics: dict[str, float] = {}
+        self.calibration: dict[str, Any] = {}
+        self.step = 0
+        self.state: dict[str, torch.Tensor] | None = None
+        self.since = 0
+
+    def observe(self, model: torch.nn.Module, step: int, last: bool, value: float, metrics: dict[str, float], calibration: dict[str, Any]) -> str | None:
+        """Record an evaluation; returns why the trial should end now, or None."""
+        if self.value is None:
+            improved = True
+        else:
+            gain = value - self.value if self.maximize else self.value - value
+            improved = gain > self.policy.min_delta
+        reason = None
+        if not last and self.policy.deadline is not None and time.time() >= self.policy.deadline:
+            reason = "deadline"
+        elif not last and not improved and self.policy.patience is not None and self.since + 1 >= self.policy.patience:
+            reason = "early stopping"
+        if improved:
+            self.value, self.metrics, self.calibration, self.step, self.since = value, metrics, calibration, step, 0
+            # The trial's last evaluation needs no copy: the model ends in that state.
+            self.state = None if (last or reason) else trainable_state(model, self.adapter)
+        else:
+            self.since += 1
+        return reason
+
+    def restore(self, model: torch.nn.Module, step: int) -> None:
+        """Put the best evaluation's weights back into *model* (trained up to *step*)."""
+        if self.step != step and self.state is not None:
+            load_trainable_state(model, self.adapter, self.state)
+        self.state = None
 
 
 # ----------------------------------------------------------------------------- batching
@@ -141,6 +208,7 @@ class TrialEngine:
         seed: int = 42,
         eval_every: str | int = "epoch",
         eval_batch_size: int = 64,
+        policy: TrialPolicy | None = None,
     ) -> None:
         self.task = task
         self.base_model = base_model.to("cpu")
@@ -155,6 +223,7 @@ class TrialEngine:
         self.seed = seed
         self.eval_every = eval_every
         self.eval_batch_size = eval_batch_size
+        self.policy = policy or TrialPolicy()
         self.float_labels = task.problem_type == "regression"
         self.train_lengths = np.fromiter((len(x) for x in encoded["train"]["input_ids"]), dtype=np.int64)
         self.timings: dict[str, float] = {"compute": 0.0, "evaluation": 0.0}
@@ -261,7 +330,10 @@ class TrialEngine:
         max_steps = params.get("max_steps")
         total_steps = int(max_steps) if max_steps else max(1, int(math.ceil(epochs * steps_per_epoch)))
         optimizer, scheduler = self._optimizer(model, params, total_steps)
-        eval_every = steps_per_epoch if self.eval_every == "epoch" else int(self.eval_every)
+        eval_every = self.eval_interval(batch_size, steps_per_epoch)
+        policy = self.policy
+        best = BestSoFar(policy, self.direction == "maximize", str(params.get("adapter", "full")))
+        stopped: str | None = None
         setup = self.setup
         scaler = torch.amp.GradScaler("cuda") if setup.grad_scaling else None
         autocast = (
@@ -272,14 +344,13 @@ class TrialEngine:
 
         step = 0
         seen = 0
-        last: tuple[float, dict[str, float], dict[str, Any]] | None = None
         compute_time = eval_time = 0.0
         loss_value = float("nan")
         epoch = 0
         model.train()
-        while step < total_steps:
+        while step < total_steps and stopped is None:
             for batch_index in length_grouped_batches(self.train_lengths, batch_size, rng):
-                if step >= total_steps:
+                if step >= total_steps or stopped is not None:
                     break
                 t0 = time.perf_counter()
                 optimizer.zero_grad(set_to_none=True)
@@ -318,19 +389,21 @@ class TrialEngine:
                 if step % eval_every == 0 or step == total_steps:
                     t1 = time.perf_counter()
                     value, metrics, calibration = self.evaluate(model)
-                    eval_time += time.perf_counter() - t1
                     model.train()
-                    last = (value, metrics, calibration)
                     if not math.isfinite(value):
                         raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
+                    stopped = best.observe(model, step, step == total_steps, value, metrics, calibration)
+                    eval_time += time.perf_counter() - t1
                     # At the last evaluation the work is done: a pruner's "stop" would only
-                    # throw the finished model away, so the trial completes instead.
-                    if reporter is not None and reporter(step, value, metrics) and step < total_steps:
+                    # throw the finished model away, so the trial completes instead; and
+                    # none before a share of the steps (a slow start is not a bad trial).
+                    prune = reporter is not None and reporter(step, value, metrics)
+                    if prune and step < total_steps and stopped is None and step >= policy.prune_after * total_steps:
                         raise TrialStopped(step, value)
             epoch += 1
-        if last is None:  # pragma: no cover - total_steps >= 1 always evaluates
-            last = self.evaluate(model)
-        value, metrics, calibration = last
+        best.restore(model, step)
+        assert best.value is not None  # total_steps >= 1 always evaluates
+        value, metrics, calibration = best.value, best.metrics, best.calibration
         self.timings["compute"] += compute_time
         self.timings["evaluation"] += eval_time
         seconds = time.perf_counter() - start
@@ -346,7 +419,17 @@ class TrialEngine:
             model=model,
             samples_per_second=seen / compute_time if compute_time else 0.0,
             timings={"compute": compute_time, "evaluation": eval_time},
+            best_step=best.step,
+            stopped=stopped,
         )
+
+    def eval_interval(self, batch_size: int, steps_per_epoch: int) -> int:
+        """Optimiser steps between evaluations (the last step is always evaluated too)."""
+        if self.eval_every == "epoch" or (self.eval_every == "auto" and not self.policy.eval_examples):
+            return steps_per_epoch
+        if self.eval_every == "auto":
+            return max(1, min(steps_per_epoch, round(int(self.policy.eval_examples or 0) / batch_size)))
+        return int(self.eval_every)
 
     @torch.no_grad()
     def outputs(self, model: torch.nn.Module, split: str, encoded: Encoded | None = None) -> Outputs:
@@ -410,6 +493,18 @@ def trainable_state(model: torch.nn.Module, adapter: str) -> dict[str, torch.Ten
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
 
+def load_trainable_state(model: torch.nn.Module, adapter: str, state: dict[str, torch.Tensor]) -> None:
+    """Load what :func:`trainable_state` returned back into a model built for *adapter*."""
+    if not ADAPTERS[adapter].peft:
+        _, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise ValueError(f"unexpected weights: {unexpected[:3]}")
+    else:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, state)
+
+
 def save_trial_weights(model: torch.nn.Module, adapter: str, path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -424,14 +519,9 @@ def load_trial_weights(
 
     adapter = params.get("adapter", "full")
     model = ADAPTERS[adapter].build(copy.deepcopy(base_model), params, head, lora_targets)
-    state = load_file(str(path))
-    if not ADAPTERS[adapter].peft:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected:
-            raise ValueError(f"unexpected weights in {path}: {unexpected[:3]}")
-    else:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, state)
+    try:
+        load_trainable_state(model, adapter, load_file(str(path)))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     model.eval()
     return model

@@ -68,7 +68,9 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
         return None
     task = ctx.resolved.task
     recipe = ctx.recipe
-    params = dict(trial.params)
+    from automl.search.space import user_params
+
+    params = user_params(trial.params)
     params.update({k: v for k, v in ctx.resolved.space.fixed.items() if k not in params})
     adapter = params.get("adapter", "full")
     if adapter != "lora":  # fixed LoRA settings did not apply to this trial

@@ -104,7 +104,9 @@ class ParamSpec(_Model):
         return self
 
 
-SpaceEntry = ParamSpec | Scalar | list[Scalar]
+#: A range, a fixed value, a list of choices, or one range per condition (each with
+#: ``when:``, e.g. a learning-rate range per adapter).
+SpaceEntry = ParamSpec | Scalar | list[Scalar] | list[ParamSpec]
 
 
 class DataSpec(_Model):
@@ -160,11 +162,28 @@ class SearchSpec(_Model):
     space: dict[str, SpaceEntry] = Field(default_factory=dict)
     keep_top_k: Annotated[int, Field(ge=1, le=20)] = 2
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    #: The first trials: ``defaults`` (one known-good configuration per adapter in the
+    #: space), ``none``, or a list of configurations (parameters left out take the middle
+    #: of their range).
+    start_from: Literal["defaults", "none"] | list[dict[str, Scalar]] = "defaults"
+    #: No trial is pruned before this share of its optimiser steps.
+    prune_after: Annotated[float, Field(ge=0, lt=1)] = 0.3
 
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, value: Any) -> float | None:
         return parse_duration(value)
+
+    @field_validator("start_from", mode="before")
+    @classmethod
+    def _start_from(cls, value: Any) -> Any:
+        if value is None or value is False:
+            return "none"
+        if value is True:
+            return "defaults"
+        if isinstance(value, dict):
+            raise ValueError("expected 'defaults', 'none' or a list of configurations (a YAML list of mappings)")
+        return value
 
 
 class TrainingSpec(_Model):
@@ -174,7 +193,13 @@ class TrainingSpec(_Model):
     seed: int = 42
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
+    #: ``auto``: every ~quarter of the shortest trial in the space, no more often than
+    #: every two validation sets' worth of training examples and at least once per epoch.
+    eval_every: Literal["auto", "epoch"] | Annotated[int, Field(gt=0)] = "auto"
+    #: Stop a trial after this many evaluations without improvement (None: never).
+    early_stopping_patience: Annotated[int, Field(gt=0)] | None = None
+    #: An evaluation improves on the best by more than this, or does not count.
+    early_stopping_min_delta: Annotated[float, Field(ge=0)] = 0.0
     eval_batch_size: Annotated[int, Field(gt=0)] = 64
     trust_remote_code: bool = False
 

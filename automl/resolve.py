@@ -4,12 +4,12 @@ search space. Every problem is a one-line user error naming the recipe field."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automl import plugins
 from automl.errors import RecipeError, did_you_mean
 from automl.search.ranges import check_space, hyperparameter_ranges
-from automl.search.space import SearchSpace, build_space
+from automl.search.space import SearchSpace, build_space, default_space
 from automl.task import Metric, read_options
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ class Resolved:
     space: SearchSpace
     #: Values accepted but implausible (a learning rate of 10): one line each.
     warnings: tuple[str, ...] = ()
+    #: The first trials (``search.start_from``), complete configurations.
+    start_from: tuple[dict[str, Any], ...] = ()
 
 
 def resolve(recipe: Recipe) -> Resolved:
@@ -51,12 +53,18 @@ def resolve(recipe: Recipe) -> Resolved:
     if recipe.objective.direction and recipe.objective.direction != metric.direction:
         metric = Metric(metric.name, recipe.objective.direction, metric.description)
     space = build_space(
-        recipe.search.space, task.default_space(), extra_names=task.extra_hyperparameters, file=file
+        recipe.search.space, default_space(task, backbone), extra_names=task.extra_hyperparameters, file=file
     )
     if recipe.search.sampler == "grid":
         space.grid()
     warnings = check_space(space, hyperparameter_ranges(task), file=file)
-    return Resolved(recipe=recipe, task=task, backbone=backbone, objective=metric, space=space, warnings=tuple(warnings))
+    from automl.search.warmstart import start_configs
+
+    start = tuple(start_configs(recipe, space, backbone))
+    return Resolved(
+        recipe=recipe, task=task, backbone=backbone, objective=metric, space=space,
+        warnings=tuple(warnings), start_from=start,
+    )
 
 
 def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData | None]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
 
+    from automl.adapters import Adapter
     from automl.recipe import DataSpec, SpaceEntry
     from automl.search.ranges import Range
 
@@ -199,21 +200,32 @@ class Task(abc.ABC):
     # ------------------------------------------------------------------ training
 
     def default_space(self) -> dict[str, SpaceEntry]:
-        """The search space used for parameters the recipe's ``search.space`` leaves out."""
+        """The search space used for parameters the recipe's ``search.space`` leaves out.
+
+        Hyperparameters whose good range depends on the adapter (the learning rate, the
+        adapter's own settings) are added per adapter from :meth:`adapter_space` for those
+        this space leaves out."""
         from automl.recipe import ParamSpec
 
         return {
-            "learning_rate": ParamSpec(low=1e-5, high=1e-3, log=True),
             "batch_size": [16, 32],
             "epochs": ParamSpec(low=1, high=3),
             "weight_decay": 0.01,
             "warmup_ratio": 0.06,
             "scheduler": "linear",
             "adapter": ["full", "lora"],
-            "lora_r": ParamSpec(choices=[4, 8, 16], when={"adapter": "lora"}),
-            "lora_alpha": ParamSpec(choices=[8, 16, 32], when={"adapter": "lora"}),
-            "lora_dropout": ParamSpec(low=0.0, high=0.2, when={"adapter": "lora"}),
         }
+
+    def adapter_space(self, adapter: Adapter, learning_rate: tuple[float, float]) -> dict[str, SpaceEntry]:
+        """The hyperparameters whose range depends on *adapter*, for that adapter: the
+        learning rate (log-uniform over *learning_rate*: the adapter registry's range with
+        the backbone's prior for its size) and the adapter's own settings. The core adds
+        ``when: {adapter: NAME}`` to each. Override to give an adapter other ranges for this
+        task (call ``super()`` and change what differs)."""
+        from automl.recipe import ParamSpec
+
+        low, high = learning_rate
+        return {"learning_rate": ParamSpec(low=low, high=high, log=True), **adapter.space}
 
     def prepare(self, data: TaskData) -> None:
         """Called once per process with the run's data (e.g. to compute class weights)."""

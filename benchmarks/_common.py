@@ -22,8 +22,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-#: Public data sets live next to the checkout, never inside it (see shared/data/README.md).
-SHARED_BANKING77 = REPO.parent / "shared" / "data" / "banking77"
+#: Public data sets live next to the checkout, never inside it (see shared/data/README.md);
+#: a git worktree one level further down finds them too.
+SHARED_BANKING77 = next(
+    (p / "shared" / "data" / "banking77" for p in (REPO.parent, REPO.parent.parent) if (p / "shared" / "data" / "banking77").is_dir()),
+    REPO.parent / "shared" / "data" / "banking77",
+)
 BUNDLED_SENTIMENT = REPO / "recipes" / "data" / "sentiment"
 
 
@@ -65,6 +69,15 @@ def header(title: str) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float], fmt: str = "{:.4f}") -> str:
+    """The median and the range of *values*: ``0.9170 (0.9074-0.9215, n=3)``."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0]) + " (n=1)"
+    return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))}, n={len(values)})"
 
 
 # ----------------------------------------------------------------------------- data

@@ -92,6 +92,8 @@ def test_pruning_stops_bad_trials(recipe_file):
             "trials": 8,
             "pruner": "median",
             "sampler": "random",
+            "start_from": "none",
+            "prune_after": 0,
             "space": {"learning_rate": {"low": 1e-6, "high": 6e-3, "log": True}, "epochs": [4], "batch_size": [16], "adapter": "full"},
         },
     )

@@ -26,7 +26,7 @@ def parse_gpus(value: str | None) -> list[int] | None:
 def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--trials", type=click.IntRange(min=1), help="Finished trials wanted in the study in total (overrides search.trials)."),
-        click.option("--timeout", help="Stop starting trials after this long: 600, 10m, 2h (overrides search.timeout)."),
+        click.option("--timeout", help="Wall-clock budget of the run: 600, 10m, 2h (overrides search.timeout)."),
         click.option("--output", "-o", type=click.Path(), help="Run directory (overrides output)."),
         click.option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides training.device)."),
         click.option("--storage", envvar="AUTOML_STORAGE", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the run directory)."),

@@ -39,11 +39,16 @@ def check_cmd(recipe_path: Path, no_data: bool) -> None:
     obj = resolved.objective
     console.print(f"  objective: {obj.name} ({obj.direction})")
     console.print(f"  search: {recipe.search.trials} trials, sampler {recipe.search.sampler}, pruner {recipe.search.pruner}")
+    console.print("  space (the task's default, with the recipe's search.space over it):")
     for dim in resolved.space.dimensions:
-        cond = f"  when {dim.when}" if dim.when else ""
-        console.print(f"    {dim.name}: {dim.distribution}{cond}")
+        console.print(f"    {dim.describe()}")
     for name, value in resolved.space.fixed.items():
         console.print(f"    {name} = {value!r}")
+    if resolved.start_from:
+        console.print(f"  first trials (search.start_from: {'defaults' if isinstance(recipe.search.start_from, str) else 'the recipe'}):")
+        for i, config in enumerate(resolved.start_from):
+            shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items() if k not in resolved.space.fixed)
+            console.print(f"    {i}: {shown}")
     if data is not None:
         sizes = f"train {len(data.train)}, validation {len(data.validation)}"
         if data.test is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.errors import StorageError, UserError
+from automl.search.space import user_params
 
 
 class RowState(str, enum.Enum):
@@ -258,7 +259,7 @@ def trial_rows(study: Any) -> list[TrialRow]:
                 state=state,
                 value=value,
                 metrics={k: float(v) for k, v in (attrs.get("metrics") or {}).items() if _finite(v)},
-                params=dict(t.params),
+                params=user_params(t.params),
                 epochs=attrs.get("epochs"),
                 steps=int(steps) if steps is not None else None,
                 seconds=float(seconds) if seconds is not None else None,

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from automl.search.space import user_params
+
 
 def fmt_params(params: dict[str, Any]) -> str:
     short = {
@@ -63,9 +65,12 @@ class LiveStatus:
     def _announce(self, t: optuna.trial.FrozenTrial) -> None:
         seconds = t.user_attrs.get("seconds")
         took = f" in {seconds:.0f}s" if seconds is not None else ""
-        params = fmt_params(t.params)
+        params = fmt_params(user_params(t.params))
         if t.state == TrialState.COMPLETE:
-            line = f"trial {t.number:>3} [green]complete[/] {self.metric}={t.value:.4f}{took}  [dim]{params}[/]"
+            notes = [n for n, on in (("start configuration", t.user_attrs.get("start_from") is not None),
+                                     (f"ended by {t.user_attrs.get('stopped')}", bool(t.user_attrs.get("stopped")))) if on]
+            note = f" ({'; '.join(notes)})" if notes else ""
+            line = f"trial {t.number:>3} [green]complete[/] {self.metric}={t.value:.4f}{took}{note}  [dim]{params}[/]"
         elif t.state == TrialState.PRUNED:
             last = max(t.intermediate_values) if t.intermediate_values else None
             value = f" at {self.metric}={t.intermediate_values[last]:.4f}" if last is not None else ""

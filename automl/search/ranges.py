@@ -168,14 +168,15 @@ def _values(space: SearchSpace, name: str) -> list[Any]:
     if name in space.fixed:
         value = space.fixed[name]
         return list(value) if isinstance(value, list) and name != "lora_target_modules" else [value]
-    for dim in space.dimensions:
+    values: list[Any] = []
+    for dim in space.dimensions:  # a parameter may have several ranges (one per adapter)
         if dim.name == name:
             d = dim.distribution
             if isinstance(d, CategoricalDistribution):
-                return list(d.choices)
-            if isinstance(d, IntDistribution | FloatDistribution):
-                return [d.low, d.high] if d.low != d.high else [d.low]
-    return []
+                values += list(d.choices)
+            elif isinstance(d, IntDistribution | FloatDistribution):
+                values += [d.low, d.high] if d.low != d.high else [d.low]
+    return values
 
 
 def check_space(space: SearchSpace, ranges: dict[str, Range], *, file: str | None = None) -> list[str]:
@@ -184,14 +185,13 @@ def check_space(space: SearchSpace, ranges: dict[str, Range], *, file: str | Non
     from optuna.distributions import FloatDistribution
 
     warnings: list[str] = []
-    dims = {d.name: d for d in space.dimensions}
-    for name in space.names():
+    for name in dict.fromkeys(space.names()):
         spec = ranges.get(name)
         if spec is None:
             continue
-        dim = dims.get(name)
-        if spec.kind == "int" and dim is not None and isinstance(dim.distribution, FloatDistribution):
-            d = dim.distribution
+        floats = [d for d in space.dimensions if d.name == name and isinstance(d.distribution, FloatDistribution)]
+        if spec.kind == "int" and floats:
+            d = floats[0].distribution
             raise RecipeError(
                 f"expected {spec.describe()}; the range {d.low:g} to {d.high:g} would sample fractions "
                 "(give whole-number bounds or a list of choices)",

@@ -288,6 +288,11 @@ class Supervisor:
         target = ctx.recipe.search.trials
         if done:
             console.print(f"resuming study '{ctx.study_name}': {done}/{target} trials already done")
+        from automl.search.warmstart import queue_start
+
+        queued = queue_start(study, ctx.resolved.space, list(ctx.resolved.start_from), target)
+        if queued:
+            console.print(f"warm start: the first {queued} trial(s) are the start configurations (search.start_from)")
         timeout = ctx.recipe.search.timeout
         deadline = start + timeout if timeout else None
 

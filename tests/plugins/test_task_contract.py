@@ -30,10 +30,11 @@ def test_class_contract(name):
     assert cls.contract_problems() == []
     assert cls.description
     # the task's default space and its own hyperparameters are a valid search space
-    from automl.search.space import build_space
+    from automl.search.space import build_space, default_space
+    from automl.testing import TinyBertBackbone
 
     task = cls()
-    space = build_space({}, task.default_space(), extra_names=cls.extra_hyperparameters)
+    space = build_space({}, default_space(task, TinyBertBackbone()), extra_names=cls.extra_hyperparameters)
     assert "learning_rate" in space.names()
 
 
