@@ -153,6 +153,12 @@ class TokenClassification(Task):
     def label_names(self, train, *, file):  # type: ignore[no-untyped-def]
         column = self._require(train, "label", file=file)
         tags = {t for row in self._lists(train, column, file=file, what="tags") for t in row}
+        # BIO tags come in pairs: a type seen only as B-X (or I-X) in training still gets
+        # both, so a longer entity in validation or test is not refused as unknown.
+        for tag in list(tags):
+            prefix, _, kind = tag.partition("-")
+            if prefix in ("B", "I") and kind:
+                tags |= {f"B-{kind}", f"I-{kind}"}
         return sorted(label_list(tags, file=file, column=column), key=_tag_order)
 
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]

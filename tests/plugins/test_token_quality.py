@@ -133,3 +133,13 @@ def test_collapsed_trial_is_named_in_the_leaderboard_and_report_has_tables(data_
     html = files.html.read_text()
     assert "Entity metrics per type (test)" in html and "Most frequent entity errors" in html
     assert "### Entity metrics per type (test)" in files.markdown.read_text()
+
+
+def test_bio_types_seen_once_get_both_tags():
+    import pandas as pd
+
+    train = pd.DataFrame({"tokens": [["Ada", "Lovelace", "said"], ["iPhone"]],
+                          "tags": [["B-person", "I-person", "O"], ["B-product"]]})
+    names = TokenClassification().label_names(train, file="train")
+    assert names[0] == "O"
+    assert set(names) == {"O", "B-person", "I-person", "B-product", "I-product"}
