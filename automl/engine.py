@@ -329,6 +329,9 @@ class TrialEngine:
         epochs = float(params.get("epochs", 1))
         max_steps = params.get("max_steps")
         total_steps = int(max_steps) if max_steps else max(1, int(math.ceil(epochs * steps_per_epoch)))
+        if not max_steps:
+            # Small data still gets enough optimiser steps: epochs are raised to min_steps.
+            total_steps = max(total_steps, int(params.get("min_steps") or 0))
         optimizer, scheduler = self._optimizer(model, params, total_steps)
         eval_every = self.eval_interval(batch_size, steps_per_epoch)
         policy = self.policy

@@ -106,6 +106,7 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
         calibration = trial.user_attrs.get("calibration", {})
         metrics: dict[str, Any] = {"validation": trial.user_attrs.get("metrics", {})}
         plots: list[tuple[str, Any]] = []
+        tables: list[dict[str, Any]] = []
         for split_name in ("test", "validation"):
             if split_name not in encoded:
                 continue
@@ -115,6 +116,11 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
                 metrics["test"] = {k: float(v) for k, v in task.compute_metrics(outputs, split, encoded[split_name], calibration).items()}
             if not plots:
                 plots = [(f"{title} ({split_name})", fig) for title, fig in task.plots(outputs, split, encoded[split_name], calibration)]
+            if not tables:
+                tables = [
+                    {**t.to_dict(), "title": f"{t.title} ({split_name})"}
+                    for t in task.tables(outputs, split, encoded[split_name], calibration)
+                ]
         plot_dir = run_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
         for old in plot_dir.glob("task-*.png"):
@@ -147,6 +153,7 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
             "metrics": metrics,
             "calibration": calibration,
             "plots": plot_files,
+            "tables": tables,
             "recipe_fingerprint": recipe.fingerprint(),
             "versions": package_versions(),
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -34,6 +34,7 @@ ENGINE_HYPERPARAMETERS: dict[str, str] = {
     "batch_size": "examples per optimiser step (effective batch size)",
     "epochs": "passes over the training data",
     "max_steps": "optimiser steps; when set, overrides epochs",
+    "min_steps": "at least this many optimiser steps: on small data, epochs are raised to reach it",
     "weight_decay": "AdamW weight decay",
     "warmup_ratio": "share of steps with linear warm-up",
     "scheduler": "learning-rate schedule: linear, cosine or constant",

@@ -11,8 +11,9 @@ When the core calls what:
   ``encode`` (each split; cached on disk), ``baseline``;
 * each trial: ``loss`` (each step, when overridden), ``compute_metrics`` and
   ``calibrate`` (each evaluation);
+* at the end of each completed trial: ``diagnose`` (on its final validation metrics);
 * at export and in ``automl predict``: ``read(split="predict")``, ``encode``, ``predict``,
-  ``plots``.
+  ``plots``, ``tables``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,20 @@ class TaskData:
     validation: Split
     test: Split | None
     label_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """A small table a task adds to the report: a title, column headers and rows of cells
+    (numbers are formatted by the report)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "headers": list(self.headers), "rows": [list(r) for r in self.rows], "caption": self.caption}
 
 
 @dataclass(frozen=True)
@@ -266,6 +281,20 @@ class Task(abc.ABC):
         """``(title, matplotlib figure)`` pairs for the report, from test (or validation)
         outputs of the best model."""
         return []
+
+    def tables(
+        self, outputs: Outputs, split: Split, encoded: Encoded, calibration: dict[str, Any]
+    ) -> list[ReportTable]:
+        """Tables for the report (e.g. metrics per class, the most frequent errors), from
+        test (or validation) outputs of the best model. Stored in the exported
+        ``automl.json`` and shown in the HTML and Markdown reports."""
+        return []
+
+    def diagnose(self, metrics: dict[str, float]) -> str | None:
+        """A one-line note on a suspicious result, from a trial's final validation
+        *metrics*, or ``None``. The leaderboard shows it next to the trial; e.g. a model
+        that collapsed to predicting one class scores 0 for a reason the user should see."""
+        return None
 
 
 def read_options(cls: type[Task] | type, raw: dict[str, Any], *, file: str | None, field: str) -> BaseModel:

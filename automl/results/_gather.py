@@ -265,7 +265,7 @@ def trial_rows(study: Any) -> list[TrialRow]:
                 seconds=float(seconds) if seconds is not None else None,
                 started=t.datetime_start,
                 finished=t.datetime_complete,
-                reason=attrs.get("fail_reason") or attrs.get("prune_reason"),
+                reason=attrs.get("fail_reason") or attrs.get("prune_reason") or attrs.get("note"),
                 intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
                 retry_of=attrs.get("retry_of"),
                 worker=attrs.get("worker"),

@@ -224,6 +224,18 @@ def _leaderboard_html(board: Leaderboard) -> str:
     return f'<div class="scroll">{_table(headers, rows)}</div>'
 
 
+def _cell(value: Any) -> str:
+    """A task table's cell: floats with 3 decimals, everything else as text."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _numeric_column(table: dict[str, Any], index: int) -> bool:
+    rows = table.get("rows", [])
+    return bool(rows) and all(isinstance(row[index], int | float) for row in rows if index < len(row))
+
+
 def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:
     """The whole report as one HTML document."""
     best = r.best
@@ -275,9 +287,18 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
     if plots:
         parts.append("<h2>Search</h2>")
         parts.append('<div class="plots">' + "".join(_figure(path, title, wide=path.stem in WIDE_PLOTS) for title, path in plots) + "</div>")
-    if task_plots:
+    task_tables = (r.best_export or {}).get("tables") or []
+    if task_plots or task_tables:
         parts.append("<h2>The best model on held-out data</h2>")
+    if task_plots:
         parts.append('<div class="plots task">' + "".join(_figure(path, title) for title, path in task_plots) + "</div>")
+    for table in task_tables:
+        parts.append(f"<h3>{e(table.get('title', ''))}</h3>")
+        headers = [(e(h), i > 0 and _numeric_column(table, i)) for i, h in enumerate(table.get("headers", []))]
+        rows = [([(e(_cell(c)), isinstance(c, int | float)) for c in row], "") for row in table.get("rows", [])]
+        parts.append(_table(headers, rows))
+        if table.get("caption"):
+            parts.append(f'<p class="caption">{e(table["caption"])}</p>')
 
     parts.append("<h2>Trials</h2>")
     parts.append(_leaderboard_html(leaderboard(r)))
@@ -349,10 +370,18 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
         params = (export.get("params") if export.get("trial") == best.number else None) or best.params
         lines += ["", "| hyperparameter | value |", "|---|---:|"]
         lines += [f"| {m(k)} | {m(fmt_value(v))} |" for k, v in sorted(params.items())]
+    task_tables = (r.best_export or {}).get("tables") or []
     for heading, items in (("Search", plots), ("The best model on held-out data", task_plots)):
-        if items:
+        if items or (task_tables and items is task_plots):
             lines += ["", f"## {heading}", ""]
             lines += [f"![{m(title)}]({rel(path)})" for title, path in items]
+    for table in task_tables:
+        headers = table.get("headers", [])
+        lines += ["", f"### {m(table.get('title', ''))}", ""]
+        lines += ["| " + " | ".join(m(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(m(_cell(c)) for c in row) + " |" for row in table.get("rows", [])]
+        if table.get("caption"):
+            lines += ["", m(table["caption"])]
     board = leaderboard(r)
     lines += ["", "## Trials", "", board.render("markdown").rstrip()]
     lines += ["", "## Run", "", "| | |", "|---|---|"]

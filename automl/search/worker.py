@@ -410,6 +410,9 @@ class Worker:
             set_attr("stopped", result.stopped)
         if result.oom_retries:
             set_attr("oom_retries", result.oom_retries)
+        note = self.ctx.resolved.task.diagnose(result.metrics)
+        if note:
+            set_attr("note", note[:300])
         if self._in_top_k(study, result.value):
             self._keep_weights(study, trial, params, result)
         self._tell(study, trial, result.value)

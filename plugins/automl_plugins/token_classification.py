@@ -109,6 +109,10 @@ class TokenClassification(Task):
         Metric("token_accuracy", "maximize", "share of words with the right tag"),
     )
     default_metric = "entity_f1"
+    extra_hyperparameters = {
+        "entity_weight": "loss weight of entity tags (every tag but O) relative to O; 1 = plain cross-entropy",
+        "label_smoothing": "label smoothing of the token loss (0 = none)",
+    }
 
     def _column(self, frame: Any, which: str) -> str:
         """The recipe's column; ``tokens``/``tags`` when the recipe keeps the default and
@@ -152,6 +156,12 @@ class TokenClassification(Task):
     def label_names(self, train, *, file):  # type: ignore[no-untyped-def]
         column = self._require(train, "label", file=file)
         tags = {t for row in self._lists(train, column, file=file, what="tags") for t in row}
+        # BIO tags come in pairs: a type seen only as B-X (or I-X) in training still gets
+        # both, so a longer entity in validation or test is not refused as unknown.
+        for tag in list(tags):
+            prefix, _, kind = tag.partition("-")
+            if prefix in ("B", "I") and kind:
+                tags |= {f"B-{kind}", f"I-{kind}"}
         return sorted(label_list(tags, file=file, column=column), key=_tag_order)
 
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
@@ -258,6 +268,45 @@ class TokenClassification(Task):
         scores = entity_scores(self.gold_tags(split), self.predicted_tags(outputs, split, encoded))
         return [("F1 per entity type", entity_f1_plot(scores))]
 
+    def tables(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
+        from automl.task import ReportTable
+
+        gold, pred = self.gold_tags(split), self.predicted_tags(outputs, split, encoded)
+        scores = entity_scores(gold, pred)
+        per_type = [
+            [kind, s["precision"], s["recall"], s["f1"], int(s["support"])]
+            for kind, s in [*[(k, v) for k, v in scores.items() if k != "micro"], ("all (micro)", scores["micro"])]
+        ]
+        return [
+            ReportTable("Entity metrics per type", ["type", "precision", "recall", "F1", "support"], per_type,
+                        caption="Entity level: a predicted entity counts when its type and both boundaries match."),
+            ReportTable("Most frequent entity errors", ["error", "true type", "predicted type", "count", "examples"],
+                        error_table(gold, pred, split.inputs),
+                        caption="missed: no prediction over a true entity; spurious: a prediction over no true "
+                        "entity; wrong type: same words, other type; wrong boundaries: overlapping, other words."),
+        ]
+
+    def diagnose(self, metrics: dict[str, float]) -> str | None:
+        return collapse_note(metrics)
+
+    def loss(self, logits, labels, params):  # type: ignore[no-untyped-def]
+        """Cross-entropy with an optional weight on entity tags (every tag but ``O``) and
+        label smoothing; ``None`` (the engine's plain loss) when both are off."""
+        import torch
+
+        weight = float(params.get("entity_weight", 1.0))
+        smoothing = float(params.get("label_smoothing", 0.0))
+        if weight == 1.0 and smoothing == 0.0:
+            return None
+        classes = logits.shape[-1]
+        weights = torch.full((classes,), weight, dtype=torch.float32, device=logits.device)
+        if self.labels and "O" in self.labels:
+            weights[self.labels.index("O")] = 1.0
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, classes).float(), labels.reshape(-1), weight=weights,
+            ignore_index=IGNORE, label_smoothing=smoothing,
+        )
+
     def baseline(self, data: TaskData, seed: int) -> BaselineResult:
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -317,6 +366,8 @@ def _encode_slow(words: Sequence[str], tokenizer: Any, max_length: int) -> tuple
 
 
 def sequence_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Entity-level micro scores and word accuracy, plus two counts the collapse detector
+    reads (``predicted_entities``, ``predicted_tag_kinds``: distinct tags predicted)."""
     micro = entity_scores(gold, pred)["micro"]
     words = sum(len(g) for g in gold)
     right = sum(a == b for g, p in zip(gold, pred, strict=True) for a, b in zip(g, p, strict=True))
@@ -325,7 +376,56 @@ def sequence_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]
         "entity_precision": micro["precision"],
         "entity_recall": micro["recall"],
         "token_accuracy": right / words if words else 0.0,
+        "predicted_entities": float(sum(len(entity_spans(p)) for p in pred)),
+        "predicted_tag_kinds": float(len({t for p in pred for t in p})),
     }
+
+
+def collapse_note(metrics: dict[str, float]) -> str | None:
+    """Why a tagger scored (near) zero, when it is because it collapsed: it predicted no
+    entity at all (every word ``O``), or one tag for every word."""
+    entities = metrics.get("predicted_entities")
+    kinds = metrics.get("predicted_tag_kinds")
+    if entities is not None and entities == 0:
+        return "collapsed: no entity predicted (every word tagged O); the model needs more steps or a higher learning rate"
+    if kinds is not None and kinds <= 1:
+        return "collapsed: one tag predicted for every word"
+    return None
+
+
+def error_table(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], words: Sequence[Sequence[str]], top: int = 12) -> list[list[Any]]:
+    """The most frequent entity errors as rows ``[error, true type, predicted type, count,
+    examples]``: ``missed`` (a true entity with no prediction over it), ``spurious`` (a
+    predicted entity over no true one), ``wrong type`` (same words, other type) and
+    ``wrong boundaries`` (overlapping, not the same words)."""
+    from collections import Counter
+
+    counts: Counter[tuple[str, str, str]] = Counter()
+    examples: dict[tuple[str, str, str], list[str]] = {}
+
+    def add(key: tuple[str, str, str], text: str) -> None:
+        counts[key] += 1
+        shown = examples.setdefault(key, [])
+        if len(shown) < 3 and text not in shown:
+            shown.append(text)
+
+    for g, p, w in zip(gold, pred, words, strict=True):
+        gs, ps = set(entity_spans(g)), set(entity_spans(p))
+        exact = gs & ps
+        for kind, start, end in sorted(gs - exact):
+            same = [q for q in ps - exact if q[1] == start and q[2] == end]
+            overlap = [q for q in ps - exact if q[1] < end and start < q[2]]
+            text = " ".join(w[start:end])
+            if same:
+                add(("wrong type", kind, same[0][0]), text)
+            elif overlap:
+                add(("wrong boundaries", kind, overlap[0][0]), text)
+            else:
+                add(("missed", kind, "-"), text)
+        for kind, start, end in sorted(ps - exact):
+            if not any(q[1] < end and start < q[2] for q in gs):
+                add(("spurious", "-", kind), " ".join(w[start:end]))
+    return [[e, t, p, n, "; ".join(examples[(e, t, p)])] for (e, t, p), n in counts.most_common(top)]
 
 
 def word_features(words: Sequence[str]) -> list[dict[str, Any]]:
