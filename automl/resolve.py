@@ -60,7 +60,7 @@ def resolve(recipe: Recipe) -> Resolved:
     warnings = check_space(space, hyperparameter_ranges(task), file=file)
     from automl.search.warmstart import start_configs
 
-    start = tuple(start_configs(recipe, space, backbone))
+    start = tuple(start_configs(recipe, space, backbone, task))
     return Resolved(
         recipe=recipe, task=task, backbone=backbone, objective=metric, space=space,
         warnings=tuple(warnings), start_from=start,

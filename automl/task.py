@@ -242,6 +242,12 @@ class Task(abc.ABC):
         low, high = learning_rate
         return {"learning_rate": ParamSpec(low=low, high=high, log=True), **adapter.space}
 
+    def warm_start(self, adapter: Adapter) -> dict[str, Any]:
+        """Settings of the warm-start trial for *adapter* that this task knows better than
+        the backbone (e.g. more epochs for a token head); merged over
+        :meth:`~automl.backbone.Backbone.warm_start`. ``{}`` by default."""
+        return {}
+
     def prepare(self, data: TaskData) -> None:
         """Called once per process with the run's data (e.g. to compute class weights)."""
 

@@ -2,6 +2,7 @@
 
 With ``search.start_from: defaults`` (the default) the first trials are one configuration
 per adapter in the space, from the backbone's :meth:`~automl.backbone.Backbone.warm_start`
+(and the task's :meth:`~automl.task.Task.warm_start` over it)
 with every other parameter at the middle of its range, so that the first result is already
 a sound model and the sampler starts from it. A recipe may list its own configurations
 instead, or turn this off (``start_from: none``). They are queued once per study, before the
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from automl.backbone import Backbone
     from automl.recipe import Recipe
     from automl.search.space import SearchSpace
+    from automl.task import Task
 
 #: Study user attribute: how many start configurations were queued (set once).
 QUEUED = "start_from_queued"
@@ -37,7 +39,7 @@ def space_adapters(space: SearchSpace) -> list[Any]:
     return ["full"]
 
 
-def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone) -> list[dict[str, Any]]:
+def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: Task | None = None) -> list[dict[str, Any]]:
     """The configurations ``search.start_from`` asks for, each complete for *space*; a
     configuration that names an unknown parameter or a value outside the space is a
     :class:`~automl.errors.RecipeError`."""
@@ -52,6 +54,8 @@ def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone) -> lis
         for name in space_adapters(space):
             adapter = ADAPTERS.get(str(name))
             hint = backbone.warm_start(adapter) if adapter is not None else {}
+            if adapter is not None and task is not None:
+                hint = {**hint, **task.warm_start(adapter)}  # the task knows its head's needs
             configs.append(space.complete({**hint, "adapter": name}, clip=True))
     else:
         names = space.names()

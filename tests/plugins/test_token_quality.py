@@ -143,3 +143,21 @@ def test_bio_types_seen_once_get_both_tags():
     names = TokenClassification().label_names(train, file="train")
     assert names[0] == "O"
     assert set(names) == {"O", "B-person", "I-person", "B-product", "I-product"}
+
+
+def test_token_defaults_reach_the_space_and_the_warm_start(data_root, tmp_path):
+    from automl.resolve import resolve
+
+    recipe = tiny_recipe_for("token-classification", data_root, tmp_path, space={})
+    body = yaml.safe_load(recipe.read_text())
+    body["search"] = {"trials": 4}
+    body["backbone"] = "minilm-l6"
+    recipe.write_text(yaml.safe_dump(body))
+    resolved = resolve(load_recipe(recipe))
+    assert resolved.space.fixed["min_steps"] == TokenClassification.MIN_STEPS
+    lr = {d.when["adapter"][0]: d.distribution for d in resolved.space.dimensions if d.name == "learning_rate"}
+    assert lr["full"].high <= lr["lora"].low  # LoRA never draws a full-fine-tuning rate
+    first = resolved.start_from
+    assert [c["adapter"] for c in first] == ["full", "lora"]
+    assert all(c["epochs"] == 5 and c["batch_size"] == 16 for c in first)
+    assert lr["full"].low < first[0]["learning_rate"] < lr["full"].high
