@@ -14,4 +14,14 @@ API_VERSION = "1"
 
 hookimpl = pluggy.HookimplMarker("automl")
 
-__all__ = ["API_VERSION", "__version__", "hookimpl"]
+
+def load_model(path: str, **options: object) -> object:
+    """Load a model automl exported (a run's ``best/``, or its ``baseline/``): a fine-tuned
+    model, a saved baseline or an ensemble. The result has ``.predict(frame)`` (the rows
+    with prediction columns added) and ``.outputs(frame)`` (raw outputs per row)."""
+    from automl.results.predict import load_model as _load
+
+    return _load(path, **options)  # type: ignore[arg-type]
+
+
+__all__ = ["API_VERSION", "__version__", "hookimpl", "load_model"]

@@ -48,20 +48,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
-    """Export the study's best trial unless it is already exported. Returns ``best/``."""
+def export_best(
+    ctx: Any,
+    study: optuna.Study,
+    data: Any,
+    tokenizer: Any,
+    encoded: dict[str, Any],
+    *,
+    trial: optuna.trial.FrozenTrial | None = None,
+    dest: Path | None = None,
+) -> Path | None:
+    """Export the study's best trial (or *trial*) to ``best/`` (or *dest*, e.g. an
+    ensemble member's directory) unless it is already exported there. Returns the directory."""
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
 
     from automl.device import pick_device
     from automl.engine import load_trial_weights, predict_outputs
     from automl.run import package_versions
 
-    trial = best_trial(study)
+    trial = trial or best_trial(study)
     if trial is None:
         return None
     run_dir: Path = ctx.run_dir
-    best_dir = run_dir / BEST_DIR
-    if exported_trial(run_dir) == trial.number and (best_dir / "config.json").exists():
+    best_dir = dest or run_dir / BEST_DIR
+    if dest is None and exported_trial(run_dir) == trial.number and (best_dir / "config.json").exists():
         return best_dir
     artifact_id = trial.user_attrs.get("artifact_id")
     if not artifact_id:
@@ -114,39 +124,21 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
             outputs = predict_outputs(model, encoded[split_name], setup, tokenizer.pad_token_id or 0, recipe.training.eval_batch_size, task.head)
             if split_name == "test":
                 metrics["test"] = {k: float(v) for k, v in task.compute_metrics(outputs, split, encoded[split_name], calibration).items()}
-            if not plots:
+            if not plots and dest is None:
                 plots = [(f"{title} ({split_name})", fig) for title, fig in task.plots(outputs, split, encoded[split_name], calibration)]
             if not tables:
                 tables = [
                     {**t.to_dict(), "title": f"{t.title} ({split_name})"}
                     for t in task.tables(outputs, split, encoded[split_name], calibration)
                 ]
-        plot_dir = run_dir / "plots"
-        plot_dir.mkdir(exist_ok=True)
-        for old in plot_dir.glob("task-*.png"):
-            old.unlink()
-        import matplotlib.pyplot as plt
-
-        plot_files = []
-        for i, (title, fig) in enumerate(plots):
-            name = f"task-{i:02d}-{_slug(title)}.png"
-            fig.savefig(plot_dir / name, dpi=110)
-            plt.close(fig)
-            plot_files.append({"title": title, "file": f"plots/{name}"})
+        plot_files = write_plots(run_dir, plots) if dest is None else []
 
         meta = {
-            "automl_version": package_versions().get("automl"),
-            "task": task.name,
-            "task_options": recipe.task_options,
-            "data": {"text_column": recipe.data.text_column, "label_column": recipe.data.label_column},
+            **task_fields(ctx),
             "backbone": recipe.backbone,
             "backbone_options": recipe.backbone_options,
-            "head": task.head,
-            "labels": task.labels,
             "max_length": recipe.training.max_length,
-            "objective": {"metric": ctx.resolved.objective.name, "direction": ctx.resolved.objective.direction},
             "trial": trial.number,
-            "study": ctx.study_name,
             "params": params,
             "adapter": adapter,
             "merged": adapter != "full",
@@ -154,31 +146,84 @@ def export_best(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encode
             "calibration": calibration,
             "plots": plot_files,
             "tables": tables,
-            "recipe_fingerprint": recipe.fingerprint(),
             "versions": package_versions(),
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "trust_remote_code": recipe.training.trust_remote_code,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         (staging / "README.md").write_text(model_card(meta))
-        old = run_dir / ".best-old"
-        if old.exists():
-            shutil.rmtree(old)
-        if best_dir.exists():
-            os.replace(best_dir, old)
-        os.replace(staging, best_dir)
-        if old.exists():
-            shutil.rmtree(old)
+        install_dir(staging, best_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return best_dir
 
 
+def task_fields(ctx: Any) -> dict[str, Any]:
+    """What loading any exported kind of model needs to rebuild the run's task."""
+    from automl.run import package_versions
+
+    recipe = ctx.recipe
+    task = ctx.resolved.task
+    return {
+        "automl_version": package_versions().get("automl"),
+        "task": task.name,
+        "task_options": recipe.task_options,
+        "data": {"text_column": recipe.data.text_column, "label_column": recipe.data.label_column},
+        "head": task.head,
+        "labels": task.labels,
+        "objective": {"metric": ctx.resolved.objective.name, "direction": ctx.resolved.objective.direction},
+        "study": ctx.study_name,
+        "recipe_fingerprint": recipe.fingerprint(),
+    }
+
+
+def install_dir(staging: Path, target: Path) -> Path:
+    """Move a finished *staging* directory to *target*, replacing what was there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}-old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old.exists():
+        shutil.rmtree(old)
+    return target
+
+
+def write_plots(run_dir: Path, plots: list[tuple[str, Any]]) -> list[dict[str, str]]:
+    """Save the task's plots of the exported model under ``<run>/plots/`` (replacing the
+    previous export's); returns ``[{title, file}]`` for ``automl.json``."""
+    import matplotlib.pyplot as plt
+
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    for old in plot_dir.glob("task-*.png"):
+        old.unlink()
+    plot_files = []
+    for i, (title, fig) in enumerate(plots):
+        name = f"task-{i:02d}-{_slug(title)}.png"
+        fig.savefig(plot_dir / name, dpi=110)
+        plt.close(fig)
+        plot_files.append({"title": title, "file": f"plots/{name}"})
+    return plot_files
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> list[str]:
+    """The model card's metrics section: one row per metric, validation and test."""
+    lines = ["## Metrics", "", "| metric | validation | test |", "|---|---|---|"]
+    val = metrics.get("validation", {})
+    test = metrics.get("test", {})
+    for name in sorted(set(val) | set(test)):
+        lines.append(f"| {name} | {_fmt(val.get(name, '-'))} | {_fmt(test.get(name, '-'))} |")
+    return lines
 
 
 def model_card(meta: dict[str, Any]) -> str:
@@ -202,15 +247,8 @@ def model_card(meta: dict[str, Any]) -> str:
         + (", e.g. the tuned decision threshold" if meta.get("calibration", {}).get("threshold") is not None else "")
         + ").",
         "",
-        "## Metrics",
-        "",
-        "| metric | validation | test |",
-        "|---|---|---|",
+        *metrics_table(meta["metrics"]),
     ]
-    val = meta["metrics"].get("validation", {})
-    test = meta["metrics"].get("test", {})
-    for name in sorted(set(val) | set(test)):
-        lines.append(f"| {name} | {_fmt(val.get(name, '-'))} | {_fmt(test.get(name, '-'))} |")
     lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
     for name, value in sorted(meta["params"].items()):
         lines.append(f"| {name} | {_fmt(value)} |")

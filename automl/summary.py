@@ -48,8 +48,19 @@ class RunSummary:
         if r.baseline_value is not None:
             name = str((r.baseline or {}).get("name", "baseline"))
             head.add_row("baseline", Text(f"{name}: {r.objective} = {fmt_metric(r.baseline_value)} (validation)"))
+        if r.ensemble and r.ensemble.get("members"):
+            from automl.ensemble import describe
+
+            ens, held = r.ensemble, r.ensemble.get("held_out") or {}
+            verdict = "exported" if r.exported == "ensemble" else "not exported"
+            head.add_row("ensemble", Text(
+                f"{describe(ens['members'])}: {r.objective} = {fmt_metric((ens.get('validation') or {}).get(r.objective))} "
+                f"(validation); held-out half {fmt_metric(held.get('ensemble'))} vs {fmt_metric(held.get('single_model'))} "
+                f"({held.get('single')}): {verdict}"
+            ))
         if r.best_export and r.run_dir is not None:
             where = r.run_dir / "best"
+            head.add_row("exported", Text(r.exported_label))
             head.add_row("model", Text.assemble((str(where), "cyan"), "\n", (f"automl predict {where} FILE", "dim")))
         return head
 
@@ -75,7 +86,7 @@ class RunSummary:
         if not rows:
             return None
         has_test = any(m.test is not None for m in rows)
-        table = Table(title="metrics of the best model", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        table = Table(title=f"metrics of the exported model ({r.exported_label})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("metric")
         table.add_column("valid.", justify="right")
         if has_test:

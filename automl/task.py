@@ -9,6 +9,7 @@ When the core calls what:
 
 * once per run: ``label_names`` (on the training frame), ``read`` (each split),
   ``encode`` (each split; cached on disk), ``baseline``;
+* at export and in ``automl predict`` of a saved baseline or an ensemble: ``baseline_outputs``;
 * each trial: ``loss`` (each step, when overridden), ``compute_metrics`` and
   ``calibrate`` (each evaluation);
 * at the end of each completed trial: ``diagnose`` (on its final validation metrics);
@@ -109,13 +110,25 @@ class ReportTable:
 
 @dataclass(frozen=True)
 class BaselineResult:
-    """A classical model trained once per run, shown as a leaderboard row."""
+    """A classical model trained once per run, shown as a leaderboard row.
+
+    Attributes:
+        model: the fitted model, when the task can score new rows with it through
+            :meth:`Task.baseline_outputs`. The core saves it with skops' secure format
+            (never pickle), so it must be built from scikit-learn (and numpy/scipy) parts;
+            it can then be exported, scored by ``automl predict`` and join ensembles.
+        outputs: ``{"validation": ..., "test": ...}``: the model's outputs on those splits
+            in the same space as the fine-tuned model's (what :meth:`Task.compute_metrics`
+            takes; e.g. log-probabilities for a classifier), so that they can be averaged.
+    """
 
     name: str
     validation: dict[str, float]
     test: dict[str, float] | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    outputs: dict[str, Outputs] = field(default_factory=dict)
 
 
 class Task(abc.ABC):
@@ -278,8 +291,18 @@ class Task(abc.ABC):
         """One dict of output columns per example (``prediction`` plus scores)."""
 
     def baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
-        """Train a fast classical model once per run, or ``None`` if the task has none."""
+        """Train a fast classical model once per run, or ``None`` if the task has none.
+
+        Return ``BaselineResult(model=..., outputs=...)`` and implement
+        :meth:`baseline_outputs` to make the baseline a saved model (see
+        :class:`BaselineResult`); without them it is a leaderboard row only."""
         return None
+
+    def baseline_outputs(self, model: Any, split: Split) -> Outputs:
+        """Outputs of a saved baseline *model* (from :meth:`baseline`) on a split read by
+        :meth:`read` (``split.frame`` holds the rows), in the same space as
+        ``BaselineResult.outputs``. Called by ``automl predict`` and ensembles."""
+        raise NotImplementedError(f"task '{self.name}' cannot score rows with its baseline")
 
     def plots(
         self, outputs: Outputs, split: Split, encoded: Encoded, calibration: dict[str, Any]

@@ -16,19 +16,20 @@ import click
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 def command(model_dir: Path, source: str, output: Path | None, batch_size: int, column: str | None, device: str) -> None:
     """Predict INPUT (CSV, JSONL or Parquet; - for lines of text on stdin) with the model
-    exported to MODEL_DIR (a run's best/). Writes the input rows plus the prediction and
+    exported to MODEL_DIR (a run's best/: a fine-tuned model, the baseline or an ensemble;
+    or a run's baseline/). Writes the input rows plus the prediction and
     score columns."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from automl.results.predict import load_exported, output_format, predict_frame, read_input, write_predictions
+    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions
     from automl.search.worker import quiet_libraries
 
     quiet_libraries()
     if output is not None:
         output_format(output)  # a bad extension fails before the model loads
-    exported = load_exported(model_dir, column=column, device=device)
-    frame, name = read_input(source, exported.text_column)
+    exported = load_model(model_dir, column=column, device=device)
+    frame, name = read_input(source, str((exported.meta.get("data") or {}).get("text_column", "text")))
     err = Console(stderr=True)
     progress = Progress(
         TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,

@@ -28,10 +28,16 @@ class RowState(str, enum.Enum):
     RUNNING = "running"
     WAITING = "waiting"
     BASELINE = "baseline"
+    ENSEMBLE = "ensemble"
 
 
 #: Order of states in the default (best first) ordering.
-STATE_ORDER = {s: i for i, s in enumerate((RowState.COMPLETE, RowState.BASELINE, RowState.PRUNED, RowState.RUNNING, RowState.WAITING, RowState.FAILED))}
+STATE_ORDER = {
+    s: i
+    for i, s in enumerate(
+        (RowState.COMPLETE, RowState.BASELINE, RowState.ENSEMBLE, RowState.PRUNED, RowState.RUNNING, RowState.WAITING, RowState.FAILED)
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ class RunResults:
     baseline: dict[str, Any] | None = None
     #: ``best/automl.json`` of the exported model, when there is one.
     best_export: dict[str, Any] | None = None
+    #: ``ensemble.json``: members, weights, metrics and whether it won (see automl.ensemble).
+    ensemble: dict[str, Any] | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     importances: dict[str, float] = field(default_factory=dict)
@@ -89,7 +97,7 @@ class RunResults:
         return self.direction == "maximize"
 
     def counts(self) -> dict[str, int]:
-        out = {s.value: 0 for s in RowState if s is not RowState.BASELINE}
+        out = {s.value: 0 for s in RowState if s not in (RowState.BASELINE, RowState.ENSEMBLE)}
         for t in self.trials:
             out[t.state.value] += 1
         return out
@@ -101,6 +109,22 @@ class RunResults:
             return None
         sign = -1 if self.maximize else 1
         return min(done, key=lambda t: (sign * t.value, t.number))  # type: ignore[operator]
+
+    @property
+    def exported(self) -> str | None:
+        """What ``best/`` holds: ``"trial"``, ``"baseline"`` or ``"ensemble"`` (``None``: nothing)."""
+        if not self.best_export:
+            return None
+        return str(self.best_export.get("kind") or "trial")
+
+    @property
+    def exported_label(self) -> str:
+        """``trial 3``, ``baseline`` or ``ensemble`` (for headings)."""
+        if self.exported in ("baseline", "ensemble"):
+            return str(self.exported)
+        trial = (self.best_export or {}).get("trial")
+        best = self.best
+        return f"trial {trial if trial is not None else best.number if best else '-'}"
 
     @property
     def metric_names(self) -> list[str]:
@@ -191,6 +215,7 @@ class RunResults:
             "best": _trial_dict(best) if best else None,
             "best_export": self.best_export,
             "baseline": self.baseline,
+            "ensemble": self.ensemble,
             "importances": self.importances,
             "seconds": self.total_seconds,
             "seconds_to_best": self.seconds_to_best,
@@ -384,11 +409,12 @@ def gather(
         run_path = Path(meta["run_dir"])
         run_info = _read_json(run_path / "run.json") or {}
     recipe = run_info.get("recipe") or {}
-    best_export = baseline = None
+    best_export = baseline = ensemble = None
     summary: dict[str, Any] = {}
     if run_path is not None:
         best_export = _read_json(run_path / "best" / "automl.json")
         baseline = _read_json(run_path / "baseline.json")
+        ensemble = _read_json(run_path / "ensemble.json")
         summary = _read_json(run_path / "summary.json") or {}
     task = meta.get("task") or recipe.get("task")
     objective = meta.get("objective") or (best_export or {}).get("objective", {}).get("metric") or "objective"
@@ -408,6 +434,7 @@ def gather(
         storage=mask_url(storage) if storage else run_info.get("storage"),
         baseline=baseline,
         best_export=best_export,
+        ensemble=ensemble,
         run_info=run_info,
         summary=summary,
         importances=importances(study) if with_importances else {},

@@ -24,6 +24,7 @@ STATE_STYLES = {
     RowState.RUNNING: "cyan",
     RowState.WAITING: "dim",
     RowState.BASELINE: "magenta",
+    RowState.ENSEMBLE: "blue",
 }
 #: States ``--state`` accepts.
 FILTER_STATES = ("complete", "pruned", "failed", "running", "waiting")
@@ -85,7 +86,7 @@ class Leaderboard:
         caption = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
         table = Table(
             title=f"{r.study_name} · {r.objective} ({'higher' if r.maximize else 'lower'} is better)",
-            caption=(caption or "no trials yet") + (f" · {BEST_MARK} best trial" if r.best else ""),
+            caption=(caption or "no trials yet") + (f" · {BEST_MARK} exported model" if r.exported else f" · {BEST_MARK} best trial" if r.best else ""),
             box=box.SIMPLE_HEAD,
             title_justify="left",
             caption_justify="left",
@@ -118,7 +119,7 @@ class Leaderboard:
                     cells.append(Text(value or ""))
                 else:
                     cells.append(Text(c.text(value)))  # Text: a label like "[red]" is not markup
-            style = "bold" if rec.get("best") else "italic" if rec["state"] == RowState.BASELINE.value else None
+            style = "bold" if rec.get("best") else "italic" if rec["state"] in (RowState.BASELINE.value, RowState.ENSEMBLE.value) else None
             table.add_row(*cells, style=style)
         return table
 
@@ -142,7 +143,8 @@ def _record(r: RunResults, t: TrialRow, param_keys: dict[str, str], best: TrialR
         rec[name] = metrics.get(name)
     for name, key in param_keys.items():
         rec[key] = t.params.get(name)
-    rec.update(epochs_run=t.epochs, steps=t.steps, seconds=t.seconds, reason=t.reason, best=best is not None and t.number == best.number)
+    exported = r.exported in (None, "trial")
+    rec.update(epochs_run=t.epochs, steps=t.steps, seconds=t.seconds, reason=t.reason, best=exported and best is not None and t.number == best.number)
     return rec
 
 
@@ -156,8 +158,35 @@ def _baseline_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     if rec.get(r.objective) is None:
         rec[r.objective] = r.baseline_value
     rec.update(dict.fromkeys(param_keys.values()))
-    rec.update(epochs_run=None, steps=None, seconds=r.baseline.get("seconds"), reason=r.baseline.get("name"), best=False)
+    rec.update(epochs_run=None, steps=None, seconds=r.baseline.get("seconds"), reason=r.baseline.get("name"), best=r.exported == "baseline")
     return rec
+
+
+def _ensemble_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any] | None:
+    """The ensemble of the run (validation metrics with its weights); the note names the
+    members and weights and the held-out check that decides whether it is exported."""
+    from automl.ensemble import describe
+
+    ens = r.ensemble
+    if not ens or not ens.get("members"):
+        return None
+    rec: dict[str, Any] = {"rank": None, "trial": "ensemble", "state": RowState.ENSEMBLE.value}
+    validation = ens.get("validation") or {}
+    for name in r.metric_names:
+        rec[name] = validation.get(name)
+    rec.update(dict.fromkeys(param_keys.values()))
+    held = ens.get("held_out") or {}
+    verdict = "exported" if r.exported == "ensemble" else "not exported"
+    note = (
+        f"{describe(ens['members'])}; held-out half {r.objective} {_num(held.get('ensemble'))} vs "
+        f"{_num(held.get('single_model'))} ({held.get('single')}): {verdict}"
+    )
+    rec.update(epochs_run=None, steps=None, seconds=ens.get("seconds"), reason=note, best=r.exported == "ensemble")
+    return rec
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _default_key(r: RunResults) -> Any:
@@ -202,7 +231,7 @@ def leaderboard(
         top: at most this many trials (after filtering and sorting).
         sort: order by this column instead (metrics best first, other columns ascending).
         reverse: reverse the order.
-        baseline: show the task's classical baseline as a row.
+        baseline: show the task's classical baseline and the ensemble as rows.
     """
     r = results
     if state is not None and state not in FILTER_STATES:
@@ -231,20 +260,21 @@ def leaderboard(
         rows = [x for x in rows if x["state"] == state]
     if top is not None:
         rows = rows[:top]
-    base = _baseline_record(r, param_keys) if baseline and state is None else None
-    if base is not None:
-        rows = _place(rows, base, sort or r.objective, r, reverse)
+    extra = [_baseline_record(r, param_keys), _ensemble_record(r, param_keys)] if baseline and state is None else []
+    for base in extra:
+        if base is not None:
+            rows = _place(rows, base, sort or r.objective, r, reverse)
     return Leaderboard(results=r, columns=columns, records=rows)
 
 
 def _place(rows: list[dict[str, Any]], base: dict[str, Any], column: str, r: RunResults, reverse: bool) -> list[dict[str, Any]]:
-    """Insert the baseline row where its *column* value belongs (at the end when it has none)."""
+    """Insert the baseline (or ensemble) row where its *column* value belongs (at the end when it has none)."""
     value = base.get(column)
     if value is None or column not in r.metric_names:
         return rows + [base]
     for i, rec in enumerate(rows):
         other = rec.get(column)
-        if rec["state"] != RowState.COMPLETE.value or other is None:
+        if rec["state"] not in (RowState.COMPLETE.value, RowState.BASELINE.value) or other is None:
             return rows[:i] + [base] + rows[i:]
         if r.is_better(value, other, column) != reverse:
             return rows[:i] + [base] + rows[i:]

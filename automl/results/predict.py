@@ -39,6 +39,14 @@ class ExportedModel:
     def text_column(self) -> str:
         return str((self.meta.get("data") or {}).get("text_column", "text"))
 
+    def outputs(self, frame: pd.DataFrame, *, file: str = "<input>", batch_size: int = 64) -> Any:
+        """Raw model outputs per row (logits ``[n, num_labels]``; one array per row for token heads)."""
+        return _run(self, frame, file=file, batch_size=batch_size)[1]
+
+    def predict(self, frame: pd.DataFrame, *, file: str = "<input>", batch_size: int = 64) -> pd.DataFrame:
+        """The rows with the task's prediction columns added."""
+        return predict_frame(self, frame, file=file, batch_size=batch_size)
+
 
 def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     """``(directory, automl.json)``; a run directory stands for its ``best/``."""
@@ -59,13 +67,30 @@ def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, meta
 
 
-def load_exported(model_dir: str | Path, *, column: str | None = None, device: str = "auto") -> ExportedModel:
-    """Load the model, tokenizer and task of an export. *column* replaces the text column."""
+def load_model(model_dir: str | Path, *, column: str | None = None, device: str = "auto") -> Any:
+    """Load any model automl exported, by the ``kind`` in its ``automl.json``: a fine-tuned
+    model, a saved baseline or an ensemble. Each has ``.predict(frame) -> DataFrame`` and
+    ``.outputs(frame) -> np.ndarray``."""
+    path, meta = read_meta(model_dir)
+    kind = meta.get("kind")
+    if kind == "ensemble":
+        from automl.ensemble import EnsembleModel
+
+        return EnsembleModel.load(path, meta, device=device, column=column)
+    if kind == "baseline":
+        from automl.baseline import BaselineModel
+
+        meta, task = task_from_meta(path, meta, column)
+        return BaselineModel.load(path, meta, task)
+    return load_exported(path, column=column, device=device)
+
+
+def task_from_meta(path: Path, meta: dict[str, Any], column: str | None = None) -> tuple[dict[str, Any], Task]:
+    """The task an export was trained with (*column* replaces the text column)."""
     from automl import plugins
     from automl.recipe import DataSpec
     from automl.task import read_options
 
-    path, meta = read_meta(model_dir)
     meta_file = str(path / META_FILE)
     task_cls = plugins.get_task(meta["task"], file=meta_file)
     options = read_options(task_cls, meta.get("task_options") or {}, file=meta_file, field="task_options")
@@ -75,6 +100,13 @@ def load_exported(model_dir: str | Path, *, column: str | None = None, device: s
         meta = {**meta, "data": data}
     task = task_cls(options, DataSpec.model_construct(**{k: v for k, v in data.items() if k in DataSpec.model_fields}))
     task.labels = meta.get("labels")
+    return meta, task
+
+
+def load_exported(model_dir: str | Path, *, column: str | None = None, device: str = "auto") -> ExportedModel:
+    """Load the model, tokenizer and task of an export. *column* replaces the text column."""
+    path, meta = read_meta(model_dir)
+    meta, task = task_from_meta(path, meta, column)
     model, tokenizer = _load_model(path, meta)
     from automl.device import pick_device
 
@@ -123,9 +155,31 @@ def predict_frame(
     on_total: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """The input rows with the task's prediction columns added (``prediction``, scores)."""
-    import pandas as pd
+    """The input rows with the task's prediction columns added (``prediction``, scores).
+    A saved baseline or an ensemble (from :func:`load_model`) predicts as a whole."""
+    from automl.baseline import prediction_frame
 
+    if not isinstance(exported, ExportedModel):
+        if on_total is not None:
+            on_total(len(frame))
+        predicted = exported.predict(frame, file=file)
+        if on_batch is not None:
+            on_batch(len(frame))
+        return predicted
+    split, outputs, encoded = _run(exported, frame, file=file, batch_size=batch_size, on_total=on_total, on_batch=on_batch)
+    return prediction_frame(exported.task, frame, outputs, split, exported.meta.get("calibration") or {}, encoded)
+
+
+def _run(
+    exported: ExportedModel,
+    frame: pd.DataFrame,
+    *,
+    file: str,
+    batch_size: int,
+    on_total: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[Any, Any, Any]:
+    """(split, outputs, encoded) of a fine-tuned model on raw rows."""
     from automl.device import pick_device
     from automl.engine import predict_outputs
 
@@ -139,10 +193,7 @@ def predict_frame(
     outputs = predict_outputs(
         exported.model, encoded, setup, exported.tokenizer.pad_token_id or 0, batch_size, task.head, on_batch=on_batch
     )
-    rows = task.predict(outputs, split, encoded, exported.meta.get("calibration") or {})
-    predicted = pd.DataFrame(rows, index=frame.index)
-    base = frame.drop(columns=[c for c in predicted.columns if c in frame.columns])
-    return pd.concat([base, predicted], axis=1)
+    return split, outputs, encoded
 
 
 def output_format(path: str | Path) -> str:

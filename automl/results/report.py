@@ -83,6 +83,16 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
         btest = ((r.baseline or {}).get("test") or {}).get(r.objective)
         note = str((r.baseline or {}).get("name", "classical baseline"))
         out.append(("baseline", fmt_metric(btest if btest is not None and test is not None else r.baseline_value), note + (" · test" if btest is not None and test is not None else " · validation")))
+    if r.ensemble and r.ensemble.get("members"):
+        from automl.ensemble import describe
+
+        ens = r.ensemble
+        value = (ens.get("test") or {}).get(r.objective) if test is not None else None
+        note = describe(ens["members"]) + (" · test" if value is not None else " · validation")
+        note += " · exported" if r.exported == "ensemble" else " · not exported (held-out check)"
+        out.append(("ensemble", fmt_metric(value if value is not None else (ens.get("validation") or {}).get(r.objective)), note))
+    if r.exported is not None:
+        out.append(("exported", r.exported_label, "best/ (see automl.json)"))
     finished = counts["complete"] + counts["pruned"]
     out.append(("trials", str(finished), f"{counts['complete']} complete · {counts['pruned']} pruned · {counts['failed']} failed" + (f" · {counts['running']} running" if counts["running"] else "")))
     out.append(("time", fmt_seconds(r.total_seconds), f"best after {fmt_seconds(r.seconds_to_best)}"))
@@ -150,6 +160,7 @@ tr.baseline td { background:#ecfdf5; font-style:italic; }
 .state.complete { background:#dbeafe; color:#1e40af; } .state.pruned { background:#f3f4f6; color:#4b5563; }
 .state.failed { background:#fee2e2; color:#991b1b; } .state.running { background:#cffafe; color:#155e75; }
 .state.waiting { background:#f3f4f6; color:#6b7280; } .state.baseline { background:#d1fae5; color:#065f46; }
+.state.ensemble { background:#dbeafe; color:#1e40af; }
 .good { color:var(--good); } .bad { color:var(--bad); }
 .warn { background:#fffbeb; border:1px solid #fcd34d; border-radius:8px; padding:10px 14px; }
 figure { margin:0 0 24px; }
@@ -219,7 +230,7 @@ def _leaderboard_html(board: Leaderboard) -> str:
                 cells.append((f'<div class="note-cell">{e(value or "")}</div>', False))
             else:
                 cells.append((e(c.text(value)), c.numeric))
-        cls = "best" if rec.get("best") else "baseline" if rec["state"] == RowState.BASELINE.value else ""
+        cls = "best" if rec.get("best") else "baseline" if rec["state"] in (RowState.BASELINE.value, RowState.ENSEMBLE.value) else ""
         rows.append((cells, cls))
     return f'<div class="scroll">{_table(headers, rows)}</div>'
 
@@ -255,7 +266,7 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
     )
     parts.append(f'<section class="cards">{cards}</section>')
 
-    parts.append("<h2>Best model</h2>")
+    parts.append(f"<h2>Exported model ({e(r.exported_label)})</h2>" if r.exported else "<h2>Best model</h2>")
     if best is None:
         parts.append("<p>No trial has completed yet.</p>")
     else:
@@ -273,7 +284,7 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
             ],
         )
         note = f'<p class="caption">vs baseline: {"test" if has_test else "validation"} difference to the {e((r.baseline or {}).get("name", "baseline"))}, signed so that positive is better.</p>' if r.baseline else ""
-        parts.append(f'<div class="grid2"><div><h3>Hyperparameters of trial {e(best.number)}</h3>{ptable}</div><div><h3>Metrics</h3>{mtable}{note}</div></div>')
+        parts.append(f'<div class="grid2"><div><h3>Hyperparameters of trial {e(best.number)}</h3>{ptable}</div><div><h3>Metrics of the exported model</h3>{mtable}{note}</div></div>')
         if export:
             where = r.run_dir / "best" if r.run_dir else Path("best")
             parts.append(f"<h3>Use it</h3><pre>automl predict {e(where)} data.csv -o predictions.csv</pre>")
@@ -362,7 +373,7 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
     lines += [f"| {m(label)} | {m(value)} | {m(note)} |" for label, value, note in headline(r)]
     best = r.best
     if best is not None:
-        lines += ["", f"## Best model (trial {best.number})", "", "| metric | validation | test | baseline | vs baseline |", "|---|---:|---:|---:|---:|"]
+        lines += ["", f"## Exported model ({r.exported_label})", "", "| metric | validation | test | baseline | vs baseline |", "|---|---:|---:|---:|---:|"]
         for row in metric_rows(r):
             gain = fmt_gain(row.gain)
             lines.append(f"| {m(row.name)} | {fmt_value(row.validation)} | {fmt_value(row.test)} | {fmt_value(row.baseline)} | {gain} |")

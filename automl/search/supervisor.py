@@ -142,10 +142,13 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def run_baseline(ctx: RunContext, data: Any, console: Console | None = None) -> dict[str, Any] | None:
+def run_baseline(
+    ctx: RunContext, data: Any, console: Console | None = None, encoded: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """Train the task's classical baseline once per run (``baseline.json``). It is
     isolated like a trial: an exception is a warning naming the plugin, and the run goes
-    on without a baseline row."""
+    on without a baseline row. A baseline that comes with a model is saved as one
+    (``baseline/``, see :mod:`automl.baseline`) when *encoded* splits are given."""
     path = ctx.run_dir / "baseline.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -169,6 +172,17 @@ def run_baseline(ctx: RunContext, data: Any, console: Console | None = None) -> 
         return None
     if result is None:
         return None
+    if encoded is not None:  # a baseline with a model is saved as one (baseline/)
+        from automl.baseline import save_baseline
+
+        try:
+            save_baseline(ctx, result, data, encoded)
+        except Exception as exc:
+            (console or Console(stderr=True)).print(
+                f"[yellow]warning[/]: the baseline is not saved as a model: {type(exc).__name__}: {exc}",
+                highlight=False,
+                soft_wrap=True,
+            )
     body = {
         "name": result.name,
         "validation": result.validation,
@@ -280,7 +294,7 @@ class Supervisor:
         storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
         ctx.write_run_file()
-        baseline = run_baseline(ctx, data, console) if self.options.baseline else None
+        baseline = run_baseline(ctx, data, console, encoded) if self.options.baseline else None
         recovered = recover_orphans(study, storage, ctx.recipe.search.retries + 1)
         if recovered:
             console.print(f"resumed: trial(s) {', '.join(map(str, recovered))} were cut off by a crash and run again")
@@ -358,9 +372,9 @@ class Supervisor:
         return outcome
 
     def _export(self, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
-        from automl.export import export_best
+        from automl.ensemble import export_chosen
 
-        return export_best(self.ctx, study, data, tokenizer, encoded)
+        return export_chosen(self.ctx, study, data, tokenizer, encoded)
 
     def _summary(self, study: optuna.Study, best_dir: Path | None, interrupted: bool) -> StudySummary:
         from automl.export import best_trial, trial_counts

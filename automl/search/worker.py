@@ -446,15 +446,33 @@ class Worker:
             path = Path(tmp) / f"trial-{trial.number}.safetensors"
             save_trial_weights(result.model, params.get("adapter", "full"), path)
             artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+            outputs_id = self._keep_outputs(store, trial, result.model, Path(tmp))
         trial.set_user_attr("artifact_id", artifact_id)
+        if outputs_id:
+            trial.set_user_attr("outputs_artifact_id", outputs_id)
+
+    def _keep_outputs(self, store: Any, trial: optuna.Trial, model: Any, tmp: Path) -> str | None:
+        """Validation and test outputs of a kept trial (npz), for ensembles: no re-inference later."""
+        from optuna.artifacts import upload_artifact
+
+        from automl.baseline import save_outputs
+
+        if self.ctx.resolved.task.head != "sequence-classification":
+            return None
+        engine = self.engine
+        outputs = {split: engine.outputs(model, split) for split in ("validation", "test") if split in engine.encoded}
+        path = tmp / f"trial-{trial.number}-outputs.npz"
+        save_outputs(path, outputs)
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
 
     def _drop_beyond_top_k(self, study: optuna.Study) -> None:
         from optuna.artifacts import FileSystemArtifactStore
 
         store = FileSystemArtifactStore(str(self.ctx.artifact_dir))
         for t in self._ranked(study)[self.recipe.search.keep_top_k :]:
-            artifact_id = t.user_attrs.get("artifact_id")
-            if artifact_id:
+            for artifact_id in (t.user_attrs.get("artifact_id"), t.user_attrs.get("outputs_artifact_id")):
+                if not artifact_id:
+                    continue
                 try:
                     store.remove(artifact_id)
                 except Exception:

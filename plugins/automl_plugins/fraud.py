@@ -14,7 +14,8 @@ on the validation outputs (best F1, or a target precision or recall); precision,
 and F1 are reported at that threshold and ``automl predict`` applies it.
 
 Baseline: scikit-learn's HistGradientBoostingClassifier on the raw columns (categories
-encoded, free text as a few TF-IDF/SVD components).
+encoded, each free-text column as a few TF-IDF/SVD components), one scikit-learn pipeline
+that the core saves with skops so it can be exported, scored and ensembled.
 """
 
 from __future__ import annotations
@@ -388,9 +389,12 @@ class FraudDetection(Columns, Task):
     # ------------------------------------------------------------------ baseline
 
     def baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
+        from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import TruncatedSVD
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import Pipeline, make_pipeline
+        from sklearn.preprocessing import OrdinalEncoder
         from threadpoolctl import threadpool_limits
 
         if self.schema is None or data.train.frame is None:
@@ -400,56 +404,87 @@ class FraudDetection(Columns, Task):
         categories = [c.name for c in self.schema if c.kind == "category"]
         texts = [c.name for c in self.schema if c.kind == "text"]
         train = data.train.frame
-
-        def cells(frame: Any, column: str) -> list[str]:
-            return [cell_text(v) for v in frame[column].tolist()]
-
-        def joined_texts(frame: Any) -> list[str]:
-            return [" ".join(row) for row in zip(*(cells(frame, c) for c in texts), strict=True)]
-
-        levels = {c: {v: i for i, v in enumerate(sorted(set(cells(train, c)))[:250])} for c in categories}
-        text_model: Any = None
-        if texts:
-            joined = joined_texts(train)
-            tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20_000)
-            matrix = tfidf.fit_transform(joined)
-            k = min(16, matrix.shape[1] - 1)
-            if k >= 1:
-                text_model = (tfidf, TruncatedSVD(k, random_state=seed).fit(matrix))
-
-        def features(frame: Any) -> np.ndarray:
-            cols = [frame[c].map(_as_number).astype(float).to_numpy()[:, None] for c in numbers]
-            cols += [np.array([levels[c].get(v, np.nan) for v in cells(frame, c)], dtype=float)[:, None] for c in categories]
-            if text_model is not None:
-                cols.append(text_model[1].transform(text_model[0].transform(joined_texts(frame))))
-            return np.hstack(cols) if cols else np.zeros((len(frame), 1))
-
-        is_cat = [False] * len(numbers) + [True] * len(categories)
-        is_cat += [False] * (features(train.iloc[:1]).shape[1] - len(is_cat))
-        model = HistGradientBoostingClassifier(
-            max_iter=200, learning_rate=0.08, categorical_features=np.asarray(is_cat), random_state=seed
-        )
+        parts: list[tuple[str, Any, Any]] = []
+        if numbers:
+            parts.append(("number", "passthrough", numbers))
+        if categories:
+            encoder = OrdinalEncoder(
+                handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan, max_categories=250
+            )
+            parts.append(("category", encoder, categories))
+        for name in texts:  # each text column its own TF-IDF/SVD components
+            vocabulary = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20_000)
+            words = vocabulary.fit(baseline_frame(train, self.schema)[name]).vocabulary_
+            if len(words) > 2:
+                parts.append((f"text:{name}", make_pipeline(vocabulary, TruncatedSVD(min(16, len(words) - 1), random_state=seed)), name))
+        model = Pipeline([
+            ("columns", ColumnTransformer(parts)),
+            ("model", HistGradientBoostingClassifier(
+                max_iter=200, learning_rate=0.08, random_state=seed,
+                categorical_features=list(range(len(numbers), len(numbers) + len(categories))) or None,
+            )),
+        ])
         # One thread: on small data OpenMP's thread start-up and spinning cost more than
         # they save, badly so next to a torch process (3 s instead of 0.2 s).
         with threadpool_limits(1):
-            model.fit(features(train), np.asarray(data.train.labels))
-
-        def score(split: Split) -> np.ndarray:
-            with threadpool_limits(1):
-                return model.predict_proba(features(split.frame))[:, 1]
-
-        val_scores, val_labels = score(data.validation), np.asarray(data.validation.labels)
+            model.fit(baseline_frame(train, self.schema), np.asarray(data.train.labels))
+        outputs = {"validation": self.baseline_outputs(model, data.validation)}
+        if data.test is not None and data.test.frame is not None:
+            outputs["test"] = self.baseline_outputs(model, data.test)
+        val_scores, val_labels = self.scores(outputs["validation"]), np.asarray(data.validation.labels)
         threshold = tune_threshold(val_scores, val_labels, self.opts.threshold)["threshold"]
         test = None
-        if data.test is not None and data.test.frame is not None:
-            test = binary_metrics(score(data.test), np.asarray(data.test.labels), threshold)
+        if "test" in outputs:
+            test = binary_metrics(self.scores(outputs["test"]), np.asarray(data.test.labels), threshold)  # type: ignore[union-attr]
         return BaselineResult(
             name="gradient boosting on the raw columns",
             validation=binary_metrics(val_scores, val_labels, threshold),
             test=test,
             seconds=time.perf_counter() - start,
             extra={"threshold": threshold},
+            model=model,
+            outputs=outputs,
         )
+
+    def baseline_outputs(self, model: Any, split: Split) -> np.ndarray:
+        """Log-probabilities ``[n, 2]`` of the saved baseline (softmax gives its probabilities)."""
+        from threadpoolctl import threadpool_limits
+
+        schema = []
+        for name, _, columns in model.named_steps["columns"].transformers:
+            kind = name.split(":")[0]
+            schema += [Column(c, kind) for c in ([columns] if isinstance(columns, str) else columns)]  # type: ignore[arg-type]
+        frame = split.frame
+        assert frame is not None
+        require_columns(frame, [c.name for c in schema], file=self._file or "<input>", field="task_options.columns")
+        with threadpool_limits(1):
+            proba = model.predict_proba(baseline_frame(frame, schema, file=self._file or "<input>"))
+        return np.log(np.clip(proba, 1e-12, 1.0))
+
+
+def baseline_frame(frame: Any, schema: list[Column], *, file: str = "<input>") -> Any:
+    """The baseline's input columns: numbers as floats (missing: NaN), categories and text
+    as strings (missing: ``missing`` / empty)."""
+    import pandas as pd
+
+    out = {}
+    for col in schema:
+        values = frame[col.name].tolist()
+        if col.kind == "number":
+            numbers = []
+            for row, value in enumerate(values):
+                number = None if _is_missing(value) else _as_number(value)
+                if number is None and not _is_missing(value):
+                    raise DataError(
+                        f"row {row + 1}: column '{col.name}' holds {str(value)[:40]!r}, expected a number "
+                        "(the column is numeric in the training data)",
+                        file=file,
+                    )
+                numbers.append(np.nan if number is None else number)
+            out[col.name] = np.asarray(numbers, dtype=float)
+        else:  # categories and text: one line each, an empty cell is "missing"
+            out[col.name] = [cell_text(v) for v in values]
+    return pd.DataFrame(out, index=frame.index)
 
 
 @hookimpl

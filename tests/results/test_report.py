@@ -78,5 +78,5 @@ def test_summary_fits_and_tells_the_story(tiny_run, render, width):
     text = render(Panel(summary_renderable(outcome)), width=width)
     assert all(len(line) <= width for line in text.splitlines())
     best = gather(tiny_run).best
-    for part in (f"trial {best.number}: f1_macro", "baseline", "metrics of the best model", "automl predict", "report.html"):
+    for part in (f"trial {best.number}: f1_macro", "baseline", "metrics of the exported model", "automl predict", "report.html"):
         assert part in text, part

@@ -1,0 +1,439 @@
+"""Ensembles of the kept top-k trials and the baseline, by greedy ensemble selection.
+
+The method is Caruana et al. (2004), "Ensemble selection from libraries of models":
+forward selection with replacement. Starting from nothing, each round adds the member
+(again, if it is already in) whose addition gives the best objective; the weights are the
+selection counts divided by the number of rounds, taken at the round with the best
+objective (the earliest one on ties, so a member that does not help is left out).
+:func:`select_weights` is that rule as a pure function of (outputs, labels, metric).
+
+Members are averaged in the space the task's metrics read: probabilities (softmax of the
+outputs, averaged, and handed back as log-probabilities) for classification, the raw
+outputs for regression. Token-classification tasks have no ensembles.
+
+**The rule for exporting it.** The validation rows are split in two halves (stratified by
+label, seeded by ``training.seed``). The weights are chosen on the first half. The
+ensemble is exported as ``best/`` only if it has at least two members and, on the second
+half (rows its weights never saw), its objective is strictly better than that of the
+single model that would be exported otherwise, the best trial or the baseline, whichever
+has the better validation objective. Otherwise that single model is exported, and the
+ensemble is still shown in the leaderboard, the summary and the report. The figures are
+kept in ``<run>/ensemble.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from automl.task import Split, Task
+
+ENSEMBLE_FILE = "ensemble.json"
+OUTPUTS_FILE = "outputs.npz"
+#: Rounds of greedy selection (weights are multiples of 1/ROUNDS).
+ROUNDS = 20
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def softmax(outputs: np.ndarray) -> np.ndarray:
+    z = outputs - outputs.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def combine(outputs: Sequence[np.ndarray], weights: Sequence[float], *, probabilities: bool = True) -> np.ndarray:
+    """The weighted average of member outputs: of their probabilities (returned as
+    log-probabilities, which a task reads like any model's outputs) or of raw outputs."""
+    total = float(sum(weights))
+    if probabilities:
+        mixed = sum(w * softmax(np.asarray(o, dtype=np.float64)) for w, o in zip(weights, outputs, strict=True) if w)
+        return np.log(np.clip(mixed / total, 1e-12, 1.0))  # type: ignore[operator]
+    return sum(w * np.asarray(o, dtype=np.float64) for w, o in zip(weights, outputs, strict=True) if w) / total  # type: ignore[return-value]
+
+
+def select_weights(
+    outputs: Sequence[np.ndarray],
+    labels: Any,
+    metric: Callable[[np.ndarray, Any], float],
+    *,
+    maximize: bool = True,
+    rounds: int = ROUNDS,
+    probabilities: bool = True,
+) -> np.ndarray:
+    """Greedy ensemble selection with replacement (Caruana et al. 2004).
+
+    Args:
+        outputs: each candidate's outputs on the same rows (``[n, k]`` arrays). On ties
+            the earlier candidate wins, so list the best single model first.
+        labels: the rows' labels, passed to *metric*.
+        metric: ``metric(combined_outputs, labels) -> float``; NaN counts as the worst.
+        maximize: whether a larger metric is better.
+        rounds: selections made; the weights are counts / selections at the best round.
+        probabilities: average probabilities (classification) or raw outputs.
+
+    Returns:
+        One weight per candidate, summing to 1.
+    """
+    if not outputs:
+        raise ValueError("no candidates")
+    sign = 1.0 if maximize else -1.0
+
+    def score(counts: np.ndarray) -> float:
+        value = metric(combine(outputs, counts, probabilities=probabilities), labels)
+        return sign * value if math.isfinite(value) else -math.inf
+
+    counts = np.zeros(len(outputs))
+    best_counts, best_score = None, -math.inf
+    for _ in range(rounds):
+        trial_scores = []
+        for i in range(len(outputs)):
+            counts[i] += 1
+            trial_scores.append(score(counts))
+            counts[i] -= 1
+        pick = int(np.argmax(trial_scores))  # the first of equal scores
+        counts[pick] += 1
+        if best_counts is None or trial_scores[pick] > best_score:
+            best_counts, best_score = counts.copy(), trial_scores[pick]
+    assert best_counts is not None
+    return best_counts / best_counts.sum()
+
+
+def halves(labels: Sequence[Any], seed: int, *, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of two halves of a split (stratified by label when asked), seeded."""
+    rng = np.random.default_rng(seed)
+    labels = list(labels)
+    groups = [np.flatnonzero(np.asarray([str(x) for x in labels]) == key) for key in sorted({str(x) for x in labels})] if stratify else [np.arange(len(labels))]
+    first, second = [], []
+    for group in groups:
+        group = rng.permutation(group)
+        cut = (len(group) + int(rng.integers(2))) // 2
+        first.append(group[:cut])
+        second.append(group[cut:])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+# --------------------------------------------------------------------------- run level
+
+
+@dataclass(frozen=True)
+class Member:
+    """One candidate: a kept trial or the baseline, with its stored outputs."""
+
+    name: str
+    kind: str  # "trial" or "baseline"
+    value: float
+    outputs: dict[str, np.ndarray] = field(repr=False)
+    trial: int | None = None
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The ensemble of a run, as ``<run>/ensemble.json`` stores it."""
+
+    members: list[dict[str, Any]]
+    objective: str
+    validation: dict[str, float]
+    test: dict[str, float] | None
+    calibration: dict[str, Any]
+    #: The held-out half: the ensemble's objective and the single model's.
+    held_out: dict[str, Any]
+    #: The single model exported when the ensemble is not: ``trial-N`` or ``baseline``.
+    single: str
+    wins: bool
+    probabilities: bool
+    seconds: float
+
+    @property
+    def value(self) -> float | None:
+        return self.validation.get(self.objective)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def subset(split: Split, encoded: dict[str, list[Any]], index: np.ndarray) -> tuple[Split, dict[str, list[Any]]]:
+    from automl.task import Split
+
+    picked = Split(
+        inputs=[split.inputs[i] for i in index],
+        labels=None if split.labels is None else [split.labels[i] for i in index],
+        frame=None if split.frame is None else split.frame.iloc[index],
+    )
+    return picked, {k: [v[i] for i in index] for k, v in encoded.items()}
+
+
+def _metrics(task: Task, outputs: np.ndarray, split: Split, encoded: Any, calibration: dict[str, Any] | None = None) -> dict[str, float]:
+    if calibration is None:
+        calibration = task.calibrate(outputs, split, encoded)
+    return {k: float(v) for k, v in task.compute_metrics(outputs, split, encoded, calibration).items()}
+
+
+def candidates(ctx: Any, study: optuna.Study) -> list[Member]:
+    """The kept top-k trials with stored outputs and the saved baseline, best first."""
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact
+    from optuna.trial import TrialState
+
+    from automl.baseline import BASELINE_DIR, META_FILE, load_outputs
+
+    objective = ctx.resolved.objective
+    found: list[Member] = []
+    store = FileSystemArtifactStore(str(ctx.artifact_dir))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        artifact_id = t.user_attrs.get("outputs_artifact_id")
+        if not artifact_id or t.value is None or not math.isfinite(t.value):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / OUTPUTS_FILE
+            try:
+                download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
+            except Exception:
+                continue  # dropped from the top-k meanwhile
+            found.append(Member(f"trial-{t.number}", "trial", float(t.value), load_outputs(path), t.number))
+    base = ctx.run_dir / BASELINE_DIR
+    if (base / OUTPUTS_FILE).exists() and (base / META_FILE).exists():
+        meta = json.loads((base / META_FILE).read_text())
+        value = (meta.get("metrics", {}).get("validation") or {}).get(objective.name)
+        if value is not None and math.isfinite(value):
+            found.append(Member("baseline", "baseline", float(value), load_outputs(base / OUTPUTS_FILE)))
+    sign = -1 if objective.direction == "maximize" else 1
+    found.sort(key=lambda m: (sign * m.value, m.kind != "trial", m.trial or 0))
+    return found
+
+
+def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, Any]) -> EnsembleResult | None:
+    """Select an ensemble of the run's candidates, decide by the rule above whether it is
+    exported, and write ``<run>/ensemble.json``. ``None`` with fewer than two candidates."""
+    task = ctx.resolved.task
+    path = ctx.run_dir / ENSEMBLE_FILE
+    if path.exists():
+        path.unlink()
+    if task.head != "sequence-classification":
+        return None
+    members = candidates(ctx, study)
+    if len(members) < 2:
+        return None
+    start = time.perf_counter()
+    objective = ctx.resolved.objective
+    maximize = objective.direction == "maximize"
+    probabilities = task.problem_type != "regression"
+    val_split, val_enc = data.validation, encoded["validation"]
+    first, second = halves(val_enc["labels"], ctx.recipe.training.seed, stratify=probabilities)
+    split_a, enc_a = subset(val_split, val_enc, first)
+    split_b, enc_b = subset(val_split, val_enc, second)
+
+    def on_first(outputs: np.ndarray, _labels: Any) -> float:
+        return _metrics(task, outputs, split_a, enc_a).get(objective.name, float("nan"))
+
+    val_outputs = [m.outputs["validation"] for m in members]
+    weights = select_weights([o[first] for o in val_outputs], enc_a["labels"], on_first, maximize=maximize, probabilities=probabilities)
+    used = [(m, float(w)) for m, w in zip(members, weights, strict=True) if w > 0]
+
+    def mix(split_name: str, index: Any = slice(None)) -> np.ndarray:
+        return combine([m.outputs[split_name][index] for m, _ in used], [w for _, w in used], probabilities=probabilities)
+
+    # The held-out half: calibration from the first half, objective on the second.
+    single = members[0]
+    held: dict[str, Any] = {"rows": len(second), "single": single.name}
+    for name, outputs in (("ensemble", mix("validation", first)), ("single_model", single.outputs["validation"][first])):
+        calibration = task.calibrate(outputs, split_a, enc_a)
+        other = mix("validation", second) if name == "ensemble" else single.outputs["validation"][second]
+        held[name] = _metrics(task, other, split_b, enc_b, calibration).get(objective.name)
+    better = held["ensemble"] is not None and held["single_model"] is not None and (
+        held["ensemble"] > held["single_model"] if maximize else held["ensemble"] < held["single_model"]
+    )
+    full = mix("validation")
+    calibration = task.calibrate(full, val_split, val_enc)
+    test = None
+    if data.test is not None and "test" in encoded and all("test" in m.outputs for m, _ in used):
+        test = _metrics(task, mix("test"), data.test, encoded["test"], calibration)
+    result = EnsembleResult(
+        members=[{"name": m.name, "kind": m.kind, "trial": m.trial, "weight": round(w, 6), "value": m.value} for m, w in used],
+        objective=objective.name,
+        validation=_metrics(task, full, val_split, val_enc, calibration),
+        test=test,
+        calibration=calibration,
+        held_out=held,
+        single=single.name,
+        wins=bool(better and len(used) >= 2),
+        probabilities=probabilities,
+        seconds=time.perf_counter() - start,
+    )
+    path.write_text(json.dumps(result.to_json(), indent=2, default=str))
+    return result
+
+
+def read_ensemble(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / ENSEMBLE_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def describe(members: list[dict[str, Any]]) -> str:
+    """``trial-3 ×0.6 + baseline ×0.4``."""
+    return " + ".join(f"{m['name']} ×{m['weight']:.2g}" for m in members)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_ensemble(ctx: Any, study: optuna.Study, result: EnsembleResult, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path:
+    """Write ``best/`` as the ensemble: each member in ``members/<name>/``, the weights in
+    ``ensemble.json``, the task and calibration in ``automl.json``. The test metrics are
+    computed by loading ``best/`` back and scoring the raw test rows, as a user would."""
+    from automl.baseline import BASELINE_DIR
+    from automl.export import BEST_DIR, META_FILE, export_best, install_dir, metrics_table, task_fields, write_plots
+
+    run_dir: Path = ctx.run_dir
+    best_dir = run_dir / BEST_DIR
+    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
+    try:
+        for m in result.members:
+            dest = staging / "members" / m["name"]
+            if m["kind"] == "baseline":
+                shutil.copytree(run_dir / BASELINE_DIR, dest)
+            else:
+                export_best(ctx, study, data, tokenizer, encoded, trial=study.trials[m["trial"]], dest=dest)
+        spec = {"members": [{**m, "path": f"members/{m['name']}"} for m in result.members], "probabilities": result.probabilities}
+        (staging / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2))
+        meta = {
+            **task_fields(ctx),
+            "kind": "ensemble",
+            "members": spec["members"],
+            "calibration": result.calibration,
+            "metrics": {"validation": result.validation, "held_out": result.held_out},
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        plots: list[tuple[str, Any]] = []
+        if data.test is not None and data.test.frame is not None:
+            model = EnsembleModel.load(staging, meta)
+            outputs = model.outputs(data.test.frame)
+            meta["metrics"]["test"] = _metrics(ctx.resolved.task, outputs, data.test, encoded["test"], result.calibration)
+            plots = [(f"{title} (test)", fig) for title, fig in ctx.resolved.task.plots(outputs, data.test, encoded["test"], result.calibration)]
+        meta["plots"] = write_plots(run_dir, plots)
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        (staging / "README.md").write_text(model_card(meta, metrics_table))
+        install_dir(staging, best_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return best_dir
+
+
+def model_card(meta: dict[str, Any], metrics_table: Callable[[dict[str, Any]], list[str]]) -> str:
+    lines = [
+        f"# {meta['study']}: {meta['task']} ensemble",
+        "",
+        "A weighted ensemble chosen by greedy ensemble selection (Caruana et al. 2004) over the "
+        "run's kept trials and its baseline: " + describe(meta["members"]) + ".",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import automl",
+        'model = automl.load_model("PATH/TO/best")',
+        "scored = model.predict(frame)  # a pandas DataFrame of raw rows",
+        "```",
+        "",
+        "or `automl predict PATH/TO/best data.csv`. Each member is a model of its own under",
+        "`members/` (a fine-tuned member also loads with `transformers`); `ensemble.json` holds",
+        "the weights. The ensemble as a whole loads only with automl.",
+        "",
+        *metrics_table(meta["metrics"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class EnsembleModel:
+    """An exported ensemble, ready to score raw rows (what :func:`automl.load_model`
+    returns for ``kind: "ensemble"``)."""
+
+    path: Path
+    meta: dict[str, Any]
+    members: list[Any]
+    weights: list[float]
+    probabilities: bool
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any], *, device: str = "cpu", column: str | None = None) -> EnsembleModel:
+        from automl.results.predict import load_model
+
+        spec = json.loads((path / ENSEMBLE_FILE).read_text())
+        members = [load_model(path / m["path"], device=device, column=column) for m in spec["members"]]
+        if column:
+            meta = {**meta, "data": {**(meta.get("data") or {}), "text_column": column}}
+        return cls(path, meta, members, [float(m["weight"]) for m in spec["members"]], bool(spec["probabilities"]))
+
+    @property
+    def task(self) -> Task:
+        return self.members[0].task
+
+    def outputs(self, frame: pd.DataFrame, *, file: str = "<input>") -> np.ndarray:
+        """The weighted average of the members' outputs, in the members' output space."""
+        return combine([m.outputs(frame, file=file) for m in self.members], self.weights, probabilities=self.probabilities)
+
+    def predict(self, frame: pd.DataFrame, *, file: str = "<input>") -> pd.DataFrame:
+        from automl.baseline import prediction_frame
+
+        task = self.task
+        split = task.read(frame, split="predict", file=file, label_names=task.labels)
+        return prediction_frame(task, frame, self.outputs(frame, file=file), split, self.meta.get("calibration") or {})
+
+
+__all__ = ["EnsembleModel", "EnsembleResult", "build_ensemble", "combine", "select_weights"]
+
+
+def export_chosen(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
+    """Build the ensemble and export the best model of the run by the rule in this
+    module's docstring: the ensemble when it wins on the held-out half, else the better of
+    the best trial and the baseline on validation. Returns ``best/``."""
+    from automl.baseline import export_baseline
+    from automl.export import best_trial, export_best
+
+    result = build_ensemble(ctx, study, data, encoded)
+    if result is not None and result.wins:
+        return export_ensemble(ctx, study, result, data, tokenizer, encoded)
+    if single_choice(ctx, study, result) == "baseline":
+        return export_baseline(ctx, data, encoded)
+    return export_best(ctx, study, data, tokenizer, encoded) if best_trial(study) is not None else None
+
+
+def single_choice(ctx: Any, study: optuna.Study, result: EnsembleResult | None) -> str:
+    """``"baseline"`` when the saved baseline's validation objective is strictly better than
+    the best trial's (or there is no trial), else ``"trial"``."""
+    from automl.baseline import BASELINE_DIR, MODEL_FILE
+    from automl.export import best_trial
+
+    if result is not None:
+        return "baseline" if result.single == "baseline" else "trial"
+    base = ctx.run_dir / BASELINE_DIR
+    if not (base / MODEL_FILE).exists():
+        return "trial"
+    value = (json.loads((base / "automl.json").read_text()).get("metrics", {}).get("validation") or {}).get(ctx.resolved.objective.name)
+    trial = best_trial(study)
+    if value is None or not math.isfinite(value):
+        return "trial"
+    if trial is None or trial.value is None:
+        return "baseline"
+    return "baseline" if (value > trial.value if ctx.resolved.objective.direction == "maximize" else value < trial.value) else "trial"

@@ -1,0 +1,94 @@
+"""Greedy ensemble selection as a pure function: a dominant member takes all the weight,
+noise is left out, ties go to the earlier candidate; the halves and the averaging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from automl.ensemble import combine, halves, select_weights, softmax
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return float((outputs.argmax(axis=1) == labels).mean())
+
+
+def log_loss(outputs: np.ndarray, labels: np.ndarray) -> float:
+    p = softmax(outputs)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(p, 1e-12, 1)).mean())
+
+
+@pytest.fixture
+def labels() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 2, size=200)
+
+
+def logits_for(labels: np.ndarray, right: np.ndarray, margin: float) -> np.ndarray:
+    """Two-class logits: confident and right where *right*, mildly wrong elsewhere."""
+    out = np.zeros((len(labels), 2))
+    truth = np.where(right, labels, 1 - labels)
+    out[np.arange(len(labels)), truth] = np.where(right, margin, 0.5)
+    return out
+
+
+def noise(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 2))
+
+
+def test_a_dominant_member_takes_all_the_weight(labels):
+    perfect = logits_for(labels, np.ones(len(labels), bool), 4.0)
+    weights = select_weights([noise(200, 1), perfect, noise(200, 2)], labels, accuracy)
+    assert weights.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_complementary_members_are_mixed_and_noise_is_left_out(labels):
+    first = np.arange(len(labels)) < 100
+    a = logits_for(labels, first, 4.0)  # right on the first half only
+    b = logits_for(labels, ~first, 4.0)  # right on the second half only
+    weights = select_weights([a, noise(200, 3), b], labels, accuracy)
+    assert weights[1] == 0.0
+    assert weights[0] > 0 and weights[2] > 0 and weights.sum() == pytest.approx(1.0)
+    assert accuracy(combine([a, b], [weights[0], weights[2]]), labels) == 1.0
+    assert max(accuracy(a, labels), accuracy(b, labels)) < 0.6
+
+
+def test_ties_go_to_the_earlier_candidate(labels):
+    same = logits_for(labels, np.arange(len(labels)) % 3 > 0, 2.0)
+    assert select_weights([same, same.copy()], labels, accuracy).tolist() == [1.0, 0.0]
+    assert select_weights([same.copy(), same], labels, accuracy).tolist() == [1.0, 0.0]
+
+
+def test_minimising_a_loss_weights_by_selection_counts(labels):
+    good = logits_for(labels, np.ones(len(labels), bool), 2.0)
+    bad = -good
+    weights = select_weights([bad, good], labels, log_loss, maximize=False, rounds=10)
+    assert weights.tolist() == [0.0, 1.0]
+    # A NaN metric counts as the worst: that candidate is never picked.
+    nan_for_bad = lambda out, y: float("nan") if np.allclose(out, bad) else accuracy(out, y)  # noqa: E731
+    assert select_weights([bad, good], labels, nan_for_bad).tolist() == [0.0, 1.0]
+
+
+def test_weights_are_multiples_of_one_over_the_rounds(labels):
+    first = np.arange(len(labels)) < 100
+    a, b = logits_for(labels, first, 4.0), logits_for(labels, ~first, 4.0)
+    weights = select_weights([a, b], labels, log_loss, maximize=False, rounds=7)
+    assert any(np.allclose(weights * used, np.round(weights * used)) for used in range(1, 8))
+
+
+def test_combine_averages_probabilities_and_returns_log_probabilities():
+    a, b = np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([[0.0, 3.0], [1.0, 1.0]])
+    mixed = combine([a, b], [3, 1])
+    assert np.allclose(softmax(mixed), 0.75 * softmax(a) + 0.25 * softmax(b))
+    assert np.allclose(np.exp(mixed).sum(axis=1), 1.0)
+    assert np.allclose(combine([a, b], [1, 1], probabilities=False), (a + b) / 2)
+
+
+def test_halves_are_disjoint_stratified_and_seeded():
+    labels = [0] * 90 + [1] * 11
+    first, second = halves(labels, seed=3, stratify=True)
+    assert sorted(np.concatenate([first, second]).tolist()) == list(range(101))
+    positives = [sum(labels[i] for i in part) for part in (first, second)]
+    assert sorted(positives) == [5, 6]
+    again = halves(labels, seed=3, stratify=True)
+    assert first.tolist() == again[0].tolist()
+    assert halves(labels, seed=4, stratify=True)[0].tolist() != first.tolist()
