@@ -149,17 +149,28 @@ class TextRegression(Columns, Task):
 
         start = time.perf_counter()
         model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=50_000), Ridge(alpha=1.0))
-        model.fit(data.train.inputs, data.train.labels)
+        # Fitted on the standardised label: its outputs are in the fine-tuned model's space.
+        model.fit(data.train.inputs, (np.asarray(data.train.labels, dtype=np.float64) - self.stats["mean"]) / self.stats["std"])
+        outputs = {"validation": self.baseline_outputs(model, data.validation)}
+        if data.test is not None:
+            outputs["test"] = self.baseline_outputs(model, data.test)
 
-        def scores(split: Split) -> dict[str, float]:
-            return regression_metrics(model.predict(split.inputs), np.asarray(split.labels, dtype=np.float64))
+        def scores(split: Split, name: str) -> dict[str, float]:
+            return regression_metrics(self.values(outputs[name], self.stats), np.asarray(split.labels, dtype=np.float64))
 
         return BaselineResult(
             name="tf-idf + ridge regression",
-            validation=scores(data.validation),
-            test=scores(data.test) if data.test is not None else None,
+            validation=scores(data.validation, "validation"),
+            test=scores(data.test, "test") if data.test is not None else None,
             seconds=time.perf_counter() - start,
+            model=model,
+            outputs=outputs,
         )
+
+    def baseline_outputs(self, model: Any, split: Split) -> np.ndarray:
+        """Predictions ``[n, 1]`` of the saved baseline in the model's output space (the
+        label standardised with the training mean and standard deviation)."""
+        return np.asarray(model.predict(split.inputs), dtype=np.float64)[:, None]
 
     def plots(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
         import matplotlib

@@ -38,7 +38,8 @@ def test_search_export_predict(task_name, data_root, tmp_path):
     kind = meta.get("kind", "trial")
     assert (outcome.best_dir / ("model.skops" if kind == "baseline" else "config.json")).exists()
     if kind == "baseline":
-        assert meta["metrics"]["validation"][SAMPLES_METRIC[task_name]] > outcome.summary.best_value
+        sign = 1 if meta["objective"]["direction"] == "maximize" else -1
+        assert sign * meta["metrics"]["validation"][meta["objective"]["metric"]] > sign * outcome.summary.best_value
     assert meta["task"] == task_name
     assert set(meta["metrics"]["test"]) >= {SAMPLES_METRIC[task_name]}
     assert (outcome.run_dir / "baseline.json").exists()
