@@ -110,6 +110,7 @@ def test_ensemble_row_in_leaderboard_and_report(fraud_run):
     assert len(marked) == 1 and (marked[0] in ("baseline", "ensemble")) == (kind != "trial")
     report = (run_dir / "report.md").read_text()
     assert "| ensemble |" in report and f"Exported model ({r.exported_label})" in report
+    assert 'class="state ensemble">ensemble</span>' in (run_dir / "report.html").read_text()
 
 
 def test_exported_ensemble_predicts_the_scores_of_the_run(fraud_run, test_frame, tmp_path):
