@@ -187,7 +187,7 @@ __all__ = ["BASELINE_DIR", "BaselineModel", "save_baseline"]
 def export_baseline(ctx: Any, data: Any, encoded: dict[str, Any]) -> Path:
     """Export the saved baseline as ``best/`` (it is the best model of the run), with the
     task's plots of its test (or validation) outputs."""
-    from automl.export import install_dir, write_plots
+    from automl.export import install_dir, report_tables, write_plots
 
     run_dir: Path = ctx.run_dir
     task = ctx.resolved.task
@@ -198,7 +198,8 @@ def export_baseline(ctx: Any, data: Any, encoded: dict[str, Any]) -> Path:
     meta = json.loads((staging / META_FILE).read_text())
     outputs = load_outputs(staging / OUTPUTS_FILE)
     split_name = "test" if "test" in outputs and data.test is not None and "test" in encoded else "validation"
-    figures = task.plots(outputs[split_name], getattr(data, split_name), encoded[split_name], meta.get("calibration") or {})
-    meta["plots"] = write_plots(run_dir, [(f"{title} ({split_name})", fig) for title, fig in figures])
+    args = (outputs[split_name], getattr(data, split_name), encoded[split_name], meta.get("calibration") or {})
+    meta["plots"] = write_plots(run_dir, [(f"{title} ({split_name})", fig) for title, fig in task.plots(*args)])
+    meta["tables"] = report_tables(task, *args, split_name)
     (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     return install_dir(staging, run_dir / "best")

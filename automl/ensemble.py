@@ -300,7 +300,7 @@ def export_ensemble(ctx: Any, study: optuna.Study, result: EnsembleResult, data:
     ``ensemble.json``, the task and calibration in ``automl.json``. The test metrics are
     computed by loading ``best/`` back and scoring the raw test rows, as a user would."""
     from automl.baseline import BASELINE_DIR
-    from automl.export import BEST_DIR, META_FILE, export_best, install_dir, metrics_table, task_fields, write_plots
+    from automl.export import BEST_DIR, META_FILE, export_best, install_dir, metrics_table, report_tables, task_fields, write_plots
 
     run_dir: Path = ctx.run_dir
     best_dir = run_dir / BEST_DIR
@@ -328,7 +328,9 @@ def export_ensemble(ctx: Any, study: optuna.Study, result: EnsembleResult, data:
             model = EnsembleModel.load(staging, meta)
             outputs = model.outputs(data.test.frame)
             meta["metrics"]["test"] = _metrics(ctx.resolved.task, outputs, data.test, encoded["test"], result.calibration)
-            plots = [(f"{title} (test)", fig) for title, fig in ctx.resolved.task.plots(outputs, data.test, encoded["test"], result.calibration)]
+            args = (outputs, data.test, encoded["test"], result.calibration)
+            plots = [(f"{title} (test)", fig) for title, fig in ctx.resolved.task.plots(*args)]
+            meta["tables"] = report_tables(ctx.resolved.task, *args, "test")
         meta["plots"] = write_plots(run_dir, plots)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         (staging / "README.md").write_text(model_card(meta, metrics_table))

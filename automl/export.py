@@ -127,10 +127,7 @@ def export_best(
             if not plots and dest is None:
                 plots = [(f"{title} ({split_name})", fig) for title, fig in task.plots(outputs, split, encoded[split_name], calibration)]
             if not tables:
-                tables = [
-                    {**t.to_dict(), "title": f"{t.title} ({split_name})"}
-                    for t in task.tables(outputs, split, encoded[split_name], calibration)
-                ]
+                tables = report_tables(task, outputs, split, encoded[split_name], calibration, split_name)
         plot_files = write_plots(run_dir, plots) if dest is None else []
 
         meta = {
@@ -157,6 +154,11 @@ def export_best(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return best_dir
+
+
+def report_tables(task: Any, outputs: Any, split: Any, encoded: Any, calibration: dict[str, Any], split_name: str) -> list[dict[str, Any]]:
+    """The task's report tables of the exported model, as ``automl.json`` stores them."""
+    return [{**t.to_dict(), "title": f"{t.title} ({split_name})"} for t in task.tables(outputs, split, encoded, calibration)]
 
 
 def task_fields(ctx: Any) -> dict[str, Any]:
