@@ -28,6 +28,8 @@ class RunInfo:
     backbone: str
     objective: str
     direction: str
+    #: The recipe as run (``run.json``'s ``recipe``): JSON-able, CLI overrides applied.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

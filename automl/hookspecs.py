@@ -59,6 +59,21 @@ def automl_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def automl_study_start(run: RunInfo) -> None:
+    """A run is about to search: its study is open and ``run.json`` written, and nothing
+    has trained in this run yet (a resumed run may hold trials from before). Called once,
+    in the process that runs ``automl run`` (or ``automl worker``), also on a resume.
+
+    Args:
+        run: the run; ``run.recipe`` is the recipe as run (JSON-able, CLI overrides applied).
+
+    A :class:`~automl.errors.UserError` raised here stops the run with its one-line message
+    (exit code 2) before anything trains; any other exception is printed as a warning and
+    the run goes on.
+    """
+
+
+@hookspec
 def automl_trial_start(run: RunInfo, trial: TrialInfo) -> None:
     """A trial is about to train. Called in the worker process that runs the trial.
 

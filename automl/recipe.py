@@ -225,6 +225,9 @@ class Recipe(_Model):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     output: Path | None = None
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    #: MLflow tracking URI the run is logged to (the ``mlflow`` callback plugin); not part
+    #: of the fingerprint, so it can be added or changed on a resume.
+    mlflow: str | None = Field(default=None, min_length=1)
 
     # Set by load_recipe, not by the YAML.
     path: Path | None = Field(default=None, exclude=True)
@@ -261,7 +264,7 @@ class Recipe(_Model):
     def fingerprint(self) -> str:
         """Hash of everything that defines the search (not the budget or output)."""
         body = self.resolved()
-        for key in ("output",):
+        for key in ("output", "mlflow"):
             body.pop(key, None)
         body["search"] = {k: v for k, v in body["search"].items() if k not in ("trials", "timeout")}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -280,6 +283,8 @@ class Recipe(_Model):
                 training[key] = value
             elif key == "output":
                 top["output"] = Path(value)
+            elif key == "mlflow":
+                top["mlflow"] = value
             else:
                 raise KeyError(key)
         try:

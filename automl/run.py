@@ -110,6 +110,7 @@ class RunContext:
             backbone=self.recipe.backbone,
             objective=self.resolved.objective.name,
             direction=self.resolved.objective.direction,
+            recipe=self.recipe.resolved(),
         )
 
     @property

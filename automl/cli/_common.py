@@ -40,10 +40,14 @@ def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def overrides(trials: int | None, timeout: str | None, output: str | None, device: str | None) -> dict[str, Any]:
+def overrides(
+    trials: int | None, timeout: str | None, output: str | None, device: str | None, mlflow: str | None = None
+) -> dict[str, Any]:
     from automl.recipe import parse_duration
 
     out: dict[str, Any] = {}
+    if mlflow is not None:
+        out["mlflow"] = mlflow
     if trials is not None:
         out["trials"] = trials
     if timeout is not None:
@@ -88,6 +92,7 @@ def launch(
     gpus: str | None,
     fresh: bool = False,
     baseline: bool = True,
+    mlflow: str | None = None,
 ) -> None:
     """What ``automl run`` and ``automl worker`` share: build the run, search, summarise."""
     from rich.console import Console
@@ -98,7 +103,7 @@ def launch(
     from automl.summary import print_summary
 
     plugins.warn_failed()
-    over = overrides(trials, timeout, output, device)
+    over = overrides(trials, timeout, output, device, mlflow)
     recipe = load_recipe(recipe_path).with_overrides(**over)
     console = Console(stderr=True, highlight=False)
     options = RunOptions(

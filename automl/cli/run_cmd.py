@@ -15,6 +15,7 @@ from automl.cli._common import launch, search_options
 @search_options
 @click.option("--fresh", is_flag=True, help="Start over; the old run directory is moved aside, never deleted.")
 @click.option("--no-baseline", is_flag=True, help="Skip the task's classical baseline.")
+@click.option("--mlflow", metavar="URI", help="Log the run to this MLflow tracking URI, e.g. file:///abs/mlruns or http://host:5000 (needs automl[mlflow]; overrides the recipe's mlflow).")
 def command(recipe_path: Path, no_baseline: bool, **options: Any) -> None:
     """Run RECIPE's search: fine-tune the backbone in Optuna trials, export the best model
     to <output>/best/ and print a report. Running the same command again resumes."""

@@ -196,6 +196,18 @@ def run_baseline(
     return body
 
 
+def study_start(ctx: RunContext, console: Console) -> None:
+    """Call ``automl_study_start``: a UserError stops the run, anything else is a warning."""
+    from automl import plugins
+
+    try:
+        plugins.get_plugin_manager().hook.automl_study_start(run=ctx.info)
+    except UserError:
+        raise
+    except Exception as exc:
+        console.print(f"[yellow]warning[/]: automl_study_start raised {type(exc).__name__}: {exc}")
+
+
 class Supervisor:
     def __init__(self, ctx: RunContext, options: RunOptions, console: Console) -> None:
         self.ctx = ctx
@@ -294,6 +306,7 @@ class Supervisor:
         storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
         ctx.write_run_file()
+        study_start(ctx, console)
         baseline = run_baseline(ctx, data, console, encoded) if self.options.baseline else None
         recovered = recover_orphans(study, storage, ctx.recipe.search.retries + 1)
         if recovered:
