@@ -89,6 +89,8 @@ class RunResults:
     #: Hyperparameter -> "float", "log" (a float or int searched on a log scale), "int"
     #: or "categorical", from the study's distributions.
     param_kinds: dict[str, str] = field(default_factory=dict)
+    #: ``deployment.json``: what ``automl export --format onnx`` measured, when it ran.
+    deployment: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ derived facts
 
@@ -214,6 +216,7 @@ class RunResults:
             "counts": self.counts(),
             "best": _trial_dict(best) if best else None,
             "best_export": self.best_export,
+            "deployment": self.deployment,
             "baseline": self.baseline,
             "ensemble": self.ensemble,
             "importances": self.importances,
@@ -353,6 +356,20 @@ def open_study(run_dir: Path | None = None, *, storage: str | None = None, study
     """Load a run's study read-only (it may still be running). Returns (study, run.json)."""
     import optuna
 
+    backend, study_name, run_info = open_run_storage(run_dir, storage=storage, study_name=study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=backend)
+    except KeyError:
+        raise StorageError(f"no study '{study_name}' in the storage", field="--study") from None
+    return study, run_info
+
+
+def open_run_storage(
+    run_dir: Path | None = None, *, storage: str | None = None, study_name: str | None = None
+) -> tuple[Any, str, dict[str, Any]]:
+    """A run's study storage (without heartbeats), its study name and ``run.json``."""
+    import optuna
+
     from automl.search.storage import open_storage
 
     run_info: dict[str, Any] = {}
@@ -380,11 +397,7 @@ def open_study(run_dir: Path | None = None, *, storage: str | None = None, study
         if len(names) != 1:
             raise UserError(f"the storage holds {len(names)} studies ({', '.join(names[:8])}); choose one with --study", field="--study")
         study_name = names[0]
-    try:
-        study = optuna.load_study(study_name=study_name, storage=backend)
-    except KeyError:
-        raise StorageError(f"no study '{study_name}' in the storage", field="--study") from None
-    return study, run_info
+    return backend, study_name, run_info
 
 
 def gather(
@@ -409,10 +422,11 @@ def gather(
         run_path = Path(meta["run_dir"])
         run_info = _read_json(run_path / "run.json") or {}
     recipe = run_info.get("recipe") or {}
-    best_export = baseline = ensemble = None
+    best_export = baseline = ensemble = deployment = None
     summary: dict[str, Any] = {}
     if run_path is not None:
         best_export = _read_json(run_path / "best" / "automl.json")
+        deployment = _read_json(run_path / "deployment.json")
         baseline = _read_json(run_path / "baseline.json")
         ensemble = _read_json(run_path / "ensemble.json")
         summary = _read_json(run_path / "summary.json") or {}
@@ -440,4 +454,5 @@ def gather(
         importances=importances(study) if with_importances else {},
         metric_directions=directions,
         param_kinds=param_kinds(study),
+        deployment=deployment,
     )

@@ -107,6 +107,11 @@ def load_exported(model_dir: str | Path, *, column: str | None = None, device: s
     """Load the model, tokenizer and task of an export. *column* replaces the text column."""
     path, meta = read_meta(model_dir)
     meta, task = task_from_meta(path, meta, column)
+    if meta.get("format") == "onnx":  # `automl export --format onnx`: run with ONNX Runtime
+        from automl.deploy import load_onnx
+
+        model, tokenizer = load_onnx(path, meta)
+        return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
     model, tokenizer = _load_model(path, meta)
     from automl.device import pick_device
 
@@ -189,7 +194,7 @@ def _run(
     encoded = task.encode(split, exported.tokenizer, max_length)
     if on_total is not None:
         on_total(len(split))
-    setup = pick_device(str(next(exported.model.parameters()).device))
+    setup = pick_device(str(exported.model.device))  # a transformers model or an ONNX one (cpu)
     outputs = predict_outputs(
         exported.model, encoded, setup, exported.tokenizer.pad_token_id or 0, batch_size, task.head, on_batch=on_batch
     )

@@ -247,6 +247,17 @@ def _numeric_column(table: dict[str, Any], index: int) -> bool:
     return bool(rows) and all(isinstance(row[index], int | float) for row in rows if index < len(row))
 
 
+def _deployment_html(deployment: dict[str, Any]) -> str:
+    from automl.deploy import FIGURE_HEADERS, figure_rows, figures_markdown
+
+    where = f"<p><code>{e(deployment.get('directory'))}</code> (trial {e(deployment.get('trial'))})</p>"
+    if not deployment.get("measured"):
+        return where + f"<p>{e(figures_markdown(deployment)[0])}</p>"
+    headers = [(e(h.format(objective=deployment.get("objective") or "metric")), i > 0) for i, h in enumerate(FIGURE_HEADERS)]
+    rows = [([(e(cell), i > 0) for i, cell in enumerate(row)], "") for row in figure_rows(deployment)]
+    return where + _table(headers, rows) + f'<p class="caption">{e(figures_markdown(deployment)[0])}</p>'
+
+
 def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:
     """The whole report as one HTML document."""
     best = r.best
@@ -310,6 +321,10 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
         parts.append(_table(headers, rows))
         if table.get("caption"):
             parts.append(f'<p class="caption">{e(table["caption"])}</p>')
+
+    if r.deployment:
+        parts.append("<h2>Deployment (ONNX Runtime)</h2>")
+        parts.append(_deployment_html(r.deployment))
 
     parts.append("<h2>Trials</h2>")
     parts.append(_leaderboard_html(leaderboard(r)))
@@ -393,6 +408,11 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
         lines += ["| " + " | ".join(m(_cell(c)) for c in row) + " |" for row in table.get("rows", [])]
         if table.get("caption"):
             lines += ["", m(table["caption"])]
+    if r.deployment:
+        from automl.deploy import figures_markdown
+
+        lines += ["", "## Deployment (ONNX Runtime)", "", f"`{r.deployment.get('directory')}` (trial {r.deployment.get('trial')})", ""]
+        lines += figures_markdown(r.deployment)
     board = leaderboard(r)
     lines += ["", "## Trials", "", board.render("markdown").rstrip()]
     lines += ["", "## Run", "", "| | |", "|---|---|"]

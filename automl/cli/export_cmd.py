@@ -1,0 +1,43 @@
+"""``automl export``: the run's best model in a deployment format (ONNX, optionally int8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="export")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="Deployment format.")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Also write int8 weights (ONNX Runtime dynamic quantisation).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Directory to write (default: RUN_DIR/onnx).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the measurement, same for every model (default: all cores).")
+@click.option("--no-measure", is_flag=True, help="Skip measuring metric and latency on the run's test (or validation) split.")
+def command(run_dir: Path, fmt: str, quantize: str | None, output: Path | None, threads: int | None, no_measure: bool) -> None:
+    """Export RUN_DIR's best model to ONNX (needs automl[onnx]) next to its tokenizer and
+    automl.json, then measure the PyTorch model, ONNX fp32 and int8 on the run's test (or
+    validation) split: the metric and the latency per row (median, p95) at batch 1 and 32.
+    The figures go into the ONNX model card, RUN_DIR/deployment.json and the report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from automl.deploy import FIGURE_HEADERS, export_onnx, figure_rows
+    from automl.search.worker import quiet_libraries
+
+    quiet_libraries()
+    err = Console(stderr=True)
+    with err.status("exporting to ONNX and measuring"):
+        result = export_onnx(run_dir, output=output, quantize=quantize, measure_split=not no_measure, threads=threads)
+    out = Console(highlight=False)
+    out.print(f"ONNX model written to {result.directory} ({', '.join(result.files)})")
+    body = result.to_dict()
+    if result.measured:
+        table = Table(title=f"{result.split} split, {result.rows} rows, {result.threads} threads", title_justify="left")
+        for header in FIGURE_HEADERS:
+            table.add_column(header.format(objective=result.objective), justify="left" if header == "model" else "right")
+        for row in figure_rows(body):
+            table.add_row(*row)
+        out.print(table)
+    else:
+        out.print("not measured (--no-measure, or the run's test and validation files are gone)")
