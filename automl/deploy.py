@@ -53,9 +53,14 @@ UNSUPPORTED_KEYS = {
 
 def require_onnx() -> None:
     """One line naming the extra when ONNX export or ONNX Runtime is missing."""
-    import importlib.util
+    import importlib
 
-    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise UserError(f"needs {', '.join(missing)}, not installed: {INSTALL}", field="--format onnx")
 
@@ -336,6 +341,7 @@ def export_onnx(
     from automl.results.predict import load_exported, read_meta
 
     began = time.perf_counter()
+    require_onnx()
     run_path = Path(run_dir)
     best, meta = read_meta(run_path)
     if best.name == "best" and run_path.resolve() == best.resolve():
@@ -345,7 +351,6 @@ def export_onnx(
     refuse_unsupported(meta, best / "automl.json")
     if quantize is not None and quantize not in QUANTIZE:
         raise UserError(f"unknown quantisation {quantize!r}; expected 'int8'", field="--quantize")
-    require_onnx()
     target = Path(output) if output is not None else run_path / ONNX_DIR
     if target.resolve() == best.resolve():
         raise UserError("must not be the PyTorch export itself", field="--output")
