@@ -8,8 +8,8 @@ int8``), the tokenizer, ``config.json``, ``automl.json`` (the export's facts wit
 with ONNX Runtime. Needs the ``onnx`` extra (``onnx``, ``onnxscript``, ``onnxruntime``).
 
 The graph is written by ``torch.onnx.export`` (the torch.export-based exporter of torch 2.x);
-int8 is ONNX Runtime's dynamic quantisation (int8 weights of the linear layers,
-activations quantised at run time), which needs no calibration data.
+int8 is ONNX Runtime's dynamic quantisation (int8 weights per output channel, activations
+quantised at run time), which needs no calibration data.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ QUANTIZE = ("int8",)
 LATENCY_ROWS = 300
 #: Sizes of the timed batches (per-row latency = batch time / rows).
 LATENCY_BATCHES = (1, 32)
-#: Keys of automl.json that mark a model this export cannot write (table features, ensembles).
-UNSUPPORTED_KEYS = {
-    "features": "table features (a fused text + table model)",
-    "fusion": "table features (a fused text + table model)",
+#: ``kind`` in automl.json -> what this export cannot write (a plain model has no kind, or
+#: ``transformers``).
+UNSUPPORTED_KINDS = {
+    "fused": "a fused text + table-features model (the feature tower is not in the graph)",
     "ensemble": "an ensemble of several models",
-    "members": "an ensemble of several models",
+    "baseline": "a classical scikit-learn baseline",
 }
 
 
@@ -111,12 +111,13 @@ def load_onnx(path: Path, meta: dict[str, Any]) -> tuple[OnnxModel, Any]:
 
 
 def refuse_unsupported(meta: dict[str, Any], file: Path) -> None:
+    kind = str(meta.get("kind") or "transformers")
+    if kind != "transformers":
+        what = UNSUPPORTED_KINDS.get(kind, f"a model of kind '{kind}'")
+        raise UserError(f"ONNX export does not support {what} (kind '{kind}'); export a plain transformers model", file=file)
     head = meta.get("head")
     if head not in ("sequence-classification", "token-classification"):
-        raise UserError(f"ONNX export supports plain transformers classifiers; this model's head is {head!r}", file=file)
-    for key, what in UNSUPPORTED_KEYS.items():
-        if meta.get(key):
-            raise UserError(f"ONNX export does not support {what} yet (automl.json has '{key}'); export the PyTorch best/ instead", file=file)
+        raise UserError(f"ONNX export supports transformers classifiers; this model's head is {head!r}", file=file)
 
 
 def export_graph(model: Any, tokenizer: Any, path: Path, opset: int = 18) -> None:
@@ -165,14 +166,16 @@ def _logits_only(model: Any) -> Any:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """ONNX Runtime dynamic quantisation: int8 weights, activations quantised at run time,
-    after ONNX Runtime's pre-processing (ONNX shape inference, graph optimisation)."""
+    """ONNX Runtime dynamic quantisation: int8 weights with one scale per output channel,
+    activations quantised at run time, after ONNX Runtime's pre-processing (ONNX shape
+    inference, graph optimisation). One scale per tensor instead changed 6% of the labels
+    of a MiniLM sentiment model (300 test rows); per channel, 1%."""
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     prepared = target.with_name(target.stem + ".prep.onnx")
     try:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         prepared.unlink(missing_ok=True)
 
@@ -386,9 +389,8 @@ def export_onnx(
             measured=measured,
             objective=str((meta.get("objective") or {}).get("metric", "")),
             threads=threads or os.cpu_count() or 1,
-            seconds=0.0,
+            seconds=round(time.perf_counter() - began, 1),
         )
-        result = OnnxExport(**{**result.__dict__, "seconds": round(time.perf_counter() - began, 1)})
         onnx_meta = {
             **meta,
             "format": "onnx",
@@ -403,8 +405,7 @@ def export_onnx(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    result = OnnxExport(**{**result.__dict__, "directory": target.resolve()})
-    if (run_path / "run.json").exists():
+    if result.measured and (run_path / "run.json").exists():
         (run_path / DEPLOY_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str))
         try:
             from automl.results.report import write_report

@@ -29,7 +29,7 @@ def command(run_dir: Path, fmt: str, quantize: str | None, output: Path | None, 
     err = Console(stderr=True)
     with err.status("exporting to ONNX and measuring"):
         result = export_onnx(run_dir, output=output, quantize=quantize, measure_split=not no_measure, threads=threads)
-    out = Console(highlight=False)
+    out = Console(highlight=False, width=max(Console().width, 110))  # the table needs ~105 columns
     out.print(f"ONNX model written to {result.directory} ({', '.join(result.files)})")
     body = result.to_dict()
     if result.measured:

@@ -98,6 +98,7 @@ def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optun
     }
     if meta is None:
         study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir)})
+        study.set_metric_names([ctx.resolved.objective.name])  # plots and Optuna Dashboard show the name
     elif meta.get("fingerprint") != expected["fingerprint"]:
         raise UserError(
             f"study '{ctx.study_name}' in the storage was started from a different recipe; "

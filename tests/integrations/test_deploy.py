@@ -96,14 +96,12 @@ def test_predict_on_the_onnx_directory_gives_the_pytorch_labels(exported, tmp_pa
     assert (fp32["score"] - outputs["pytorch"]["score"]).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("key", ["features", "ensemble"])
-def test_models_it_cannot_export_are_refused_in_one_line(run_copy, key):
+@pytest.mark.parametrize("kind", ["fused", "ensemble", "baseline"])
+def test_models_it_cannot_export_are_refused_in_one_line(run_copy, kind):
     meta_file = run_copy / "best" / "automl.json"
-    meta = json.loads(meta_file.read_text())
-    meta[key] = ["amount", "country"] if key == "features" else [{"trial": 0}, {"trial": 2}]
-    meta_file.write_text(json.dumps(meta))
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "kind": kind}))
     result = invoke("export", str(run_copy), "--format", "onnx")
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "does not support" in lines[0] and f"'{key}'" in lines[0], result.output
+    assert len(lines) == 1 and "ONNX export does not support" in lines[0] and f"(kind '{kind}')" in lines[0], result.output
     assert not (run_copy / "onnx").exists()
