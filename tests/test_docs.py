@@ -18,7 +18,7 @@ from automl.recipe import ENGINE_HYPERPARAMETERS, DataSpec, ObjectiveSpec, Param
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: The pages this suite checks (data.md, benchmarks.md and reliability.md have their own owners).
-PAGES = ["getting-started.md", "recipes.md", "hooks.md", "writing-a-plugin.md", "architecture.md", "cli.md"]
+PAGES = ["getting-started.md", "recipes.md", "hooks.md", "writing-a-plugin.md", "architecture.md", "cli.md", "integrations.md"]
 _HEADING = re.compile(r"^(#{1,6}) (.+?)\s*$", re.MULTILINE)
 
 

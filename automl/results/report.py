@@ -251,11 +251,12 @@ def _deployment_html(deployment: dict[str, Any]) -> str:
     from automl.deploy import FIGURE_HEADERS, figure_rows, figures_markdown
 
     where = f"<p><code>{e(deployment.get('directory'))}</code> (trial {e(deployment.get('trial'))})</p>"
+    caption = e(figures_markdown(deployment)[0].replace("`", ""))
     if not deployment.get("measured"):
-        return where + f"<p>{e(figures_markdown(deployment)[0])}</p>"
+        return where + f"<p>{caption}</p>"
     headers = [(e(h.format(objective=deployment.get("objective") or "metric")), i > 0) for i, h in enumerate(FIGURE_HEADERS)]
     rows = [([(e(cell), i > 0) for i, cell in enumerate(row)], "") for row in figure_rows(deployment)]
-    return where + _table(headers, rows) + f'<p class="caption">{e(figures_markdown(deployment)[0])}</p>'
+    return where + _table(headers, rows) + f'<p class="caption">{caption}</p>'
 
 
 def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:

@@ -9,7 +9,8 @@ is anything MLflow takes as a tracking URI: a local store (``file:///abs/mlruns`
   ``<run>/mlflow.json``); the recipe's settings as parameters.
 * ``automl_study_end``: one nested run per finished trial (parameters, the objective after
   every evaluation as a step metric, the final validation metrics, state, prune or fail
-  reason, duration), one for the baseline, and on the parent run the best model's
+  reason, duration), one for the baseline and one for the ensemble (when the run built
+  one), and on the parent run the best model's
   metrics, the exported ``best/`` directory as the artifact ``model`` and the report.
   Trials already logged are not logged again, so a resumed run adds only its new trials.
 
@@ -221,6 +222,30 @@ class Tracker:
         self.state["baseline_run_id"] = run_id
         _write_state(self.run_dir, self.state)
 
+    def log_ensemble(self, parent_id: str) -> None:
+        """The run's ensemble (``<run>/ensemble.json``, when the run built one) as a nested
+        run: its members and weights, validation and test metrics, whether it won."""
+        try:
+            ensemble = json.loads((self.run_dir / "ensemble.json").read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(ensemble, dict) or self.state.get("ensemble_run_id"):
+            return
+        created = self.client.create_run(
+            self.state["experiment_id"],
+            run_name="ensemble",
+            tags={"mlflow.parentRunId": parent_id, "automl.state": "ensemble", "automl.wins": str(bool(ensemble.get("wins")))},
+        )
+        run_id = created.info.run_id
+        members = ensemble.get("members") or []
+        params = {f"member.{m.get('name', i)}": str(m.get("weight")) for i, m in enumerate(members) if isinstance(m, dict)}
+        metrics = [(k, v, 0, 0) for k, v in (ensemble.get("validation") or {}).items() if _number(v)]
+        metrics += [(f"test_{k}", v, 0, 0) for k, v in (ensemble.get("test") or {}).items() if _number(v)]
+        self._log(run_id, params=params, metrics=metrics)
+        self.client.set_terminated(run_id, status="FINISHED")
+        self.state["ensemble_run_id"] = run_id
+        _write_state(self.run_dir, self.state)
+
     def log_end(self, results: Any, parent_id: str, summary: Any) -> None:
         metrics: list[tuple[str, float, int, int]] = [
             ("n_complete", summary.n_complete, 0, 0),
@@ -279,6 +304,7 @@ def automl_study_end(run: Any, summary: Any) -> None:
         results = gather(Path(run.run_dir))
         tracker.log_trials(results, parent_id)
         tracker.log_baseline(results, parent_id)
+        tracker.log_ensemble(parent_id)
         tracker.log_end(results, parent_id, summary)
     except Exception as exc:
         _warn(Path(run.run_dir), uri, exc)

@@ -149,3 +149,34 @@ def test_a_server_that_is_down_gives_one_warning_and_the_run_goes_on(tracked_run
     assert len(warnings) == 1, err
     assert warnings[0].startswith(f"warning: cannot log to MLflow at {down}") and "the search goes on" in warnings[0]
     assert not (run_copy / "mlflow.json").exists()
+
+
+def test_the_ensemble_of_a_run_is_a_nested_run(run_copy, tmp_path):
+    """A run that built an ensemble (``<run>/ensemble.json``, written by automl.ensemble)
+    gets a nested run with its members' weights and its metrics."""
+    from automl import plugins
+    from automl.events import RunInfo, StudySummary
+
+    ensemble = {
+        "members": [{"name": "trial-0", "kind": "trial", "trial": 0, "weight": 0.75}, {"name": "baseline", "kind": "baseline", "weight": 0.25}],
+        "objective": "f1_macro",
+        "validation": {"f1_macro": 0.91, "accuracy": 0.9},
+        "test": {"f1_macro": 0.88},
+        "wins": True,
+    }
+    (run_copy / "ensemble.json").write_text(json.dumps(ensemble))
+    (run_copy / "mlflow.json").unlink()
+    uri = (tmp_path / "mlruns").as_uri()
+    info = json.loads((run_copy / "run.json").read_text())
+    run = RunInfo(study_name="tiny-tracked", run_dir=run_copy, task="text-classification", backbone="tiny-bert",
+                  objective="f1_macro", direction="maximize", recipe={**info["recipe"], "mlflow": uri})
+    summary = StudySummary(n_complete=2, n_pruned=0, n_failed=1, best_trial=None, best_value=None, best_dir=None)
+    plugins.reset()
+    hook = plugins.get_plugin_manager().hook
+    hook.automl_study_start(run=run)
+    hook.automl_study_end(run=run, summary=summary)
+    _, _, children = logged(uri, "tiny-tracked")
+    child = children["ensemble"]
+    assert child.data.params == {"member.trial-0": "0.75", "member.baseline": "0.25"}
+    assert child.data.metrics == {"f1_macro": 0.91, "accuracy": 0.9, "test_f1_macro": 0.88}
+    assert child.data.tags["automl.wins"] == "True"
