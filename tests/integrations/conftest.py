@@ -17,8 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """(recipe, run directory, MLflow file-store URI): 3 trials of 2 epochs (2 evaluations
-    each), trial 1 failed on purpose by a callback plugin, logged to ``file://<tmp>/mlruns``."""
+    """(recipe, run directory, MLflow file-store URI): 3 trials of 2 epochs (at least
+    2 evaluations each), trial 1 failed on purpose by a callback plugin, logged to ``file://<tmp>/mlruns``."""
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'automl[test]')")
     base = tmp_path_factory.mktemp("integrations")
     data = write_toy_text_data(base / "data", train=160, validation=48, test=48)
