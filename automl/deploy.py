@@ -42,8 +42,8 @@ QUANTIZE = ("int8",)
 LATENCY_ROWS = 300
 #: Sizes of the timed batches (per-row latency = batch time / rows).
 LATENCY_BATCHES = (1, 32)
-#: ``kind`` in automl.json -> what this export cannot write (a plain model has no kind, or
-#: ``transformers``).
+#: ``kind`` in automl.json -> what this export cannot write (a fine-tuned trial has no kind,
+#: ``trial`` or ``transformers``).
 UNSUPPORTED_KINDS = {
     "fused": "a fused text + table-features model (the feature tower is not in the graph)",
     "ensemble": "an ensemble of several models",
@@ -111,8 +111,8 @@ def load_onnx(path: Path, meta: dict[str, Any]) -> tuple[OnnxModel, Any]:
 
 
 def refuse_unsupported(meta: dict[str, Any], file: Path) -> None:
-    kind = str(meta.get("kind") or "transformers")
-    if kind != "transformers":
+    kind = str(meta.get("kind") or "trial")
+    if kind not in ("trial", "transformers"):  # a fine-tuned trial: plain transformers weights
         what = UNSUPPORTED_KINDS.get(kind, f"a model of kind '{kind}'")
         raise UserError(f"ONNX export does not support {what} (kind '{kind}'); export a plain transformers model", file=file)
     head = meta.get("head")
