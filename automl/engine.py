@@ -78,7 +78,8 @@ class TrialPolicy:
         prune_after: a pruner's "stop" before this share of the trial's steps is ignored.
         patience: end the trial after this many evaluations without improvement.
         min_delta: what counts as an improvement of the objective.
-        deadline: ``time.time()`` after which the trial ends at its next evaluation.
+        deadline: ``time.time()`` after which the trial is evaluated after its current
+            optimiser step and ends, at its best evaluation.
     """
 
     eval_examples: int | None = None
@@ -389,7 +390,10 @@ class TrialEngine:
                 compute_time += time.perf_counter() - t0
                 if progress is not None and (step % 5 == 0 or step == total_steps):
                     progress(epoch, step, total_steps, loss_value)
-                if step % eval_every == 0 or step == total_steps:
+                # Past the run's deadline the trial is evaluated now, not at its next
+                # planned point: the run ends one step and one evaluation after it.
+                late = policy.deadline is not None and time.time() >= policy.deadline
+                if step % eval_every == 0 or step == total_steps or late:
                     t1 = time.perf_counter()
                     value, metrics, calibration = self.evaluate(model)
                     model.train()
