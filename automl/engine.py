@@ -435,7 +435,7 @@ class TrialEngine:
         if self.eval_every == "epoch" or (self.eval_every == "auto" and not self.policy.eval_examples):
             return steps_per_epoch
         if self.eval_every == "auto":
-            return max(1, min(steps_per_epoch, round(int(self.policy.eval_examples or 0) / batch_size)))
+            return max(1, min(steps_per_epoch, math.ceil(int(self.policy.eval_examples or 0) / batch_size)))
         return int(self.eval_every)
 
     @torch.no_grad()

@@ -99,7 +99,7 @@ def plan_evaluations(recipe: Recipe, space: SearchSpace, n_train: int, n_validat
 
     def evaluations(examples: float, batch_size: float) -> int:
         steps_per_epoch = math.ceil(n_train / batch_size)
-        interval = max(1, min(steps_per_epoch, round(every / batch_size)))
+        interval = max(1, min(steps_per_epoch, math.ceil(every / batch_size)))  # as TrialEngine.eval_interval
         return max(1, math.ceil(math.ceil(examples / batch_size) / interval))
 
     fewest = min(evaluations(shortest, b) for b in batch)
