@@ -120,7 +120,12 @@ def test_recipe_range_per_adapter_keeps_the_others(tmp_path, toy_dir):
         tmp_path, toy_dir,
         search={"space": {"learning_rate": [{"low": 1e-3, "high": 2e-3, "log": True, "when": {"adapter": "lora"}}]}},
     )
-    space = resolve(load_recipe(path)).space
+    # An adapter the recipe's choices leave out has a default range that is dropped, not refused.
+    register_adapter(Adapter("test-unused", ADAPTERS["full"].build, learning_rate=(0.25, 0.5), peft=False))
+    try:
+        space = resolve(load_recipe(path)).space
+    finally:
+        del ADAPTERS["test-unused"]
     ranges = {d.param: (d.distribution.low, d.distribution.high) for d in space.dimensions if d.name == "learning_rate"}
     assert ranges == {"learning_rate[full]": ADAPTERS["full"].learning_rate, "learning_rate[lora]": (1e-3, 2e-3)}
     # Fixing the adapter leaves one range, under the plain name.

@@ -313,6 +313,10 @@ def build_space(
         else:
             fixed[name] = entry
 
+    # The recipe's own conditions must be able to hold; the default's may name adapters
+    # the recipe leaves out (those ranges are dropped below).
+    from_recipe = {id(v) for e in recipe_space.values() for v in (e if isinstance(e, list) else [e]) if isinstance(v, ParamSpec)}
+
     # Order: a parameter comes after those its condition names.
     ordered: list[Dimension] = []
     placed: set[str] = set(fixed)
@@ -330,7 +334,7 @@ def build_space(
                         field=f"search.space.{name}.when",
                     )
             if all(k in placed for k in when):
-                if name in recipe_space:
+                if id(spec) in from_recipe:
                     _check_condition(name, when, fixed, dict(searched), file)
                 try:
                     distribution = _distribution(name, spec)
