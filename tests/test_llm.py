@@ -25,6 +25,7 @@ from automl.checkpoint import TrialCheckpoint, parse_policy
 from automl.cli import cli
 from automl.engine import TrialEngine, trainable_state
 from automl.recipe import load_recipe
+from automl.run import RunContext
 from automl.search.supervisor import RunOptions, run_recipe
 from automl.testing import tiny_recipe, write_recipe, write_tiny_decoder, write_toy_text_data
 from test_engine import build_engine
@@ -398,3 +399,38 @@ def test_sigkilled_worker_resumes_its_trial_from_the_checkpoint(decoders, datase
     assert reference.user_attrs.get("resumed_from_step") is None
     assert retry.value == reference.value and retry.user_attrs["metrics"] == reference.user_attrs["metrics"]
     print(f"resumed at step {resumed} of {retry.user_attrs['steps']}; value {retry.value} == uninterrupted {reference.value}")
+
+
+# --------------------------------------------------------------------------- recipe, workers
+
+
+def test_the_decoder_recipe_checks_with_a_tiny_stand_in_for_its_model(decoders, tmp_path):
+    import yaml
+
+    source = Path(__file__).resolve().parents[1] / "recipes" / "llm" / "sentiment-qwen2.yaml"
+    recipe = yaml.safe_load(source.read_text())
+    recipe["backbone_options"]["path"] = str(decoders["qwen2"])
+    for split in ("train", "validation", "test"):
+        recipe["data"][split] = str((source.parent / recipe["data"][split]).resolve())
+    recipe["output"] = str(tmp_path / "run")
+    result = invoke("recipe", "check", str(write_recipe(tmp_path / "r.yaml", recipe)))
+    assert result.exit_code == 0, result.output
+    assert "memory per trial" in result.output and "target_modules" in result.output
+    for adapter in ("lora", "dora", "ia3"):
+        assert f"    {adapter}: " in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error for a machine without a GPU")
+def test_workers_per_gpu_without_a_gpu_is_one_line_exit_2(recipe_file):
+    result = invoke("run", str(recipe_file()), "--workers-per-gpu", "2")
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0] == "error: --workers-per-gpu: --workers-per-gpu needs CUDA GPUs and none is visible to torch"
+
+
+def test_workers_share_the_cpu_cores(recipe_file):
+    from automl.search.supervisor import Supervisor
+
+    ctx = RunContext.create(load_recipe(recipe_file()))
+    assert Supervisor(ctx, RunOptions(workers=2), console=None)._threads() == max(1, (os.cpu_count() or 1) // 2)
+    assert Supervisor(ctx, RunOptions(workers=2, threads=1), console=None)._threads() == 1
