@@ -113,13 +113,18 @@ def write_tiny_decoder(
     texts: list[str] | None = None,
     hidden_size: int = 32,
     layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a tiny, randomly initialised decoder LLM as a Hugging Face model directory
     (config, safetensors weights of the causal LM, tokenizer): what ``backbone: hf`` loads
     for a Llama- or Qwen2-style model, built in a second. The tokenizer is a byte-level BPE
     trained on *texts* (the toy data's words by default) with the family's special tokens
-    and no padding token, like the real ones. Returns *directory*."""
+    and no padding token, like the real ones. Larger shapes (``hidden_size``, ``layers``,
+    ``heads``, ``kv_heads``, ``intermediate_size``) give a real model's compute with
+    random weights (``benchmarks/gpu_check.sh``). Returns *directory*."""
     import torch
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -153,10 +158,10 @@ def write_tiny_decoder(
     config = getattr(transformers, spec["config"])(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

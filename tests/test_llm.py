@@ -198,6 +198,23 @@ def test_target_modules_resolve_per_architecture(decoders):
         assert len(matched(llama, choice)) == {"attention": 8, "attention+mlp": 14, "all-linear": 14}[choice]
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_decoder_token_classification_trains(decoders, tmp_path, arch):
+    ner = Path(__file__).resolve().parents[1] / "recipes" / "data" / "ner"
+    recipe = {
+        "task": "token-classification",
+        "backbone": "hf",
+        "backbone_options": {"path": str(decoders[arch])},
+        "data": {"train": str(ner / "train.conll"), "validation": str(ner / "validation.conll"), "max_rows": 48},
+        "training": {"max_length": 32, "seed": 0},
+        "output": str(tmp_path / "run"),
+    }
+    engine = build_engine(write_recipe(tmp_path / "r.yaml", recipe))
+    assert type(engine.base_model).__name__ == {"llama": "LlamaForTokenClassification", "qwen2": "Qwen2ForTokenClassification"}[arch]
+    result = engine.run_trial({"adapter": "lora", "learning_rate": 1e-2, "batch_size": 16, "max_steps": 3, "target_modules": "attention"})
+    assert result.steps == 3 and 0 <= result.metrics["token_accuracy"] <= 1
+
+
 def test_token_classification_head_is_a_clear_error_where_the_architecture_has_none(tmp_path):
     from transformers import OPTConfig
 

@@ -437,6 +437,8 @@ class Worker:
         note = self.ctx.resolved.task.diagnose(result.metrics)
         if note:
             set_attr("note", note[:300])
+        if result.peak_memory is not None:
+            set_attr("peak_gpu_memory_mib", round(result.peak_memory / 2**20))
         if self._in_top_k(study, result.value):
             self._keep_weights(study, trial, params, result)
         self._tell(study, trial, result.value)
