@@ -327,16 +327,6 @@ def adapter_params(name: str) -> set[str]:
 # ----------------------------------------------------------------------------- checks
 
 
-def adapters_in(space: Any) -> list[str]:
-    """Adapters a resolved search space can pick (``full`` when it names none)."""
-    if "adapter" in space.fixed:
-        return [str(space.fixed["adapter"])]
-    for dim in space.dimensions:
-        if dim.name == "adapter":
-            return [str(c) for c in dim.distribution.choices]
-    return ["full"]
-
-
 def quantization_problem(adapter: Adapter, device: str) -> str | None:
     """Why *adapter* cannot run with ``training.device`` *device* here, or ``None``."""
     if adapter.quantization is None:
@@ -361,8 +351,9 @@ def check_adapters(space: Any, device: str, *, file: str | None = None) -> None:
     """Refuse, before anything trains, a space naming an unknown adapter or one this
     machine cannot run (QLoRA without CUDA): one line naming ``search.space.adapter``."""
     from automl.errors import RecipeError, did_you_mean
+    from automl.search.warmstart import space_adapters
 
-    for name in adapters_in(space):
+    for name in map(str, space_adapters(space)):
         if name not in ADAPTERS:
             raise RecipeError(
                 f"unknown adapter '{name}'{did_you_mean(name, ADAPTERS)}; known: {', '.join(ADAPTERS)}",

@@ -139,7 +139,8 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     ``training.max_length`` and the adapter's default settings (largest rank searched)."""
     import torch
 
-    from automl.adapters import ADAPTERS, adapters_in
+    from automl.adapters import ADAPTERS
+    from automl.search.warmstart import space_adapters
 
     task = resolved.task
     labels = task.labels or ["a", "b"]
@@ -154,7 +155,7 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     model = meta_model(config, task.head)
     targets = resolved.backbone.lora_target_modules(model)
     space = resolved.space
-    names = [a for a in adapters_in(space) if a in ADAPTERS]
+    names = [str(a) for a in space_adapters(space) if a in ADAPTERS]
     # As RunContext.weights_dtype: auto is bf16 on a GPU when every adapter is a peft one.
     bf16 = recipe.training.weights_dtype == "bf16" or (
         recipe.training.weights_dtype == "auto" and torch.cuda.is_available() and all(ADAPTERS[a].peft for a in names)

@@ -249,7 +249,8 @@ class RunContext:
         fp32 master copy; what trains is kept in fp32), else fp32."""
         import torch
 
-        from automl.adapters import ADAPTERS, adapters_in
+        from automl.adapters import ADAPTERS
+        from automl.search.warmstart import space_adapters
 
         setting = self.recipe.training.weights_dtype
         if setting == "bf16":
@@ -260,5 +261,5 @@ class RunContext:
         on_gpu = device in ("auto", "cuda") or device.startswith("cuda:")
         if not (on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
             return None
-        adapters = adapters_in(self.resolved.space)
+        adapters = [str(a) for a in space_adapters(self.resolved.space)]
         return torch.bfloat16 if all(a in ADAPTERS and ADAPTERS[a].peft for a in adapters) else None
