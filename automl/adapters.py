@@ -1,14 +1,22 @@
 """The adapter registry: how a trial turns the pretrained model into what it trains.
 
-One entry per method (``full`` fine-tuning, peft's LoRA, ...): its name as recipes write it
-(``adapter: lora``), the function that wraps a fresh copy of the base model, the default
-learning-rate range that suits it (LoRA wants roughly ten times the learning rate of full
-fine-tuning), the defaults of its own settings, and whether its weights can be merged into
-the base model at export. Adding a method touches this module only.
+One entry per method (``full`` fine-tuning, peft's LoRA, DoRA, IA3, LoHa, LoKr, QLoRA):
+its name as recipes write it (``adapter: lora``), the function that wraps a fresh copy of
+the base model, the default learning-rate range that suits it (LoRA wants roughly ten times
+the learning rate of full fine-tuning, IA3 ten times more again), the defaults of its own
+settings, whether its weights can be merged into the base model at export, and whether the
+base weights are quantised (QLoRA). Adding a method touches this module only.
+
+Which modules an adapter wraps is the searchable ``target_modules`` setting:
+``attention``, ``attention+mlp`` or ``all-linear``, resolved per architecture by
+:func:`resolve_targets` from the model's own module tree; without it the backbone's
+default (``Backbone.lora_target_modules``) applies, and ``lora_target_modules`` (a list
+of names) overrides both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +30,21 @@ if TYPE_CHECKING:
 
 #: (model, params, head, default target modules) -> trainable model.
 Builder = Callable[["torch.nn.Module", dict[str, Any], str, list[str]], "torch.nn.Module"]
+
+#: Values of the ``target_modules`` hyperparameter.
+TARGET_CHOICES = ("attention", "attention+mlp", "all-linear")
+
+#: The adapters' own hyperparameters (beyond ``lora_r``, ``lora_alpha``, ``lora_dropout``
+#: and ``lora_target_modules``, which the recipe module lists), for recipe validation.
+ADAPTER_HYPERPARAMETERS: dict[str, str] = {
+    "target_modules": "layers a peft adapter wraps: attention, attention+mlp or all-linear, resolved per architecture",
+    "lora_rslora": "rank-stabilised LoRA: scale by alpha / sqrt(r) instead of alpha / r (lora, dora, qlora)",
+    "loha_r": "LoHa rank",
+    "loha_alpha": "LoHa alpha",
+    "loha_module_dropout": "LoHa: probability of skipping a module's update during training",
+    "lokr_r": "LoKr rank",
+    "lokr_alpha": "LoKr alpha",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +62,8 @@ class Adapter:
         mergeable: the exported model can fold the adapter into the base weights.
         peft: trains through peft (state saved with peft's state-dict helpers).
         description: one line for docs and ``automl recipe check``.
+        quantization: ``"4bit"`` when the frozen base weights are loaded 4-bit through
+            bitsandbytes (QLoRA; CUDA only), else ``None``.
     """
 
     name: str
@@ -51,6 +76,7 @@ class Adapter:
     #: Accepted values of the adapter's own hyperparameters, checked before a run
     #: (:mod:`automl.search.ranges`).
     ranges: dict[str, Range] = field(default_factory=dict)
+    quantization: str | None = None
 
 
 def peft_task_type(head: str) -> Any:
@@ -59,30 +85,161 @@ def peft_task_type(head: str) -> Any:
     return TaskType.TOKEN_CLS if head == "token-classification" else TaskType.SEQ_CLS
 
 
+# ----------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Modules an adapter wraps, as peft takes them (a list of names or a full-match regex).
+
+    Attributes:
+        modules: every wrapped module.
+        feedforward: the subset in the MLP blocks (IA3 scales their inputs, not outputs).
+    """
+
+    modules: list[str] | str
+    feedforward: list[str] | str
+
+
+def _is_linear(module: Any) -> bool:
+    import torch
+
+    # transformers' Conv1D (GPT-2 style) is a linear layer with transposed weights.
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def linear_roles(model: torch.nn.Module) -> dict[str, str]:
+    """Every linear layer of the pretrained body (not the task head), with its role:
+    ``attention`` (inside an attention block), ``mlp`` (elsewhere in a repeated layer) or
+    ``other`` (outside the layers, e.g. BERT's pooler)."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    roles: dict[str, str] = {}
+    for name, module in model.named_modules():
+        if not _is_linear(module):
+            continue
+        if prefix and hasattr(model, prefix) and not name.startswith(prefix + "."):
+            continue  # the task head (score, classifier) is trained whole, not adapted
+        parts = name.split(".")
+        if not any(p.isdigit() for p in parts):
+            roles[name] = "other"
+        elif any("attn" in p.lower() or "attention" in p.lower() for p in parts[:-1]):
+            roles[name] = "attention"
+        else:
+            roles[name] = "mlp"
+    return roles
+
+
+def _pattern(names: list[str]) -> str:
+    """A full-match regex for *names*, with layer numbers generalised (``layers.\\d+``)."""
+    shapes = sorted({r"\.".join(r"\d+" if p.isdigit() else re.escape(p) for p in n.split(".")) for n in names})
+    return "(?:" + "|".join(shapes) + ")"
+
+
+def resolve_targets(model: torch.nn.Module, choice: str) -> Targets:
+    """The modules *choice* (one of :data:`TARGET_CHOICES`) names in this architecture."""
+    if choice not in TARGET_CHOICES:
+        raise ValueError(f"target_modules must be one of {', '.join(TARGET_CHOICES)}, got {choice!r}")
+    roles = linear_roles(model)
+    wanted = {"attention": ("attention",), "attention+mlp": ("attention", "mlp"), "all-linear": ("attention", "mlp", "other")}[choice]
+    chosen = [n for n, r in roles.items() if r in wanted]
+    if not chosen:
+        raise ValueError(f"the model has no linear layers for target_modules '{choice}'")
+    mlp = [n for n in chosen if roles[n] == "mlp"]
+    return Targets(modules=_pattern(chosen), feedforward=_pattern(mlp) if mlp else [])
+
+
+def targets_for(model: torch.nn.Module, params: dict[str, Any], default: list[str]) -> Targets:
+    """What a trial wraps: ``lora_target_modules`` (names) if set, else the resolved
+    ``target_modules`` choice, else the backbone's default names."""
+    names = params.get("lora_target_modules")
+    if names:
+        return Targets(modules=list(names), feedforward=[])
+    choice = params.get("target_modules")
+    if choice:
+        return resolve_targets(model, str(choice))
+    return Targets(modules=list(default), feedforward=[])
+
+
+# ----------------------------------------------------------------------------- builders
+
+
 def _full(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
     return model
 
 
-def _lora(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
+def _lora_config(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str], **extra: Any) -> Any:
+    from peft import LoraConfig
 
-    config = LoraConfig(
+    return LoraConfig(
         task_type=peft_task_type(head),
         r=int(params.get("lora_r", 8)),
         lora_alpha=int(params.get("lora_alpha", 16)),
         lora_dropout=float(params.get("lora_dropout", 0.0)),
-        target_modules=list(params.get("lora_target_modules") or targets),
+        use_rslora=bool(params.get("lora_rslora", False)),
+        target_modules=targets_for(model, params, targets).modules,
+        **extra,
     )
+
+
+def _lora(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+    from peft import get_peft_model
+
+    return get_peft_model(model, _lora_config(model, params, head, targets))
+
+
+def _dora(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+    from peft import get_peft_model
+
+    return get_peft_model(model, _lora_config(model, params, head, targets, use_dora=True))
+
+
+def _qlora(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+    """LoRA on a base model loaded 4-bit (the engine loads it so); on an unquantised base
+    (export on any machine) this is plain LoRA with the same weights."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(params.get("gradient_checkpointing", False)))
+    return get_peft_model(model, _lora_config(model, params, head, targets))
+
+
+def _ia3(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+    from peft import IA3Config, get_peft_model
+
+    chosen = targets_for(model, params, targets)
+    config = IA3Config(task_type=peft_task_type(head), target_modules=chosen.modules, feedforward_modules=chosen.feedforward)
     return get_peft_model(model, config)
 
 
-def _lora_space() -> dict[str, SpaceEntry]:
+def _lycoris(config_class: str, prefix: str) -> Builder:
+    """A builder for peft's LyCORIS family (LoHa, LoKr): rank, alpha and module dropout
+    from ``<prefix>_r``, ``<prefix>_alpha``, ``<prefix>_module_dropout``."""
+
+    def build(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+        import peft
+
+        config = getattr(peft, config_class)(
+            task_type=peft_task_type(head),
+            r=int(params.get(f"{prefix}_r", 8)),
+            alpha=int(params.get(f"{prefix}_alpha", 8)),
+            module_dropout=float(params.get(f"{prefix}_module_dropout", 0.0)),
+            target_modules=targets_for(model, params, targets).modules,
+        )
+        return peft.get_peft_model(model, config)
+
+    return build
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _space(**entries: Any) -> dict[str, SpaceEntry]:
+    """Default settings in short form: a list is a choice, a ``(low, high)`` tuple a range."""
     from automl.recipe import ParamSpec
 
     return {
-        "lora_r": ParamSpec(choices=[4, 8, 16]),
-        "lora_alpha": ParamSpec(choices=[8, 16, 32]),
-        "lora_dropout": ParamSpec(low=0.0, high=0.2),
+        name: ParamSpec(choices=list(v)) if isinstance(v, list) else ParamSpec(low=v[0], high=v[1])
+        for name, v in entries.items()
     }
 
 
@@ -94,19 +251,59 @@ def register_adapter(adapter: Adapter) -> None:
     ADAPTERS[adapter.name] = adapter
 
 
-register_adapter(
-    Adapter("full", _full, learning_rate=(1e-5, 1e-4), peft=False, description="every weight is trained")
-)
-register_adapter(
+_TARGETS = list(TARGET_CHOICES)
+_RANKS = [4, 8, 16]
+_BOOL = [False, True]
+_DROPOUT = Range("float", low=0, high=1, high_open=True)
+_LORA_RANGES = {
+    "lora_r": POSITIVE_INT,
+    "lora_alpha": POSITIVE_INT,
+    "lora_dropout": _DROPOUT,
+    "lora_rslora": Range("any"),
+    "target_modules": Range("name", choices=TARGET_CHOICES),
+}
+
+for _adapter in (
+    Adapter("full", _full, (1e-5, 1e-4), peft=False, description="every weight is trained"),
     Adapter(
-        "lora",
-        _lora,
-        learning_rate=(1e-4, 1e-3),
-        space=_lora_space(),
-        ranges={"lora_r": POSITIVE_INT, "lora_alpha": POSITIVE_INT, "lora_dropout": Range("float", low=0, high=1, high_open=True)},
-        description="low-rank updates of the attention projections (peft LoRA)",
-    )
-)
+        "lora", _lora, (1e-4, 1e-3),
+        _space(lora_r=_RANKS, lora_alpha=[8, 16, 32], lora_dropout=(0.0, 0.2), lora_rslora=_BOOL, target_modules=_TARGETS),
+        ranges=_LORA_RANGES,
+        description="low-rank updates of the chosen linear layers (peft LoRA; lora_rslora scales by alpha/sqrt(r))",
+    ),
+    # DoRA's trained magnitude makes it more sensitive to the learning rate than LoRA.
+    Adapter(
+        "dora", _dora, (5e-5, 5e-4),
+        _space(lora_r=_RANKS, lora_alpha=[8, 16, 32], lora_dropout=(0.0, 0.1), lora_rslora=_BOOL, target_modules=_TARGETS),
+        ranges=_LORA_RANGES,
+        description="LoRA with weight decomposition: direction low-rank, magnitude trained (peft DoRA)",
+    ),
+    # QLoRA (Dettmers et al. 2023) adapts every linear layer at r 16-64.
+    Adapter(
+        "qlora", _qlora, (1e-4, 1e-3),
+        _space(lora_r=[16, 32, 64], lora_alpha=[16, 32, 64], lora_dropout=(0.0, 0.1), lora_rslora=_BOOL,
+               target_modules=["attention+mlp", "all-linear"]),
+        ranges=_LORA_RANGES,
+        quantization="4bit",
+        description="LoRA on 4-bit NF4 base weights through bitsandbytes (CUDA only)",
+    ),
+    Adapter(
+        "ia3", _ia3, (1e-3, 1e-2), _space(target_modules=_TARGETS), ranges={"target_modules": _LORA_RANGES["target_modules"]},
+        description="learned scaling vectors on the chosen layers; fewest trainable weights (peft IA3)",
+    ),
+    Adapter(
+        "loha", _lycoris("LoHaConfig", "loha"), (1e-4, 2e-3),
+        _space(loha_r=_RANKS, loha_alpha=[4, 8, 16], loha_module_dropout=(0.0, 0.1), target_modules=_TARGETS),
+        ranges={"loha_r": POSITIVE_INT, "loha_alpha": POSITIVE_INT, "loha_module_dropout": _DROPOUT, "target_modules": _LORA_RANGES["target_modules"]},
+        description="low-rank Hadamard product updates (peft LoHa)",
+    ),
+    Adapter(
+        "lokr", _lycoris("LoKrConfig", "lokr"), (1e-4, 2e-3), _space(lokr_r=_RANKS, lokr_alpha=[4, 8, 16], target_modules=_TARGETS),
+        ranges={"lokr_r": POSITIVE_INT, "lokr_alpha": POSITIVE_INT, "target_modules": _LORA_RANGES["target_modules"]},
+        description="low-rank Kronecker product updates (peft LoKr)",
+    ),
+):
+    register_adapter(_adapter)
 
 
 def get_adapter(name: str) -> Adapter:
@@ -115,3 +312,54 @@ def get_adapter(name: str) -> Adapter:
         return ADAPTERS[name]
     except KeyError:
         raise KeyError(f"unknown adapter '{name}'; known: {', '.join(ADAPTERS)}") from None
+
+
+def adapter_params(name: str) -> set[str]:
+    """Hyperparameters that belong to adapters other than *name* (and so mean nothing for
+    a trial of *name*): e.g. ``lora_r`` for a ``full`` trial."""
+    own = set(ADAPTERS[name].space) if name in ADAPTERS else set()
+    others = {p for a in ADAPTERS.values() for p in a.space} | {"lora_target_modules"}
+    if ADAPTERS.get(name) is not None and ADAPTERS[name].peft:
+        own.add("lora_target_modules")
+    return others - own
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def quantization_problem(adapter: Adapter, device: str) -> str | None:
+    """Why *adapter* cannot run with ``training.device`` *device* here, or ``None``."""
+    if adapter.quantization is None:
+        return None
+    import importlib.util
+
+    import torch
+
+    wants_cuda = device in ("auto",) or device.startswith("cuda")
+    if not wants_cuda or not torch.cuda.is_available():
+        where = "this machine has no CUDA GPU" if wants_cuda else f"training.device is {device}"
+        return (
+            f"adapter '{adapter.name}' loads the base weights 4-bit through bitsandbytes, which needs a "
+            f"CUDA GPU; {where}. Use adapter 'lora' (or 'dora') instead"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return f"adapter '{adapter.name}' needs bitsandbytes for 4-bit base weights: pip install bitsandbytes"
+    return None
+
+
+def check_adapters(space: Any, device: str, *, file: str | None = None) -> None:
+    """Refuse, before anything trains, a space naming an unknown adapter or one this
+    machine cannot run (QLoRA without CUDA): one line naming ``search.space.adapter``."""
+    from automl.errors import RecipeError, did_you_mean
+    from automl.search.warmstart import space_adapters
+
+    for name in map(str, space_adapters(space)):
+        if name not in ADAPTERS:
+            raise RecipeError(
+                f"unknown adapter '{name}'{did_you_mean(name, ADAPTERS)}; known: {', '.join(ADAPTERS)}",
+                file=file,
+                field="search.space.adapter",
+            )
+        problem = quantization_problem(ADAPTERS[name], device)
+        if problem:
+            raise RecipeError(problem, file=file, field="search.space.adapter")

@@ -9,6 +9,7 @@ the recipe sets ``training.trust_remote_code: true``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import inspect
 from pathlib import Path
@@ -19,8 +20,11 @@ from pydantic import BaseModel
 from automl.task import HEADS, NoOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
     from automl.adapters import Adapter
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def auto_model_class(head: str) -> Any:
@@ -44,6 +48,45 @@ def head_config(*, head: str, num_labels: int, id2label: dict[int, str] | None, 
     if problem_type and head == "sequence-classification":
         kwargs["problem_type"] = problem_type
     return kwargs
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Give a tokenizer without a padding token (most decoder LLMs) one: its end-of-text
+    token, else its unknown token. No new token is added, so the embeddings keep their
+    size. The engine pads on the right and the model pools the last non-padding token;
+    ``pipeline`` may pad on the left: both pick the same position."""
+    if tokenizer.pad_token is None:
+        for candidate in (tokenizer.eos_token, tokenizer.unk_token, tokenizer.bos_token):
+            if candidate is not None:
+                tokenizer.pad_token = candidate
+                break
+    return tokenizer
+
+
+def with_pad_token(config: PretrainedConfig, tokenizer: Callable[[], PreTrainedTokenizerBase]) -> PretrainedConfig:
+    """*config* with the tokenizer's ``pad_token_id`` when it names none."""
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer().pad_token_id
+    return config
+
+
+@contextlib.contextmanager
+def head_support(config: PretrainedConfig, head: str) -> Iterator[None]:
+    """Turn transformers' "Unrecognized configuration class" (no such head for this
+    architecture) into a one-line plugin error."""
+    from automl.errors import PluginError
+
+    try:
+        yield
+    except ValueError as exc:
+        if "Unrecognized configuration class" not in str(exc):
+            raise
+        kind = getattr(config, "model_type", type(config).__name__)
+        raise PluginError(
+            f"architecture '{kind}' has no {head} head in transformers; choose a backbone whose "
+            f"model type has one, or a task with another head",
+            field="backbone",
+        ) from None
 
 
 class Backbone(abc.ABC):
@@ -109,9 +152,29 @@ class Backbone(abc.ABC):
         return hashlib.sha256(f"{self.name}:{self.source()}".encode()).hexdigest()[:16]
 
     def load_tokenizer(self, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+        """The tokenizer, with a padding token (see :func:`ensure_pad_token`)."""
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(self.source(), trust_remote_code=trust_remote_code)
+        return ensure_pad_token(AutoTokenizer.from_pretrained(self.source(), trust_remote_code=trust_remote_code))
+
+    def model_config(
+        self,
+        *,
+        head: str,
+        num_labels: int,
+        id2label: dict[int, str] | None,
+        problem_type: str | None,
+        trust_remote_code: bool = False,
+    ) -> PretrainedConfig:
+        """The model's configuration with the task head's settings and a ``pad_token_id``
+        (decoder LLMs often have none; sequence classification pools the last non-padding
+        token, so it must know which id pads). Used to load the model and, on the meta
+        device, to estimate memory without loading weights."""
+        from transformers import AutoConfig
+
+        kwargs = head_config(head=head, num_labels=num_labels, id2label=id2label, problem_type=problem_type)
+        config = AutoConfig.from_pretrained(self.source(), trust_remote_code=trust_remote_code, **kwargs)
+        return with_pad_token(config, lambda: self.load_tokenizer(trust_remote_code=trust_remote_code))
 
     def load_model(
         self,
@@ -121,14 +184,20 @@ class Backbone(abc.ABC):
         id2label: dict[int, str] | None,
         problem_type: str | None,
         trust_remote_code: bool = False,
+        **load_options: Any,
     ) -> PreTrainedModel:
         """The pretrained model with a freshly initialised head for *head*.
 
-        The caller seeds torch first, so the head's initialisation is reproducible."""
-        kwargs = head_config(head=head, num_labels=num_labels, id2label=id2label, problem_type=problem_type)
-        return auto_model_class(head).from_pretrained(
-            self.source(), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        The caller seeds torch first, so the head's initialisation is reproducible.
+        *load_options* go to ``from_pretrained`` (``dtype``, ``quantization_config``,
+        ``device_map``): the core passes them for bf16 weights and QLoRA."""
+        config = self.model_config(
+            head=head, num_labels=num_labels, id2label=id2label, problem_type=problem_type, trust_remote_code=trust_remote_code
         )
+        with head_support(config, head):
+            return auto_model_class(head).from_pretrained(
+                self.source(), config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **load_options
+            )
 
     def lora_target_modules(self, model: PreTrainedModel) -> list[str]:
         """Default modules LoRA wraps for this model; the recipe's ``lora_target_modules``

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from automl.adapters import ADAPTERS
+from automl.checkpoint import LoopState, TrialCheckpoint
 from automl.device import DeviceSetup
 from automl.task import Encoded, Outputs, Split, Task
 
@@ -66,6 +67,10 @@ class TrialResult:
     best_step: int = 0
     #: Why the trial ended before its last step: "early stopping", "deadline" or None.
     stopped: str | None = None
+    #: The step the trial resumed at from a checkpoint, or None.
+    resumed_from_step: int | None = None
+    #: Peak GPU memory of the trial (torch.cuda.max_memory_allocated), bytes; None on CPU.
+    peak_memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,8 @@ class TrialEngine:
         eval_every: str | int = "epoch",
         eval_batch_size: int = 64,
         policy: TrialPolicy | None = None,
+        gradient_checkpointing: bool = False,
+        load_quantized: Callable[[str], torch.nn.Module] | None = None,
     ) -> None:
         self.task = task
         self.base_model = base_model.to("cpu")
@@ -225,6 +232,9 @@ class TrialEngine:
         self.eval_every = eval_every
         self.eval_batch_size = eval_batch_size
         self.policy = policy or TrialPolicy()
+        self.gradient_checkpointing = gradient_checkpointing
+        #: Loads the base model with quantised weights on the device (QLoRA adapters).
+        self.load_quantized = load_quantized
         self.float_labels = task.problem_type == "regression"
         self.train_lengths = np.fromiter((len(x) for x in encoded["train"]["input_ids"]), dtype=np.int64)
         self.timings: dict[str, float] = {"compute": 0.0, "evaluation": 0.0}
@@ -237,14 +247,16 @@ class TrialEngine:
         reporter: Reporter | None = None,
         progress: Progress | None = None,
         max_micro_batch: int | None = None,
+        checkpoint: TrialCheckpoint | None = None,
     ) -> TrialResult:
-        """Train with *params*; retry with half the micro-batch on out-of-memory."""
+        """Train with *params*; retry with half the micro-batch on out-of-memory. With a
+        *checkpoint*, resume from it if it holds a state for *params* and save when due."""
         batch_size = int(params.get("batch_size", 32))
         micro = min(batch_size, max_micro_batch or batch_size)
         retries = 0
         while True:
             try:
-                return self._train(params, batch_size, micro, retries, reporter, progress)
+                return self._train(params, batch_size, micro, retries, reporter, progress, checkpoint)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -265,9 +277,24 @@ class TrialEngine:
         adapter = params.get("adapter", "full")
         if adapter not in ADAPTERS:
             raise TrialFailed(f"unknown adapter '{adapter}'; known: {', '.join(ADAPTERS)}")
-        model = copy.deepcopy(self.base_model)
-        model = ADAPTERS[adapter].build(model, params, self.task.head, self.lora_targets)
-        return model.to(self.setup.device)
+        spec = ADAPTERS[adapter]
+        if spec.quantization is not None:
+            if self.load_quantized is None:
+                raise TrialFailed(f"adapter '{adapter}' needs quantised base weights, which this engine cannot load")
+            model = self.load_quantized(spec.quantization)  # already on the device
+        else:
+            model = copy.deepcopy(self.base_model)
+        if self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            # Non-reentrant: works with frozen embeddings (peft) without extra hooks.
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        model = spec.build(model, params, self.task.head, self.lora_targets)
+        # Weights loaded in bf16 (large models on GPUs) are frozen; what trains is kept in
+        # fp32 so that small updates are not rounded away (autocast handles the mix).
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != torch.float32 and p.is_floating_point():
+                p.data = p.data.float()
+        return model if spec.quantization is not None else model.to(self.setup.device)
 
     def _optimizer(self, model: torch.nn.Module, params: dict[str, Any], total_steps: int) -> tuple[Any, Any]:
         from transformers import get_scheduler
@@ -319,8 +346,11 @@ class TrialEngine:
         oom_retries: int,
         reporter: Reporter | None,
         progress: Progress | None,
+        checkpoint: TrialCheckpoint | None = None,
     ) -> TrialResult:
         start = time.perf_counter()
+        if self.setup.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.setup.device)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         model = self._fresh_model(params)
@@ -346,14 +376,17 @@ class TrialEngine:
             else None
         )
 
-        step = 0
-        seen = 0
+        step = seen = epoch = evaluations = skip = 0
         compute_time = eval_time = 0.0
         loss_value = float("nan")
-        epoch = 0
+        adapter = str(params.get("adapter", "full"))
+        resumed = checkpoint.restore(model=model, adapter=adapter, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, best=best) if checkpoint else None
+        if resumed is not None:
+            step, seen, epoch, evaluations, skip, loss_value = resumed.step, resumed.seen, resumed.epoch, resumed.evaluations, resumed.position, resumed.loss
         model.train()
         while step < total_steps and stopped is None:
-            for batch_index in length_grouped_batches(self.train_lengths, batch_size, rng):
+            epoch_rng, epoch_start = rng.bit_generator.state, step - skip
+            for batch_index in length_grouped_batches(self.train_lengths, batch_size, rng)[skip:]:
                 if step >= total_steps or stopped is not None:
                     break
                 t0 = time.perf_counter()
@@ -400,6 +433,7 @@ class TrialEngine:
                     if not math.isfinite(value):
                         raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
                     stopped = best.observe(model, step, step == total_steps, value, metrics, calibration)
+                    evaluations += 1
                     eval_time += time.perf_counter() - t1
                     # At the last evaluation the work is done: a pruner's "stop" would only
                     # throw the finished model away, so the trial completes instead; and
@@ -407,7 +441,11 @@ class TrialEngine:
                     prune = reporter is not None and reporter(step, value, metrics)
                     if prune and step < total_steps and stopped is None and step >= policy.prune_after * total_steps:
                         raise TrialStopped(step, value)
+                    if checkpoint is not None and step < total_steps and stopped is None and checkpoint.due():
+                        loop = LoopState(step, epoch, step - epoch_start, epoch_rng, seen, evaluations, loss_value)
+                        checkpoint.save(model=model, adapter=adapter, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loop=loop, best=best)
             epoch += 1
+            skip = 0
         best.restore(model, step)
         assert best.value is not None  # total_steps >= 1 always evaluates
         value, metrics, calibration = best.value, best.metrics, best.calibration
@@ -428,6 +466,8 @@ class TrialEngine:
             timings={"compute": compute_time, "evaluation": eval_time},
             best_step=best.step,
             stopped=stopped,
+            resumed_from_step=resumed.step if resumed is not None else None,
+            peak_memory=torch.cuda.max_memory_allocated(self.setup.device) if self.setup.device.type == "cuda" else None,
         )
 
     def eval_interval(self, batch_size: int, steps_per_epoch: int) -> int:

@@ -62,6 +62,7 @@ def export_best(
     ensemble member's directory) unless it is already exported there. Returns the directory."""
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
 
+    from automl.adapters import ADAPTERS, adapter_params
     from automl.device import pick_device
     from automl.engine import load_trial_weights, predict_outputs
     from automl.run import package_versions
@@ -83,8 +84,10 @@ def export_best(
     params = user_params(trial.params)
     params.update({k: v for k, v in ctx.resolved.space.fixed.items() if k not in params})
     adapter = params.get("adapter", "full")
-    if adapter != "lora":  # fixed LoRA settings did not apply to this trial
-        params = {k: v for k, v in params.items() if not k.startswith("lora_")}
+    # Fixed settings of other adapters (lora_r for a full trial...) did not apply to this one.
+    foreign = adapter_params(adapter)
+    params = {k: v for k, v in params.items() if k not in foreign}
+    spec = ADAPTERS[adapter]
 
     from optuna.artifacts.exceptions import ArtifactNotFound
 
@@ -106,9 +109,10 @@ def export_best(
         backbone = ctx.resolved.backbone
         model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights)
         weights.unlink()
-        if adapter != "full":
+        if spec.peft:
             model.save_pretrained(str(staging / "adapter"), safe_serialization=True)
-            model = model.merge_and_unload()
+            if spec.mergeable:
+                model = model.merge_and_unload()
         model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
 
@@ -138,7 +142,7 @@ def export_best(
             "trial": trial.number,
             "params": params,
             "adapter": adapter,
-            "merged": adapter != "full",
+            "merged": spec.peft and spec.mergeable,
             "metrics": metrics,
             "calibration": calibration,
             "plots": plot_files,

@@ -38,7 +38,7 @@ ENGINE_HYPERPARAMETERS: dict[str, str] = {
     "weight_decay": "AdamW weight decay",
     "warmup_ratio": "share of steps with linear warm-up",
     "scheduler": "learning-rate schedule: linear, cosine or constant",
-    "adapter": "full (all weights) or lora (peft LoRA adapters)",
+    "adapter": "how a trial fine-tunes: full, or a peft adapter (lora, dora, qlora, ia3, loha, lokr)",
     "lora_r": "LoRA rank",
     "lora_alpha": "LoRA alpha (scaling = alpha / r)",
     "lora_dropout": "dropout on the LoRA path",
@@ -203,6 +203,16 @@ class TrainingSpec(_Model):
     early_stopping_min_delta: Annotated[float, Field(ge=0)] = 0.0
     eval_batch_size: Annotated[int, Field(gt=0)] = 64
     trust_remote_code: bool = False
+    weights_dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    gradient_checkpointing: bool = False
+    checkpoint_every: str | Annotated[int, Field(gt=0)] = "auto"
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_every(cls, value: str | int) -> str | int:
+        from automl.checkpoint import check_setting
+
+        return check_setting(value)
 
     @field_validator("device")
     @classmethod
@@ -465,3 +475,10 @@ def load_recipe(path: str | Path) -> Recipe:
             line=(mark.line + 1) if mark else None,
         ) from None
     return parse_recipe(data, file=file, node=node, path=path.resolve())
+
+
+# Each adapter's own settings (lora_rslora, target_modules, loha_r...) are named in the
+# adapter registry; imported last because the registry's default spaces use ParamSpec.
+from automl.adapters import ADAPTER_HYPERPARAMETERS  # noqa: E402
+
+ENGINE_HYPERPARAMETERS.update(ADAPTER_HYPERPARAMETERS)

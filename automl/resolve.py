@@ -73,7 +73,10 @@ def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData
     from automl.data import load_task_data
     from automl.errors import UserError
 
+    from automl.adapters import check_adapters
+
     resolved = resolve(recipe)
+    check_adapters(resolved.space, recipe.training.device, file=str(recipe.path) if recipe.path else None)
     try:
         resolved.backbone.check()
     except UserError as exc:

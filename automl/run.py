@@ -207,17 +207,59 @@ class RunContext:
             encoded, _ = encode_splits(task, splits, tokenizer, self.recipe.training.max_length, self.run_dir / "cache", key)
         return data, tokenizer, encoded
 
-    def load_base_model(self) -> Any:
-        """The backbone with a freshly initialised head, seeded for reproducibility."""
+    def load_base_model(self, *, quantization: str | None = None) -> Any:
+        """The backbone with a freshly initialised head, seeded for reproducibility.
+
+        Weights are bf16 where :meth:`weights_dtype` says so; with *quantization*
+        (``"4bit"``, QLoRA) they are loaded 4-bit NF4 through bitsandbytes straight onto
+        the current CUDA device."""
         import torch
 
         task = self.resolved.task
         torch.manual_seed(self.recipe.training.seed)
         labels = task.labels
+        options: dict[str, Any] = {}
+        dtype = self.weights_dtype()
+        if dtype is not None:
+            options["dtype"] = dtype
+        if quantization == "4bit":
+            from transformers import BitsAndBytesConfig
+
+            compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            options["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+            )
+            options["dtype"] = compute
+            options["device_map"] = {"": torch.cuda.current_device()}
+        elif quantization is not None:
+            raise ValueError(f"unknown quantization {quantization!r}")
         return self.resolved.backbone.load_model(
             head=task.head,
             num_labels=task.num_labels(),
             id2label=dict(enumerate(labels)) if labels else None,
             problem_type=task.problem_type,
             trust_remote_code=self.recipe.training.trust_remote_code,
+            **options,
         )
+
+    def weights_dtype(self) -> Any:
+        """The dtype the base weights are loaded in, or ``None`` for the checkpoint's own
+        (fp32 for most). ``training.weights_dtype: auto`` is bf16 on a CUDA GPU with bf16
+        when every adapter the search can pick is a peft adapter (the frozen base needs no
+        fp32 master copy; what trains is kept in fp32), else fp32."""
+        import torch
+
+        from automl.adapters import ADAPTERS
+        from automl.search.warmstart import space_adapters
+
+        setting = self.recipe.training.weights_dtype
+        if setting == "bf16":
+            return torch.bfloat16
+        if setting == "fp32":
+            return None
+        device = self.recipe.training.device
+        on_gpu = device in ("auto", "cuda") or device.startswith("cuda:")
+        if not (on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+            return None
+        adapters = [str(a) for a in space_adapters(self.resolved.space)]
+        return torch.bfloat16 if all(a in ADAPTERS and ADAPTERS[a].peft for a in adapters) else None

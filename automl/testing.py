@@ -2,6 +2,8 @@
 
 * :class:`TinyBertBackbone`: a randomly initialised BERT-style model (2 layers, hidden 32)
   with the real all-MiniLM-L6-v2 tokenizer, so real training takes seconds on a CPU.
+* :func:`write_tiny_decoder`: a tiny random Llama- or Qwen2-style decoder LLM with its own
+  byte-level BPE tokenizer, written as a model directory for ``backbone: hf``.
 * :func:`write_recipe`: write a recipe dict to YAML next to its data.
 * :func:`registered`: register a throwaway plugin for the duration of a ``with`` block.
 * :func:`write_toy_text_data` and :func:`tiny_recipe`: a small learnable data set and a
@@ -26,7 +28,7 @@ from automl.backbone import Backbone, auto_model_class, head_config
 
 if TYPE_CHECKING:
     import pandas as pd
-    from transformers import PreTrainedModel
+    from transformers import PretrainedConfig, PreTrainedModel
 
     from automl.recipe import DataSpec
     from automl.task import Task
@@ -63,7 +65,7 @@ class TinyBertBackbone(Backbone):
     def fingerprint(self) -> str:
         return f"tiny-bert-{self.options.layers}-{self.options.hidden_size}"  # type: ignore[attr-defined]
 
-    def load_model(
+    def model_config(
         self,
         *,
         head: str,
@@ -71,21 +73,103 @@ class TinyBertBackbone(Backbone):
         id2label: dict[int, str] | None,
         problem_type: str | None,
         trust_remote_code: bool = False,
-    ) -> PreTrainedModel:
+    ) -> PretrainedConfig:
         from transformers import BertConfig
 
         tokenizer = self.load_tokenizer()
         o = self.options
-        config = BertConfig(
+        return BertConfig(
             vocab_size=tokenizer.vocab_size,
             hidden_size=o.hidden_size,  # type: ignore[attr-defined]
             num_hidden_layers=o.layers,  # type: ignore[attr-defined]
             num_attention_heads=o.heads,  # type: ignore[attr-defined]
             intermediate_size=o.hidden_size * 2,  # type: ignore[attr-defined]
             max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
             **head_config(head=head, num_labels=num_labels, id2label=id2label, problem_type=problem_type),
         )
-        return auto_model_class(head).from_config(config)
+
+    def load_model(self, **kwargs: Any) -> PreTrainedModel:
+        """Random weights for :meth:`model_config` (nothing to load; ``dtype`` is honoured)."""
+        options = {k: kwargs.pop(k) for k in ("dtype", "quantization_config", "device_map") if k in kwargs}
+        config = self.model_config(**kwargs)
+        return auto_model_class(kwargs["head"]).from_config(config, **{k: v for k, v in options.items() if k == "dtype"})
+
+
+#: Architectures :func:`write_tiny_decoder` builds: transformers config class, and the
+#: tokenizer's special tokens and padding side in the style of the real family.
+TINY_DECODERS: dict[str, dict[str, Any]] = {
+    # Llama: <s> before every text, </s> and <unk>, no padding token, pads on the left.
+    "llama": {"config": "LlamaConfig", "bos": "<s>", "eos": "</s>", "unk": "<unk>", "padding_side": "left"},
+    # Qwen2: one end-of-text token, nothing added to texts, no padding token, pads on the right.
+    "qwen2": {"config": "Qwen2Config", "bos": None, "eos": "<|endoftext|>", "unk": None, "padding_side": "right"},
+}
+
+
+def write_tiny_decoder(
+    directory: str | Path,
+    *,
+    arch: str = "llama",
+    texts: list[str] | None = None,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny, randomly initialised decoder LLM as a Hugging Face model directory
+    (config, safetensors weights of the causal LM, tokenizer): what ``backbone: hf`` loads
+    for a Llama- or Qwen2-style model, built in a second. The tokenizer is a byte-level BPE
+    trained on *texts* (the toy data's words by default) with the family's special tokens
+    and no padding token, like the real ones. Larger shapes (``hidden_size``, ``layers``,
+    ``heads``, ``kv_heads``, ``intermediate_size``) give a real model's compute with
+    random weights (``benchmarks/gpu_check.sh``). Returns *directory*."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    spec = TINY_DECODERS[arch]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = [t for t in (spec["unk"], spec["bos"], spec["eos"]) if t]
+    bpe = Tokenizer(models.BPE(unk_token=spec["unk"]) if spec["unk"] else models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = texts or [" ".join((*_POSITIVE, *_NEGATIVE, *_FILLER))] * 4
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    if spec["bos"]:
+        bpe.post_processor = processors.TemplateProcessing(
+            single=f"{spec['bos']} $A", pair=f"{spec['bos']} $A {spec['bos']} $B", special_tokens=[(spec["bos"], bpe.token_to_id(spec["bos"]))]
+        )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=spec["bos"],
+        eos_token=spec["eos"],
+        unk_token=spec["unk"],
+        padding_side=spec["padding_side"],
+        model_max_length=512,
+    )
+    tokenizer.save_pretrained(str(directory))
+    config = getattr(transformers, spec["config"])(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(str(directory), safe_serialization=True)
+    return directory
 
 
 def write_recipe(path: str | Path, recipe: dict[str, Any]) -> Path:

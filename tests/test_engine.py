@@ -31,8 +31,8 @@ def build_engine(recipe_path, task: str | None = None) -> TrialEngine:
         splits={"train": data.train, "validation": data.validation},
         setup=pick_device("cpu"),
         pad_id=tokenizer.pad_token_id,
-        objective="f1_macro",
-        direction="maximize",
+        objective=ctx.resolved.objective.name,
+        direction=ctx.resolved.objective.direction,
         lora_targets=ctx.resolved.backbone.lora_target_modules(base),
         seed=0,
     )

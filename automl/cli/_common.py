@@ -34,6 +34,8 @@ def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--artifacts", type=click.Path(), envvar="AUTOML_ARTIFACTS", help="Directory for trial weights, shared by machines that share a study (default: <output>/artifacts)."),
         click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Trial processes on this machine (one GPU each when GPUs are present)."),
         click.option("--gpus", help="GPUs to use, e.g. 0,1 or all (default: all visible GPUs when --device is cuda/auto)."),
+        click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True, help="Trial processes sharing each GPU (small models leave a big GPU mostly idle)."),
+        click.option("--threads-per-worker", type=click.IntRange(min=1), help="CPU threads of each trial process (default: the cores divided among the workers)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -77,6 +79,17 @@ def default_gpus(gpus: str | None, device: str | None, workers: int) -> list[int
     return None
 
 
+def gpus_shared(gpus: str | None, workers: int, per_gpu: int) -> tuple[list[int], int]:
+    """GPUs and worker count for ``--workers-per-gpu``: *per_gpu* workers on each GPU
+    (workers are assigned round robin), at least *workers* in all."""
+    import torch
+
+    parsed = parse_gpus(gpus) or list(range(torch.cuda.device_count()))
+    if not parsed:
+        raise UserError("--workers-per-gpu needs CUDA GPUs and none is visible to torch", field="--workers-per-gpu")
+    return parsed, max(workers, per_gpu * len(parsed))
+
+
 def launch(
     recipe_path: Any,
     *,
@@ -90,6 +103,8 @@ def launch(
     artifacts: str | None,
     workers: int,
     gpus: str | None,
+    workers_per_gpu: int = 1,
+    threads_per_worker: int | None = None,
     fresh: bool = False,
     baseline: bool = True,
     mlflow: str | None = None,
@@ -106,9 +121,13 @@ def launch(
     over = overrides(trials, timeout, output, device, mlflow)
     recipe = load_recipe(recipe_path).with_overrides(**over)
     console = Console(stderr=True, highlight=False)
+    gpu_list = default_gpus(gpus, device or recipe.training.device, workers)
+    if workers_per_gpu > 1:
+        gpu_list, workers = gpus_shared(gpus, workers, workers_per_gpu)
     options = RunOptions(
         workers=workers,
-        gpus=default_gpus(gpus, device or recipe.training.device, workers),
+        threads=threads_per_worker,
+        gpus=gpu_list,
         fresh=fresh,
         baseline=baseline,
         overrides=over,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -18,9 +19,10 @@ def command() -> None:
 @command.command(name="check")
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.option("--no-data", is_flag=True, help="Skip reading the data files.")
-def check_cmd(recipe_path: Path, no_data: bool) -> None:
+@click.option("--no-memory", is_flag=True, help="Skip the memory estimate per adapter.")
+def check_cmd(recipe_path: Path, no_data: bool, no_memory: bool) -> None:
     """Validate RECIPE: keys and types, task and backbone plugins, objective, search space
-    and data, without training."""
+    and data, without training; estimate the memory a trial of each adapter needs."""
     from automl import plugins
     from automl.resolve import check
 
@@ -57,4 +59,28 @@ def check_cmd(recipe_path: Path, no_data: bool) -> None:
         if data.label_names:
             shown = ", ".join(data.label_names[:10]) + (" ..." if len(data.label_names) > 10 else "")
             console.print(f"  labels ({len(data.label_names)}): {shown}")
+    if not no_memory:
+        print_memory(console, resolved, recipe)
     console.print(f"  output: {recipe.output_dir}")
+
+
+def print_memory(console: Console, resolved: Any, recipe: Any) -> None:
+    """A line per adapter: weights, training state, activations, total, and whether it fits."""
+    import warnings
+
+    from automl.memory import device_memory, human_bytes, recipe_estimates
+
+    what, available = device_memory(recipe.training.device)
+    room = f"{what} {human_bytes(available)}" if available else what
+    console.print(f"  memory per trial (estimate at the largest batch size, max_length {recipe.training.max_length}; {room}):")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        estimates = recipe_estimates(resolved, recipe)
+    for e in estimates:
+        fits = "" if available is None else ("  fits" if e.total < available else "  [red]does not fit[/]")
+        console.print(
+            f"    {e.adapter}: {human_bytes(e.total)} = weights {human_bytes(e.weights)} + gradients and optimiser "
+            f"{human_bytes(e.training_state)} + activations {human_bytes(e.activations)}; "
+            f"trainable {e.trainable:,} of {e.parameters:,} parameters{fits}",
+            soft_wrap=True,
+        )

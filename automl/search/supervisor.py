@@ -38,6 +38,8 @@ class RunOptions:
     export: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
     artifacts: str | None = None
+    #: CPU threads per worker process (default: the cores divided among the workers).
+    threads: int | None = None
 
 
 @dataclass
@@ -223,6 +225,8 @@ class Supervisor:
     # ------------------------------------------------------------------ workers
 
     def _threads(self) -> int | None:
+        if self.options.threads:
+            return self.options.threads
         if self.options.gpus:
             return None
         return max(1, (os.cpu_count() or 1) // max(1, self.options.workers))
@@ -474,6 +478,7 @@ def run_recipe(
     console: Console | None = None,
 ) -> RunOutcome:
     """Run a recipe's search: the library function behind ``automl run``."""
+    from automl.adapters import check_adapters
     from automl.search.worker import quiet_libraries
 
     quiet_libraries()
@@ -489,6 +494,7 @@ def run_recipe(
     for warning in ctx.resolved.warnings:
         console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
     ctx.resolved.backbone.check()
+    check_adapters(ctx.resolved.space, recipe.training.device, file=ctx.file)
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")
     moved = ctx.prepare_dir(fresh=options.fresh)

@@ -228,7 +228,22 @@ class Worker:
             eval_every=training.eval_every,
             eval_batch_size=training.eval_batch_size,
             policy=policy,
+            gradient_checkpointing=training.gradient_checkpointing,
+            load_quantized=lambda quantization: ctx.load_base_model(quantization=quantization),
         )
+
+    def _checkpoint(self, trial: optuna.Trial, params: dict[str, Any], on_resume: Any) -> Any:
+        """The trial's checkpoint when the recipe (or ``auto`` for a large backbone) asks for
+        one. A re-run of a trial cut off by a crash (``retry_of``) finds its checkpoint."""
+        from automl.checkpoint import TrialCheckpoint, parse_policy
+
+        n_parameters = sum(p.numel() for p in self.engine.base_model.parameters())
+        policy = parse_policy(self.recipe.training.checkpoint_every, n_parameters)
+        if policy is None:
+            return None
+        key = trial.user_attrs.get("retry_of", trial.number)
+        directory = (self.ctx.artifacts or self.ctx.run_dir) / "checkpoints" / f"{self.args.study_name}-trial-{key}"
+        return TrialCheckpoint(directory, params, policy, on_resume=on_resume)
 
     def study(self) -> optuna.Study:
         from automl.search.samplers import make_pruner, make_sampler
@@ -349,13 +364,20 @@ class Worker:
         def progress(epoch: int, step: int, total: int, loss: float) -> None:
             self._write_progress(trial=trial.number, epoch=epoch, step=step, total=total, loss=loss)
 
+        def resumed(loop: Any) -> None:
+            nonlocal evals
+            evals = loop.evaluations
+            set_attr("resumed_from_step", loop.step)
+
+        checkpoint = self._checkpoint(trial, params, resumed)
+
         try:
             try:
                 hook.automl_trial_start(run=run_info, trial=info)
             except Exception as exc:
                 name = _plugin_in_traceback(exc) or "a plugin"
                 raise TrialFailed(f"plugin '{name}' raised in automl_trial_start: {type(exc).__name__}: {exc}") from exc
-            result = self.engine.run_trial(params, reporter=report, progress=progress)
+            result = self.engine.run_trial(params, reporter=report, progress=progress, checkpoint=checkpoint)
         except TrialStopped as stop:
             set_attr("pruned_at_step", stop.step)
             set_attr("seconds", time.perf_counter() - start)
@@ -384,6 +406,8 @@ class Worker:
             outcome = self._complete(study, trial, params, result, start)
         finally:
             self.engine.free_memory()
+        if checkpoint is not None:  # the trial ended: its checkpoint is not needed again
+            checkpoint.remove()
         try:
             hook.automl_trial_end(run=run_info, trial=info, outcome=outcome)
         except Exception as exc:
@@ -413,6 +437,8 @@ class Worker:
         note = self.ctx.resolved.task.diagnose(result.metrics)
         if note:
             set_attr("note", note[:300])
+        if result.peak_memory is not None:
+            set_attr("peak_gpu_memory_mib", round(result.peak_memory / 2**20))
         if self._in_top_k(study, result.value):
             self._keep_weights(study, trial, params, result)
         self._tell(study, trial, result.value)
