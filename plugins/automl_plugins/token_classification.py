@@ -107,6 +107,9 @@ class TokenClassification(Task):
         Metric("entity_precision", "maximize", "share of predicted entities that are right"),
         Metric("entity_recall", "maximize", "share of true entities found"),
         Metric("token_accuracy", "maximize", "share of words with the right tag"),
+        # Counts the collapse detector reads (diagnose): 0 entities = every word tagged O.
+        Metric("predicted_entities", "maximize", "entities the model predicted (0: collapsed, every word O)"),
+        Metric("predicted_tag_kinds", "maximize", "distinct tags the model predicted (1: collapsed to one tag)"),
     )
     default_metric = "entity_f1"
     extra_hyperparameters = {
