@@ -1,8 +1,10 @@
-"""Predictions from an exported model (``automl predict``).
+"""Predictions from an exported model (``automl predict`` and ``automl.load_model``).
 
-The model directory is what the export wrote (``<run>/best``): transformers weights and
-tokenizer plus ``automl.json``, which names the task, its options, the data columns, the
-labels, the max length and the calibration (e.g. a tuned decision threshold).
+The model directory is what the export wrote (``<run>/best``): the weights (a
+transformers model, or for a ``fused`` export the encoder, the feature tower and the
+feature statistics) and tokenizer plus ``automl.json``, which names the task, its
+options, the data columns, the labels, the max length and the calibration (e.g. a tuned
+decision threshold).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ if TYPE_CHECKING:
     from automl.task import Task
 
 META_FILE = "automl.json"
+#: Called with a number of rows (the total, then each batch).
+Progress = Callable[[int], None] | None
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass
 class ExportedModel:
-    """An exported model, ready to predict."""
+    """An exported model, ready to predict (what :func:`automl.load_model` returns)."""
 
     path: Path
     meta: dict[str, Any]
@@ -38,6 +42,16 @@ class ExportedModel:
     @property
     def text_column(self) -> str:
         return str((self.meta.get("data") or {}).get("text_column", "text"))
+
+    def predict(self, frame: pd.DataFrame, *, batch_size: int = 64) -> pd.DataFrame:
+        """The rows of *frame* with the task's prediction columns added (``prediction``
+        and scores), calibration applied, as ``automl predict`` writes them."""
+        return predict_frame(self, frame, batch_size=batch_size)
+
+    def outputs(self, frame: pd.DataFrame, *, batch_size: int = 64) -> Any:
+        """Raw model outputs for the rows of *frame*: an ``[n, outputs]`` array (logits)
+        for sequence heads, one ``[tokens, tags]`` array per row for token heads."""
+        return _outputs(self, frame, batch_size=batch_size)[0]
 
 
 def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -75,25 +89,32 @@ def load_exported(model_dir: str | Path, *, column: str | None = None, device: s
         meta = {**meta, "data": data}
     task = task_cls(options, DataSpec.model_construct(**{k: v for k, v in data.items() if k in DataSpec.model_fields}))
     task.labels = meta.get("labels")
-    model, tokenizer = _load_model(path, meta)
+    model, tokenizer, task.features = _load_model(path, meta)
     from automl.device import pick_device
 
     model.to(pick_device(device).device)
     return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
 
 
-def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
+def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, feature pipeline or ``None``) of an export."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from automl.fusion import load_fused
 
     cls = AutoModelForTokenClassification if meta.get("head") == "token-classification" else AutoModelForSequenceClassification
     remote = bool(meta.get("trust_remote_code", False))
     try:
-        model = cls.from_pretrained(str(path), use_safetensors=True, trust_remote_code=remote)
+        features = None
+        if meta.get("kind") == "fused":
+            model, features = load_fused(path, trust_remote_code=remote)
+        else:
+            model = cls.from_pretrained(str(path), use_safetensors=True, trust_remote_code=remote)
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=remote)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load the exported model: {first}", file=path) from None
-    return model, tokenizer
+    return model, tokenizer, features
 
 
 def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = None) -> tuple[pd.DataFrame, str]:
@@ -126,23 +147,31 @@ def predict_frame(
     """The input rows with the task's prediction columns added (``prediction``, scores)."""
     import pandas as pd
 
+    outputs, split, encoded = _outputs(exported, frame, file=file, batch_size=batch_size, on_total=on_total, on_batch=on_batch)
+    rows = exported.task.predict(outputs, split, encoded, exported.meta.get("calibration") or {})
+    predicted = pd.DataFrame(rows, index=frame.index)
+    base = frame.drop(columns=[c for c in predicted.columns if c in frame.columns])
+    return pd.concat([base, predicted], axis=1)
+
+
+def _outputs(exported: ExportedModel, frame: pd.DataFrame, *, file: str = "<input>", batch_size: int = 64,
+             on_total: Progress = None, on_batch: Progress = None) -> tuple[Any, Any, dict[str, Any]]:
+    """(raw outputs, split, encoded) for *frame*: read, tokenised, features added."""
     from automl.device import pick_device
+    from automl.encoding import encode_split
     from automl.engine import predict_outputs
 
     task = exported.task
     split = task.read(frame, split="predict", file=file, label_names=task.labels)
     max_length = int(exported.meta.get("max_length") or 512)
-    encoded = task.encode(split, exported.tokenizer, max_length)
+    encoded = encode_split(task, split, exported.tokenizer, max_length, file=file)
     if on_total is not None:
         on_total(len(split))
     setup = pick_device(str(next(exported.model.parameters()).device))
     outputs = predict_outputs(
         exported.model, encoded, setup, exported.tokenizer.pad_token_id or 0, batch_size, task.head, on_batch=on_batch
     )
-    rows = task.predict(outputs, split, encoded, exported.meta.get("calibration") or {})
-    predicted = pd.DataFrame(rows, index=frame.index)
-    base = frame.drop(columns=[c for c in predicted.columns if c in frame.columns])
-    return pd.concat([base, predicted], axis=1)
+    return outputs, split, encoded
 
 
 def output_format(path: str | Path) -> str:
