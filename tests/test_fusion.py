@@ -129,3 +129,8 @@ def test_export_then_predict_scores_raw_rows_exactly_as_the_run_did(table_dir, t
     result = CliRunner().invoke(cli, ["predict", str(best), str(missing)])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "'color'" in result.output, result.output
+
+
+def test_feature_columns_may_not_name_the_text_or_label_column(table_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["recipe", "check", str(table_recipe(table_dir, tmp_path, features=("amount", "label")))])
+    assert result.exit_code == 2 and "data.feature_columns" in result.output and "'label'" in result.output
