@@ -3,7 +3,14 @@
 Plugins import :data:`hookimpl` from here and target :data:`API_VERSION`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:
+    from automl.results.predict import ExportedModel
 
 __version__ = "0.1.0"
 

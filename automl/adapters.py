@@ -82,6 +82,8 @@ class Adapter:
 def peft_task_type(head: str) -> Any:
     from peft import TaskType
 
+    if head == "feature-extraction":  # an encoder without a task head (table-column fusion)
+        return TaskType.FEATURE_EXTRACTION
     return TaskType.TOKEN_CLS if head == "token-classification" else TaskType.SEQ_CLS
 
 

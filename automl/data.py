@@ -204,7 +204,7 @@ def data_fingerprint(recipe: Recipe) -> str:
     d = recipe.data
     h.update(
         json.dumps(
-            [d.validation_fraction, d.test_fraction, d.text_column, d.label_column, d.max_rows,
+            [d.validation_fraction, d.test_fraction, d.text_column, d.label_column, d.max_rows, d.feature_columns,
              recipe.training.seed, recipe.task, recipe.task_options],
             sort_keys=True,
             default=str,
@@ -251,12 +251,28 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
     train_frame = read_table(train_path, max_rows=d.max_rows)
     label_names = task.label_names(train_frame, file=str(train_path))
     train = task.read(train_frame, split="train", file=str(train_path), label_names=label_names)
+    columns = task.feature_columns()
+    task.features = None
+    if columns:
+        from automl.features import FeaturePipeline
+
+        if task.head != "sequence-classification":
+            from automl.errors import RecipeError
+
+            raise RecipeError(f"task '{task.name}' has a {task.head} head; table-column features need one "
+                              "output per row (sequence-classification)", field="data.feature_columns")
+
+        # Fitted on the whole file first so that an error names the file's row; refitted
+        # below on the training rows alone if validation or test rows are split off.
+        task.features = FeaturePipeline.fit(train_frame, columns, file=str(train_path))
 
     def load(which: str) -> Split | None:
         path = recipe.data_path(which)
         if path is None:
             return None
         frame = read_table(path, max_rows=d.max_rows)
+        if task.features is not None:
+            task.features.transform(frame, file=str(path))  # a bad cell fails now, naming the file
         return task.read(frame, split=which, file=str(path), label_names=label_names)  # type: ignore[arg-type]
 
     test = load("test")
@@ -267,4 +283,11 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
         train, validation = carve(
             train, d.validation_fraction, recipe.training.seed + 1, task.stratify(train), file=str(train_path)
         )
+    if task.features is not None:
+        from automl.features import FeaturePipeline
+
+        if train.frame is not None and len(train.frame) != len(train_frame):
+            task.features = FeaturePipeline.fit(train.frame, columns, file=str(train_path))
+        if not task.features.active:
+            task.features = None
     return TaskData(train=train, validation=validation, test=test, label_names=label_names)

@@ -2,8 +2,9 @@
 
 The cache key is the data fingerprint + the tokenizer (backbone fingerprint) + max length,
 so a second worker, a resumed run or the next trial never tokenises again.
-``input_ids`` and ``labels`` live in an ``.npz`` (ragged lists as flat array + offsets),
-any other keys a task adds (``word_ids``, ...) in a JSON sidecar.
+``input_ids``, ``labels`` and the table-column features (``numeric``, ``categorical``)
+live in an ``.npz`` (ragged lists as flat array + offsets), any other keys a task adds
+(``word_ids``, ...) in a JSON sidecar.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from automl.features import FEATURE_KEYS
 from automl.task import Encoded, Split, Task
+
+#: Keys stored as arrays; the rest goes to the JSON sidecar.
+ARRAY_KEYS = ("input_ids", "labels", *FEATURE_KEYS)
 
 
 def cache_key(data_fingerprint: str, tokenizer_fingerprint: str, max_length: int, task: str) -> str:
@@ -32,8 +37,8 @@ def save_encoded(path: Path, encoded: Encoded) -> None:
     arrays: dict[str, np.ndarray] = {}
     extras: dict[str, Any] = {}
     for key, values in encoded.items():
-        if key in ("input_ids", "labels"):
-            if _is_ragged(values):
+        if key in ARRAY_KEYS:
+            if _is_ragged(values) and key not in FEATURE_KEYS:
                 lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
                 flat = np.concatenate([np.asarray(v) for v in values]) if len(values) else np.zeros(0)
                 arrays[f"{key}.flat"] = flat
@@ -53,7 +58,7 @@ def load_encoded(path: Path) -> Encoded:
     out: Encoded = {}
     with np.load(path, allow_pickle=False) as npz:
         names = set(npz.files)
-        for key in ("input_ids", "labels"):
+        for key in ARRAY_KEYS:
             if f"{key}.flat" in names:
                 flat, offsets = npz[f"{key}.flat"], npz[f"{key}.offsets"]
                 out[key] = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
@@ -63,6 +68,22 @@ def load_encoded(path: Path) -> Encoded:
     if sidecar.exists():
         out.update(json.loads(sidecar.read_text()))
     return out
+
+
+def encode_split(task: Task, split: Split, tokenizer: Any, max_length: int, *, file: str | None = None) -> Encoded:
+    """The task's encoding of *split* plus, when the task has a fitted feature pipeline,
+    its ``numeric`` and ``categorical`` features (one array per example)."""
+    encoded = task.encode(split, tokenizer, max_length)
+    n = len(split)
+    for k, v in encoded.items():
+        if len(v) != n:
+            raise ValueError(f"task '{task.name}' encode() returned {len(v)} '{k}' for {n} examples")
+    if task.features is not None:
+        if split.frame is None:
+            raise ValueError(f"task '{task.name}' names feature columns but its split has no frame")
+        for key, array in task.features.transform(split.frame, file=file).items():
+            encoded[key] = list(array)
+    return encoded
 
 
 def encode_splits(
@@ -82,11 +103,7 @@ def encode_splits(
             out[name] = load_encoded(path)
             continue
         hit = False
-        encoded = task.encode(split, tokenizer, max_length)
-        n = len(split)
-        for k, v in encoded.items():
-            if len(v) != n:
-                raise ValueError(f"task '{task.name}' encode() returned {len(v)} '{k}' for {n} examples")
+        encoded = encode_split(task, split, tokenizer, max_length, file=f"{name} split")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_encoded(path, encoded)

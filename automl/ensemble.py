@@ -357,7 +357,7 @@ def model_card(meta: dict[str, Any], metrics_table: Callable[[dict[str, Any]], l
         "```",
         "",
         "or `automl predict PATH/TO/best data.csv`. Each member is a model of its own under",
-        "`members/` (a fine-tuned member also loads with `transformers`); `ensemble.json` holds",
+        "`members/` (a fine-tuned text-only member also loads with `transformers`); `ensemble.json` holds",
         "the weights. The ensemble as a whole loads only with automl.",
         "",
         *metrics_table(meta["metrics"]),

@@ -1,4 +1,15 @@
-"""Export the best trial to ``<run>/best/``: a directory ``transformers`` loads directly.
+"""Export the best trial to ``<run>/best/``.
+
+Two kinds of export (``kind`` in ``automl.json``):
+
+* ``transformers`` (text only): a directory ``transformers`` loads directly
+  (``pipeline(...)``, ``AutoModelFor...from_pretrained``), and ``automl.load_model``;
+* ``fused`` (text fused with table-column features, :mod:`automl.fusion`): the merged
+  encoder in ``best/backbone/``, the feature tower and head in ``fusion.safetensors``, the
+  feature statistics and vocabularies in ``features.json``; ``automl.load_model`` and
+  ``automl predict`` load it (``transformers`` alone cannot: it needs the feature tower).
+
+Both have:
 
 * LoRA weights merged into the base by default; the unmerged adapter is kept in
   ``best/adapter/``;
@@ -72,7 +83,7 @@ def export_best(
         return None
     run_dir: Path = ctx.run_dir
     best_dir = dest or run_dir / BEST_DIR
-    if dest is None and exported_trial(run_dir) == trial.number and (best_dir / "config.json").exists():
+    if dest is None and exported_trial(run_dir) == trial.number and (best_dir / META_FILE).exists():
         return best_dir
     artifact_id = trial.user_attrs.get("artifact_id")
     if not artifact_id:
@@ -107,13 +118,18 @@ def export_best(
             ) from None
         base = ctx.load_base_model()
         backbone = ctx.resolved.backbone
-        model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights)
+        model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights, task=task)
         weights.unlink()
-        if spec.peft:
-            model.save_pretrained(str(staging / "adapter"), safe_serialization=True)
-            if spec.mergeable:
-                model = model.merge_and_unload()
-        model.save_pretrained(str(staging), safe_serialization=True)
+        if task.features is not None:  # table columns fused with the backbone
+            from automl.fusion import save_fused
+
+            model = save_fused(model, adapter, staging, task.features)
+        else:
+            if spec.peft:
+                model.save_pretrained(str(staging / "adapter"), safe_serialization=True)
+                if spec.mergeable:
+                    model = model.merge_and_unload()
+            model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
 
         setup = pick_device("cpu")
@@ -136,6 +152,7 @@ def export_best(
 
         meta = {
             **task_fields(ctx),
+            "kind": "fused" if task.features is not None else "transformers",
             "backbone": recipe.backbone,
             "backbone_options": recipe.backbone_options,
             "max_length": recipe.training.max_length,
@@ -175,7 +192,11 @@ def task_fields(ctx: Any) -> dict[str, Any]:
         "automl_version": package_versions().get("automl"),
         "task": task.name,
         "task_options": recipe.task_options,
-        "data": {"text_column": recipe.data.text_column, "label_column": recipe.data.label_column},
+        "data": {
+            "text_column": recipe.data.text_column,
+            "label_column": recipe.data.label_column,
+            "feature_columns": task.features.columns if getattr(task, "features", None) is not None else None,
+        },
         "head": task.head,
         "labels": task.labels,
         "objective": {"metric": ctx.resolved.objective.name, "direction": ctx.resolved.objective.direction},
@@ -235,6 +256,30 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> list[str]:
 def model_card(meta: dict[str, Any]) -> str:
     """A model card (README.md) written from the facts in automl.json."""
     pipeline_task = "token-classification" if meta["head"] == "token-classification" else "text-classification"
+    fused = meta.get("kind") == "fused"
+    if fused:
+        use = [
+            "Text fused with the table columns "
+            + ", ".join(f"`{c}`" for c in (meta.get("data") or {}).get("feature_columns") or [])
+            + " (feature tower in `fusion.safetensors`, statistics and vocabularies in "
+            "`features.json`, encoder in `backbone/`). Load it with automl; "
+            "`transformers.pipeline` cannot load it (it would miss the table columns):",
+            "",
+            "```python",
+            "import automl",
+            'model = automl.load_model("PATH/TO/best")',
+            "scored = model.predict(frame)   # a pandas DataFrame with the training columns",
+            "```",
+        ]
+    else:
+        use = [
+            "```python",
+            "from transformers import pipeline",
+            f'model = pipeline("{pipeline_task}", model="PATH/TO/best")',
+            "```",
+            "",
+            'or `automl.load_model("PATH/TO/best").predict(frame)` in Python',
+        ]
     lines = [
         f"# {meta['study']}: {meta['task']} on {meta['backbone']}",
         "",
@@ -244,10 +289,7 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         "## Use",
         "",
-        "```python",
-        "from transformers import pipeline",
-        f'model = pipeline("{pipeline_task}", model="PATH/TO/best")',
-        "```",
+        *use,
         "",
         "or `automl predict PATH/TO/best data.csv` (applies the task's calibration"
         + (", e.g. the tuned decision threshold" if meta.get("calibration", {}).get("threshold") is not None else "")

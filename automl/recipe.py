@@ -43,6 +43,9 @@ ENGINE_HYPERPARAMETERS: dict[str, str] = {
     "lora_alpha": "LoRA alpha (scaling = alpha / r)",
     "lora_dropout": "dropout on the LoRA path",
     "lora_target_modules": "module names LoRA wraps; default from the backbone plugin",
+    "fusion_width": "width of the feature tower and fusion layer (tasks with table-column features)",
+    "fusion_dropout": "dropout in the feature tower and fusion head",
+    "fusion_lr_factor": "learning rate of the feature tower and fusion head, as a multiple of learning_rate",
 }
 
 
@@ -120,6 +123,9 @@ class DataSpec(_Model):
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
     text_column: str = "text"
     label_column: str = "label"
+    #: Table columns fed to the model as features (numbers, categories) next to the text,
+    #: for tasks that take them (``text-classification``, ``text-regression``).
+    feature_columns: list[str] | None = None
     max_rows: Annotated[int, Field(gt=0)] | None = None
 
 

@@ -8,7 +8,8 @@ The core calls these methods; it knows nothing about any domain.
 When the core calls what:
 
 * once per run: ``label_names`` (on the training frame), ``read`` (each split),
-  ``encode`` (each split; cached on disk), ``baseline``;
+  ``feature_columns`` (after reading), ``encode`` (each split; cached on disk),
+  ``baseline``;
 * at export and in ``automl predict`` of a saved baseline or an ensemble: ``baseline_outputs``;
 * each trial: ``loss`` (each step, when overridden), ``compute_metrics`` and
   ``calibrate`` (each evaluation);
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from automl.adapters import Adapter
+    from automl.features import FeaturePipeline
     from automl.recipe import DataSpec, SpaceEntry
     from automl.search.ranges import Range
 
@@ -47,6 +49,8 @@ Outputs = np.ndarray | list[np.ndarray]
 #: Encoded split: ``input_ids`` (one list of ids per example) and, when labels are known,
 #: ``labels`` (an int or float per example, or one list of ids per example with -100 for
 #: positions that are not scored). Tasks may add keys (e.g. ``word_ids``) for ``predict``.
+#: When the task has table-column features the core adds ``numeric`` and ``categorical``
+#: (one array per example, see :mod:`automl.features`).
 Encoded = dict[str, list[Any]]
 
 
@@ -161,6 +165,10 @@ class Task(abc.ABC):
         #: Class names in id order, set by the core once known (from the training data in a
         #: run, from the model's ``id2label`` in ``automl predict``); ``None`` for regression.
         self.labels: list[str] | None = None
+        #: The fitted feature pipeline of the columns :meth:`feature_columns` names, set by
+        #: the core (from the training split in a run, from the export in ``automl
+        #: predict``); ``None`` when the model takes text only.
+        self.features: FeaturePipeline | None = None
 
     # ------------------------------------------------------------------ contract
 
@@ -223,7 +231,24 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, split: Split, tokenizer: Any, max_length: int) -> Encoded:
-        """Tokenise a split: ``input_ids`` per example and ``labels`` when known."""
+        """Tokenise a split: ``input_ids`` per example and ``labels`` when known.
+
+        Several text columns should share *max_length* fairly
+        (:func:`automl.features.encode_segments`) rather than be cut where the first
+        ones end."""
+
+    def feature_columns(self) -> list[str]:
+        """Table columns the model takes as features next to the text: numbers (normalised
+        from training statistics, missing values flagged) and categories (learned
+        embeddings, unseen values in an "unknown" slot), fused with the backbone's output
+        (:mod:`automl.fusion`). Called once per run after :meth:`read` of the training
+        split. Empty (the default): the model takes text only.
+
+        The core fits :class:`automl.features.FeaturePipeline` on these columns of
+        ``Split.frame``, adds the features to every encoded split and exports the pipeline
+        with the model; the task only names the columns (and should keep them out of its
+        text input)."""
+        return []
 
     # ------------------------------------------------------------------ training
 

@@ -8,7 +8,8 @@
 * :func:`registered`: register a throwaway plugin for the duration of a ``with`` block.
 * :func:`write_toy_text_data` and :func:`tiny_recipe`: a small learnable data set and a
   recipe on the tiny backbone that trains in about a second per trial.
-* :func:`check_task` and :func:`check_backbone`: contract checks for a plugin's classes.
+* :func:`write_toy_table_data`: text plus a numeric and a categorical column, where only
+  the table columns tell the label (for table-column fusion).
 * :func:`check_task` and :func:`check_backbone`: the contract a plugin's task or backbone
   must meet, checked the way automl uses it (``automl plugins new`` writes tests with them).
 """
@@ -228,6 +229,35 @@ def write_toy_text_data(
                 words = rng.sample(_FILLER, 8) + rng.sample(_POSITIVE if positive else _NEGATIVE, 2)
                 rng.shuffle(words)
                 writer.writerow([" ".join(words), labels[1] if positive else labels[0]])
+    return directory
+
+
+def write_toy_table_data(
+    directory: str | Path, *, train: int = 300, validation: int = 100, test: int = 100, seed: int = 0
+) -> Path:
+    """Write ``text,amount,color,label`` CSVs where the text is filler and the label comes
+    from the table columns alone: ``positive`` when ``amount`` plus 30 for a ``red`` row
+    reaches 65. A few ``amount`` cells are empty (those rows follow the colour). A model
+    that sees only the text cannot beat chance; one with the columns fused can. Returns
+    *directory*."""
+    import csv
+    import random
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for name, n in (("train", train), ("validation", validation), ("test", test)):
+        with (directory / f"{name}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "amount", "color", "label"])
+            for _ in range(n):
+                amount = round(rng.uniform(0, 100), 2)
+                color = rng.choice(["red", "green", "blue"])
+                positive = amount + (30 if color == "red" else 0) >= 65
+                shown: Any = amount
+                if rng.random() < 0.03:
+                    shown, positive = "", color == "red"
+                writer.writerow([" ".join(rng.sample(_FILLER, 8)), shown, color, "positive" if positive else "negative"])
     return directory
 
 

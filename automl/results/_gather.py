@@ -117,7 +117,8 @@ class RunResults:
         """What ``best/`` holds: ``"trial"``, ``"baseline"`` or ``"ensemble"`` (``None``: nothing)."""
         if not self.best_export:
             return None
-        return str(self.best_export.get("kind") or "trial")
+        kind = str(self.best_export.get("kind") or "trial")
+        return kind if kind in ("baseline", "ensemble") else "trial"  # transformers or fused: a trial
 
     @property
     def exported_label(self) -> str:

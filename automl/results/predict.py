@@ -1,8 +1,10 @@
-"""Predictions from an exported model (``automl predict``).
+"""Predictions from an exported model (``automl predict`` and ``automl.load_model``).
 
-The model directory is what the export wrote (``<run>/best``): transformers weights and
-tokenizer plus ``automl.json``, which names the task, its options, the data columns, the
-labels, the max length and the calibration (e.g. a tuned decision threshold).
+The model directory is what the export wrote (``<run>/best``): the weights (a
+transformers model, or for a ``fused`` export the encoder, the feature tower and the
+feature statistics) and tokenizer plus ``automl.json``, which names the task, its
+options, the data columns, the labels, the max length and the calibration (e.g. a tuned
+decision threshold).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ if TYPE_CHECKING:
     from automl.task import Task
 
 META_FILE = "automl.json"
+#: Called with a number of rows (the total, then each batch).
+Progress = Callable[[int], None] | None
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass
 class ExportedModel:
-    """An exported model, ready to predict."""
+    """An exported model, ready to predict (what :func:`automl.load_model` returns)."""
 
     path: Path
     meta: dict[str, Any]
@@ -112,25 +116,32 @@ def load_exported(model_dir: str | Path, *, column: str | None = None, device: s
 
         model, tokenizer = load_onnx(path, meta)
         return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
-    model, tokenizer = _load_model(path, meta)
+    model, tokenizer, task.features = _load_model(path, meta)
     from automl.device import pick_device
 
     model.to(pick_device(device).device)
     return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
 
 
-def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
+def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, feature pipeline or ``None``) of an export."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from automl.fusion import load_fused
 
     cls = AutoModelForTokenClassification if meta.get("head") == "token-classification" else AutoModelForSequenceClassification
     remote = bool(meta.get("trust_remote_code", False))
     try:
-        model = cls.from_pretrained(str(path), use_safetensors=True, trust_remote_code=remote)
+        features = None
+        if meta.get("kind") == "fused":
+            model, features = load_fused(path, trust_remote_code=remote)
+        else:
+            model = cls.from_pretrained(str(path), use_safetensors=True, trust_remote_code=remote)
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=remote)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load the exported model: {first}", file=path) from None
-    return model, tokenizer
+    return model, tokenizer, features
 
 
 def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = None) -> tuple[pd.DataFrame, str]:
@@ -186,15 +197,17 @@ def _run(
 ) -> tuple[Any, Any, Any]:
     """(split, outputs, encoded) of a fine-tuned model on raw rows."""
     from automl.device import pick_device
+    from automl.encoding import encode_split
     from automl.engine import predict_outputs
 
     task = exported.task
     split = task.read(frame, split="predict", file=file, label_names=task.labels)
     max_length = int(exported.meta.get("max_length") or 512)
-    encoded = task.encode(split, exported.tokenizer, max_length)
+    encoded = encode_split(task, split, exported.tokenizer, max_length, file=file)
     if on_total is not None:
         on_total(len(split))
-    setup = pick_device(str(exported.model.device))  # a transformers model or an ONNX one (cpu)
+    device = getattr(exported.model, "device", None)  # a transformers model or an ONNX one (cpu)
+    setup = pick_device(str(device if device is not None else next(exported.model.parameters()).device))
     outputs = predict_outputs(
         exported.model, encoded, setup, exported.tokenizer.pad_token_id or 0, batch_size, task.head, on_batch=on_batch
     )

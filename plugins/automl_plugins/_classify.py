@@ -10,10 +10,29 @@ from automl.errors import DataError
 
 
 class Columns:
-    """``text_column`` / ``label_column`` from the recipe's ``data`` section (defaults
-    ``text`` / ``label``) for tasks that keep the recipe in ``self.data``."""
+    """``text_column`` / ``label_column`` / ``feature_columns`` from the recipe's ``data``
+    section (defaults ``text`` / ``label`` / none) for tasks that keep the recipe in
+    ``self.data``. Feature columns are fused with the text (``automl.fusion``), and the
+    default space then searches the fusion settings too."""
 
     data: Any
+
+    def feature_columns(self) -> list[str]:
+        columns = list(getattr(self.data, "feature_columns", None) or [])
+        for name in (self.text_column, self.label_column):
+            if name in columns:
+                from automl.errors import RecipeError
+
+                raise RecipeError(f"lists '{name}', which is the text or label column", field="data.feature_columns")
+        return columns
+
+    def default_space(self) -> dict[str, Any]:
+        from automl.fusion import fusion_space
+
+        space = super().default_space()  # type: ignore[misc]
+        if self.feature_columns():
+            space.update(fusion_space())
+        return space
 
     @property
     def text_column(self) -> str:

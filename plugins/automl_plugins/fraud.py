@@ -1,11 +1,18 @@
 """``fraud-detection``: binary classification of table rows (numbers, categories and free
 text such as a transaction memo), built for heavy class imbalance.
 
-Each row becomes one model input, ``column: value`` pairs joined by `` | ``, with numbers
-written the same way in every split (whole numbers without decimals, other numbers with
-two, never in scientific notation)::
+By default (``fusion: true``) the numeric and categorical columns reach the model as
+features (normalised numbers, learned category embeddings; see ``automl.features`` and
+``automl.fusion``) and only the free-text columns go through the backbone, as
+``column: value`` pairs joined by `` | ``. With ``fusion: false`` (or when a table has no
+free-text column) every column is written into the text, numbers the same way in every
+split (whole numbers without decimals, other numbers with two, never in scientific
+notation)::
 
     amount: 1234.50 | country: NG | card_present: 0 | hour: 3 | memo: gift card reload
+
+Columns share the token budget (``max_length``) fairly: a long column cannot push the
+ones after it out.
 
 The objective defaults to PR-AUC. Training uses class-weighted cross-entropy (the weight
 of the positive class is ``(negatives / positives) ** class_weight_power``, a
@@ -30,12 +37,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from automl import hookimpl
-from automl.data import is_missing, require_columns
+from automl.data import require_columns
 from automl.errors import DataError
+from automl.features import as_number as _as_number
+from automl.features import encode_segments
+from automl.features import is_missing as _is_missing
+from automl.features import stray_value as _mostly_numbers
 from automl.search.ranges import PROBABILITY
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
-from ._classify import Columns, binary_curves, confusion_plot, encode_split, label_list, read_labels, softmax
+from ._classify import Columns, binary_curves, confusion_plot, label_list, read_labels, softmax
 
 automl_api_version = "1"
 
@@ -75,6 +86,9 @@ class FraudOptions(BaseModel):
     class_weight: Literal["balanced", "none"] = "balanced"
     #: 0 = no weighting, 1 = fully balanced; the search tunes it unless the recipe fixes it.
     class_weight_power: float = Field(default=0.5, ge=0, le=1)
+    #: Feed numeric and categorical columns to the model as features fused with the
+    #: backbone's encoding of the text columns; ``false``: write every column into the text.
+    fusion: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,10 +100,6 @@ class Column:
     decimals: int = 0
 
 
-def _is_missing(value: Any) -> bool:
-    return is_missing(value) or str(value) in ("nan", "<NA>", "NaN")
-
-
 def cell_text(value: Any) -> str:
     """A category or text cell as one line of text; an empty cell (None, NaN, ``pd.NA``,
     pandas 3's missing string) is ``"missing"``, so levels never mix strings and floats."""
@@ -98,16 +108,6 @@ def cell_text(value: Any) -> str:
     if isinstance(value, bool | np.bool_):
         return str(bool(value)).lower()
     return " ".join(str(value).split())
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool | np.bool_):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
 
 
 def _kind(series: Any) -> tuple[str, int]:
@@ -138,8 +138,8 @@ def format_number(value: float, decimals: int) -> str:
     return f"{value:.{max(decimals, DECIMALS)}f}"
 
 
-def serialise(frame: Any, columns: list[Column], *, file: str) -> list[str]:
-    """One ``column: value | ...`` string per row; numbers are checked and formatted."""
+def serialise(frame: Any, columns: list[Column], *, file: str) -> list[list[str]]:
+    """One ``column: value`` segment per column per row; numbers are checked and formatted."""
     parts: list[list[str]] = [[] for _ in range(len(frame))]
     for col in columns:
         for row, value in enumerate(frame[col.name].tolist()):
@@ -155,16 +155,7 @@ def serialise(frame: Any, columns: list[Column], *, file: str) -> list[str]:
             else:
                 text = cell_text(value)
             parts[row].append(f"{col.name}: {text}")
-    return [" | ".join(p) for p in parts]
-
-
-def _mostly_numbers(values: list[Any]) -> tuple[int, Any] | None:
-    """For a column that is numbers except for a few rows: the first bad (row, value)."""
-    present = [(i, v) for i, v in enumerate(values) if not _is_missing(v)]
-    bad = [(i, v) for i, v in present if _as_number(v) is None]
-    if present and bad and len(bad) <= max(1, 0.05 * len(present)):
-        return bad[0]
-    return None
+    return parts
 
 
 def tune_threshold(scores: np.ndarray, labels: np.ndarray, goal: Any) -> dict[str, Any]:
@@ -293,26 +284,52 @@ class FraudDetection(Columns, Task):
             schema.append(Column(str(name), kind, decimals))  # type: ignore[arg-type]
         return schema
 
+    def text_schema(self, schema: list[Column]) -> list[Column]:
+        """The columns written into the text: with fusion the free-text ones (every column
+        when there is none), without it all of them."""
+        if not self.opts.fusion:
+            return schema
+        if self.features is not None:  # fitted (or exported): everything it does not take
+            text = [c for c in schema if c.name not in self.features.columns]
+        else:
+            text = [c for c in schema if c.kind == "text"]
+        return text or schema
+
+    def feature_columns(self) -> list[str]:
+        if not self.opts.fusion or self.schema is None:
+            return []
+        if not any(c.kind == "text" for c in self.schema):
+            return []  # no free text: the whole row goes into the text, as without fusion
+        return [c.name for c in self.schema if c.kind != "text"]
+
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
         self._file = file
         schema = self.schema if self.schema is not None else self._schema(frame, file=file)
         require_columns(frame, [c.name for c in schema], file=file, field="task_options.columns")
-        texts = serialise(frame, schema, file=file)
+        segments = serialise(frame, self.text_schema(schema), file=file)
         labels = read_labels(frame, split, self.label_column, label_names, file=file)
-        return Split(inputs=texts, labels=labels, frame=frame)
+        return Split(inputs=[" | ".join(s) for s in segments], labels=labels, frame=frame)
 
     def stratify(self, split: Split) -> Any:
         return split.labels
 
     def encode(self, split, tokenizer, max_length):  # type: ignore[no-untyped-def]
-        return encode_split(split, tokenizer, max_length)
+        schema = self.schema if self.schema is not None else self._schema(split.frame, file=self._file)
+        segments = serialise(split.frame, self.text_schema(schema), file=self._file)
+        out: dict[str, list[Any]] = {"input_ids": encode_segments(segments, tokenizer, max_length)}
+        if split.labels is not None:
+            out["labels"] = list(split.labels)
+        return out
 
     # ------------------------------------------------------------------ training
 
     def default_space(self):  # type: ignore[no-untyped-def]
+        from automl.fusion import fusion_space
         from automl.recipe import ParamSpec
 
         space = super().default_space()
+        if self.opts.fusion:
+            space.update(fusion_space())
         if self.opts.class_weight == "balanced":
             space["class_weight_power"] = ParamSpec(low=0.0, high=1.0)
         return space

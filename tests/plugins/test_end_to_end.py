@@ -35,8 +35,10 @@ def test_search_export_predict(task_name, data_root, tmp_path):
     meta = json.loads((outcome.best_dir / "automl.json").read_text())
     # best/ holds the best model of the run: the fine-tuned one, or the saved baseline
     # (fraud-detection's gradient boosting) when it is better on validation.
-    kind = meta.get("kind", "trial")
-    assert (outcome.best_dir / ("model.skops" if kind == "baseline" else "config.json")).exists()
+    kind = meta.get("kind", "transformers")
+    # a text-only export is a transformers directory; a fused one keeps its encoder in backbone/
+    expected = {"baseline": "model.skops", "fused": "backbone/config.json"}.get(kind, "config.json")
+    assert (outcome.best_dir / expected).exists()
     if kind == "baseline":
         sign = 1 if meta["objective"]["direction"] == "maximize" else -1
         assert sign * meta["metrics"]["validation"][meta["objective"]["metric"]] > sign * outcome.summary.best_value

@@ -32,7 +32,7 @@ FRAME = pd.DataFrame({
 
 
 def test_fraud_serialises_rows_consistently():
-    task = fraud_task()
+    task = fraud_task(fusion=False)
     names = task.label_names(FRAME, file="t.csv")
     split = task.read(FRAME, split="train", file="t.csv", label_names=names)
     assert split.inputs[0] == "amount: 1234567.50 | country: US | card_present: 1 | memo: new laptop for school"
@@ -45,7 +45,7 @@ def test_fraud_serialises_rows_consistently():
 
 
 def test_fraud_positive_label_and_columns():
-    task = fraud_task(columns=["memo", "amount"])
+    task = fraud_task(columns=["memo", "amount"], fusion=False)
     assert task.label_names(FRAME, file="t.csv") == ["0", "1"]  # "1" is the positive class
     split = task.read(FRAME, split="train", file="t.csv", label_names=["0", "1"])
     assert split.inputs[1] == "memo: gift card reload | amount: 3.00"
@@ -54,6 +54,19 @@ def test_fraud_positive_label_and_columns():
     assert fraud_task(positive_label="ok").label_names(words, file="t.csv") == ["stolen", "ok"]
     with pytest.raises(DataError, match="'nope'"):
         fraud_task(columns=["nope"]).label_names(FRAME, file="t.csv")
+
+
+def test_fraud_fuses_numbers_and_categories_and_writes_only_free_text():
+    task = fraud_task()
+    names = task.label_names(FRAME, file="t.csv")
+    split = task.read(FRAME, split="train", file="t.csv", label_names=names)
+    assert task.feature_columns() == ["amount", "country", "card_present"]
+    assert split.inputs[:2] == ["memo: new laptop for school", "memo: gift card reload"]
+    assert "fusion_width" in task.default_space() and "fusion_width" not in fraud_task(fusion=False).default_space()
+    # A table without free text keeps every column in the text and has no features.
+    no_text = fraud_task()
+    no_text.label_names(FRAME.drop(columns=["memo"]), file="t.csv")
+    assert no_text.feature_columns() == []
 
 
 def test_fraud_threshold_goals():

@@ -34,6 +34,20 @@ def test_predict_matches_transformers_pipeline(tiny_run, data_dir, tmp_path):
     assert (ours["score"] - best).abs().max() < 1e-6 and ours["score"].between(0.5, 1).all()
 
 
+def test_load_model_api_serves_a_text_only_export_too(tiny_run, data_dir):
+    import numpy as np
+
+    import automl
+
+    frame = pd.read_csv(data_dir / "test.csv").head(20)
+    model = automl.load_model(str(tiny_run))  # the run directory stands for its best/
+    assert model.meta["kind"] == "transformers" and model.task.features is None
+    outputs = model.outputs(frame)
+    assert isinstance(outputs, np.ndarray) and outputs.shape == (20, 2)
+    scored = model.predict(frame)
+    assert scored["prediction"].tolist() == [model.task.labels[i] for i in outputs.argmax(axis=1)]
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_predict_reads_and_writes_jsonl_and_parquet(tiny_run, data_dir, tmp_path, suffix):
     frame = pd.read_csv(data_dir / "test.csv").head(12).rename(columns={"text": "review"})
