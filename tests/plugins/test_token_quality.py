@@ -102,18 +102,20 @@ def test_entity_weight_and_label_smoothing_loss():
         logits.reshape(-1, 3), labels.reshape(-1), ignore_index=-100, label_smoothing=0.1))
 
 
-def _token_run(data_root, tmp_path, name, **space):
+def _token_run(data_root, tmp_path, name, eval_every=None, **space):
     recipe = tiny_recipe_for("token-classification", data_root, tmp_path / name, space={
         "learning_rate": 3e-3, "batch_size": 16, "epochs": 2, "adapter": "full", **space})
     body = yaml.safe_load(recipe.read_text())
     body["data"]["max_rows"] = 160
+    if eval_every is not None:
+        body["training"]["eval_every"] = eval_every
     recipe.write_text(yaml.safe_dump(body))
     return run_recipe(load_recipe(recipe), options=RunOptions(workers=0), console=Console(file=io.StringIO()))
 
 
 def test_collapsed_trial_is_named_in_the_leaderboard_and_report_has_tables(data_root, tmp_path):
     # An entity weight near zero teaches the tagger that only O matters: it collapses.
-    collapsed = _token_run(data_root, tmp_path, "collapsed", entity_weight=1e-4)
+    collapsed = _token_run(data_root, tmp_path, "collapsed", eval_every=20, entity_weight=1e-4, min_steps=40)
     results = gather(collapsed.run_dir)
     (trial,) = results.trials
     assert trial.metrics["entity_f1"] == 0.0
