@@ -272,6 +272,16 @@ class TrialEngine:
                 micro = max(1, micro // 2)
                 retries += 1
 
+    def planned_steps(self, params: dict[str, Any]) -> int:
+        """Optimiser steps a trial with *params* runs (unless pruned, stopped early or cut)."""
+        steps_per_epoch = math.ceil(len(self.train_lengths) / int(params.get("batch_size", 32)))
+        max_steps = params.get("max_steps")
+        if max_steps:
+            return int(max_steps)
+        total = max(1, int(math.ceil(float(params.get("epochs", 1)) * steps_per_epoch)))
+        # Small data still gets enough optimiser steps: epochs are raised to min_steps.
+        return max(total, int(params.get("min_steps") or 0))
+
     def free_memory(self) -> None:
         gc.collect()
         if self.setup.device.type == "cuda":
@@ -370,12 +380,7 @@ class TrialEngine:
         train = self.encoded["train"]
         n = len(self.train_lengths)
         steps_per_epoch = math.ceil(n / batch_size)
-        epochs = float(params.get("epochs", 1))
-        max_steps = params.get("max_steps")
-        total_steps = int(max_steps) if max_steps else max(1, int(math.ceil(epochs * steps_per_epoch)))
-        if not max_steps:
-            # Small data still gets enough optimiser steps: epochs are raised to min_steps.
-            total_steps = max(total_steps, int(params.get("min_steps") or 0))
+        total_steps = self.planned_steps({**params, "batch_size": batch_size})
         optimizer, scheduler = self._optimizer(model, params, total_steps)
         eval_every = self.eval_interval(batch_size, steps_per_epoch)
         policy = self.policy

@@ -16,6 +16,7 @@ The data is read from a WNUT-17 folder (``wnut17train.conll``, ``emerging.dev.co
 directory, never into the repository.
 
     python benchmarks/wnut17.py ../shared/data/wnut17                       # 3 seeds, 15 min each
+    python benchmarks/wnut17.py ../shared/data/wnut17 --only fixed --first-seed 1 --seeds 2     # one side, seeds 1 and 2
     python benchmarks/wnut17.py ../shared/data/wnut17 --train-sentences 1500 --budget 6m --seeds 1
     python benchmarks/wnut17.py ../shared/data/wnut17 --backbone tiny-bert --budget 1m --seeds 1 --train-sentences 200
 """
@@ -108,7 +109,8 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="a WNUT-17 folder (e.g. ../shared/data/wnut17)")
     parser.add_argument("--backbone", default="minilm-l6")
     parser.add_argument("--budget", default="15m", help="search.timeout of the default search (default 15m)")
-    parser.add_argument("--seeds", type=int, default=3, help="repeats, seeds 0..N-1 (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="repeats, seeds F..F+N-1 (default 3)")
+    parser.add_argument("--first-seed", type=int, default=0, help="F (default 0)")
     parser.add_argument("--train-sentences", type=int, default=None, help="use the first N training sentences (default all)")
     parser.add_argument("--only", choices=["default", "fixed"], help="run one side only")
     parser.add_argument("--work-dir", default=None, help="keep runs here (default: a temporary directory)")
@@ -121,7 +123,7 @@ def main() -> None:
         paths = prepare(args.data_dir.resolve(), work / "data", args.train_sentences)
         print(f"data: {args.train_sentences or 'all'} training sentences; budget {args.budget}; backbone {args.backbone}")
         rows: list[dict[str, Any]] = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for side in ("default", "fixed"):
                 if args.only and side != args.only:
                     continue

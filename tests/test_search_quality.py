@@ -327,15 +327,41 @@ def test_no_trial_starts_that_cannot_fit():
     from automl.search.worker import fits_before
 
     study = optuna.create_study()
-    for seconds, stopped in ((60.0, None), (80.0, None), (5.0, "deadline")):
+    # (seconds, steps, how it ended): 0.1 s per step for the ones that trained to an end,
+    # 0.2 s per step for the pruned one.
+    for seconds, steps, how in ((60.0, 600, None), (80.0, 800, None), (5.0, 50, "deadline"), (40.0, 200, "pruned")):
         t = study.ask()
         t.set_user_attr("seconds", seconds)
-        if stopped:
-            t.set_user_attr("stopped", stopped)
+        if how == "pruned":
+            t.set_user_attr("pruned_at_step", steps)
+            study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            continue
+        t.set_user_attr("steps", steps)
+        if how:
+            t.set_user_attr("stopped", how)
         study.tell(t, 1.0)
-    assert fits_before(study, time.time() + 200)
-    assert not fits_before(study, time.time() + 70)  # the median trial of 80 s does not fit
+    # Before sampling: the shortest complete trial (60 s; the deadline-cut one does not count).
+    assert fits_before(study, time.time() + 70)
+    assert not fits_before(study, time.time() + 50)
+    # After sampling: the trial's own steps at the median pace (0.1 s per step).
+    assert fits_before(study, time.time() + 50, steps=300)
+    assert not fits_before(study, time.time() + 50, steps=700)
     assert fits_before(optuna.create_study(), time.time() + 1)  # nothing to go by yet
+    assert fits_before(optuna.create_study(), time.time() + 1, steps=10_000)
+    assert not fits_before(study, time.time() - 1, steps=1)
+
+
+def test_planned_steps_follow_the_engine():
+    """The steps the fit check plans with are the steps the engine trains."""
+    from automl.engine import TrialEngine
+
+    class Fake:
+        train_lengths = [5] * 100
+
+    planned = TrialEngine.planned_steps
+    assert planned(Fake(), {"batch_size": 16, "epochs": 3}) == 21
+    assert planned(Fake(), {"batch_size": 16, "epochs": 3, "min_steps": 450}) == 450
+    assert planned(Fake(), {"batch_size": 16, "epochs": 3, "max_steps": 7, "min_steps": 450}) == 7
 
 
 # ----------------------------------------------------------------------------- recipe errors

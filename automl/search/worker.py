@@ -114,18 +114,29 @@ def fail_and_retry(
     return True, retry
 
 
-def fits_before(study: optuna.Study, deadline: float) -> bool:
-    """Whether a trial of the usual length (the median of the complete trials so far, not
-    counting those the deadline cut short) can finish before *deadline*."""
+def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) -> bool:
+    """Whether a trial can finish before *deadline*. With the *steps* it plans, its length is
+    those steps at the median seconds per step of the trials so far (complete, pruned or
+    cut: every one that trained measured the pace); without, the shortest complete trial
+    (not counting those the deadline cut short) must fit."""
     left = deadline - time.time()
     if left <= 0:
         return False
-    seconds = sorted(
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if steps is not None:
+        pace = sorted(
+            float(t.user_attrs["seconds"]) / int(done)
+            for t in finished
+            if "seconds" in t.user_attrs and (done := t.user_attrs.get("steps") or t.user_attrs.get("pruned_at_step"))
+        )
+        if pace:
+            return pace[len(pace) // 2] * steps <= left
+    seconds = [
         float(t.user_attrs["seconds"])
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
-    )
-    return not seconds or seconds[len(seconds) // 2] <= left
+        for t in finished
+        if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
+    ]
+    return not seconds or min(seconds) <= left
 
 
 def oom_known(configs: list[dict[str, Any]], params: dict[str, Any], max_length: int) -> bool:
@@ -345,6 +356,15 @@ class Worker:
         info = TrialInfo(number=trial.number, params=dict(params))
         set_attr = trial.set_user_attr
         outcome: TrialOutcome
+
+        if self.args.deadline is not None and not fits_before(study, self.args.deadline, self.engine.planned_steps(params)):
+            # Sampled, but cannot finish in the time left: not run, not counted, and the
+            # search ends (the timeout is a wall-clock budget).
+            set_attr("surplus", True)
+            set_attr("fail_reason", "not started: it would not finish before the timeout")
+            self._tell(study, trial, state=TrialState.FAIL)
+            self.exhausted = True
+            return
 
         if oom_known(study.user_attrs.get("oom_configs", []), params, self.recipe.training.max_length):
             reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
