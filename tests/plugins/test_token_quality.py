@@ -161,5 +161,19 @@ def test_token_defaults_reach_the_space_and_the_warm_start(data_root, tmp_path):
     assert lr["full"].high <= lr["lora"].low  # LoRA never draws a full-fine-tuning rate
     first = resolved.start_from
     assert [c["adapter"] for c in first] == ["full", "lora"]
-    assert all(c["epochs"] == 5 and c["batch_size"] == 16 for c in first)
+    assert all(c["epochs"] == 5 and c["batch_size"] == 16 and c["entity_weight"] == 2.5 for c in first)
     assert lr["full"].low < first[0]["learning_rate"] < lr["full"].high
+    (weight,) = [d.distribution for d in resolved.space.dimensions if d.name == "entity_weight"]
+    assert (weight.low, weight.high, weight.log) == (1.0, 4.0, True)
+
+
+def test_a_bad_entity_weight_is_one_line_before_training(data_root, tmp_path):
+    from click.testing import CliRunner
+
+    from automl.cli import cli
+
+    recipe = tiny_recipe_for("token-classification", data_root, tmp_path, space={"entity_weight": 0})
+    result = CliRunner().invoke(cli, ["run", str(recipe)])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "entity_weight" in line and "> 0" in line and "Traceback" not in result.output
