@@ -89,6 +89,11 @@ class FraudOptions(BaseModel):
     #: Feed numeric and categorical columns to the model as features fused with the
     #: backbone's encoding of the text columns; ``false``: write every column into the text.
     fusion: bool = True
+    #: After the baseline is chosen and scored on validation (held out), fit it again on
+    #: the training and validation rows together: the saved model, its test figures and
+    #: its share of an ensemble use every labelled row; its validation figures (and the
+    #: threshold) stay those of the held-out fit.
+    refit_baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -456,6 +461,7 @@ class FraudDetection(Columns, Task):
         x, y = baseline_frame(train, self.schema), np.asarray(data.train.labels)
         positives = int(np.sum(y == 1))
         model, name = trees, "gradient boosting on the raw columns"
+        joined: list[str] = []
         if texts and positives >= 2:
             # The trees see only a few SVD components of the text. TF-IDF + logistic
             # regression on the words of all text columns as one document is often far
@@ -470,7 +476,8 @@ class FraudDetection(Columns, Task):
             ])
             cv = StratifiedKFold(min(5, positives), shuffle=True, random_state=seed)
             stack = StackingClassifier([("trees", trees), ("words", words)], final_estimator=LogisticRegression(), cv=cv)
-            x = baseline_frame(train, self.schema, joined=texts)
+            joined = texts
+            x = baseline_frame(train, self.schema, joined=joined)
             with threadpool_limits(1):
                 pick = _best_by_oof(trees, words, x, y, cv)
             model, name = {
@@ -483,6 +490,15 @@ class FraudDetection(Columns, Task):
         with threadpool_limits(1):
             model.fit(x, y)
         outputs = {"validation": self.baseline_outputs(model, data.validation)}
+        if self.opts.refit_baseline and data.validation.frame is not None:
+            import pandas as pd
+            from sklearn.base import clone
+
+            x = pd.concat([x, baseline_frame(data.validation.frame, self.schema, joined=joined)], ignore_index=True)
+            y = np.concatenate([y, np.asarray(data.validation.labels)])
+            with threadpool_limits(1):
+                model = clone(model).fit(x, y)
+            name += " (refit on training + validation rows)"
         if data.test is not None and data.test.frame is not None:
             outputs["test"] = self.baseline_outputs(model, data.test)
         val_scores, val_labels = self.scores(outputs["validation"]), np.asarray(data.validation.labels)

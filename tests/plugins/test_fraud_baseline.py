@@ -75,3 +75,25 @@ def test_rows_without_text_signal_keep_the_trees():
                              "serious": (amount > 180).astype(int)})
     task, data = task_and_data(rows(300), rows(100))
     assert task.baseline(data, seed=0).name.startswith("gradient boosting")
+
+
+def test_refit_baseline_keeps_held_out_validation_and_scores_test_with_all_rows():
+    train, validation, test = reports(300, 0), reports(120, 1), reports(100, 4)
+
+    def fitted(refit: bool):  # noqa: ANN202
+        task = FraudDetection(FraudOptions(positive_label="1", refit_baseline=refit),
+                              SimpleNamespace(label_column="serious", text_column="text", feature_columns=None))
+        names = task.label_names(train, file="train.csv")
+        splits = [task.read(f, split=n, file=n, label_names=names) for f, n in
+                  ((train, "train"), (validation, "validation"), (test, "test"))]
+        return task, task.baseline(TaskData(*splits, names), seed=0), splits[2]
+
+    _, plain, _ = fitted(False)
+    task, refit, test_split = fitted(True)
+    assert refit.name == plain.name + " (refit on training + validation rows)"
+    # Validation figures (and the threshold tuned on them) are the held-out fit's.
+    np.testing.assert_allclose(refit.outputs["validation"], plain.outputs["validation"])
+    assert refit.validation == plain.validation and refit.extra == plain.extra
+    # The saved model is the refit one: its test outputs are what the run stored.
+    assert not np.allclose(refit.outputs["test"], plain.outputs["test"])
+    np.testing.assert_allclose(task.baseline_outputs(refit.model, test_split), refit.outputs["test"])
