@@ -114,6 +114,10 @@ def fail_and_retry(
     return True, retry
 
 
+#: Drawn trials in a row that may be put aside for not fitting before the deadline.
+MAX_UNFIT = 5
+
+
 def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) -> bool:
     """Whether a trial can finish before *deadline*. With the *steps* it plans, its length is
     those steps at the median seconds per step of the trials so far (complete, pruned or
@@ -188,8 +192,11 @@ class Worker:
         self.recipe = ctx.recipe
         #: Called after each trial (the in-process run refreshes its output here).
         self.after_trial: Any = None
-        #: Set when the sampler has nothing left to try (a finished grid).
+        #: Set when the sampler has nothing left to try (a finished grid), or when
+        #: MAX_UNFIT draws in a row could not finish before the deadline.
         self.exhausted = False
+        #: Consecutive drawn trials that would not have finished before the deadline.
+        self.unfit = 0
         self.tag = worker_tag()
         self.storage = open_storage(args.storage_url, self.ctx.run_dir)
         self.progress_file = self.ctx.run_dir / "progress" / f"worker-{args.index}.json"
@@ -358,13 +365,17 @@ class Worker:
         outcome: TrialOutcome
 
         if self.args.deadline is not None and not fits_before(study, self.args.deadline, self.engine.planned_steps(params)):
-            # Sampled, but cannot finish in the time left: not run, not counted, and the
-            # search ends (the timeout is a wall-clock budget).
+            # Sampled, but cannot finish in the time left: not run and not counted. A
+            # shorter draw (fewer epochs, a larger batch) may still fit; after MAX_UNFIT
+            # draws in a row that do not, the search ends (the timeout is a wall-clock
+            # budget).
             set_attr("surplus", True)
             set_attr("fail_reason", "not started: it would not finish before the timeout")
             self._tell(study, trial, state=TrialState.FAIL)
-            self.exhausted = True
+            self.unfit += 1
+            self.exhausted = self.exhausted or self.unfit >= MAX_UNFIT
             return
+        self.unfit = 0
 
         if oom_known(study.user_attrs.get("oom_configs", []), params, self.recipe.training.max_length):
             reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
