@@ -445,8 +445,9 @@ class FraudDetection(Columns, Task):
             )
             parts.append(("category", encoder, categories))
         texts = []
+        x = baseline_frame(train, self.schema)
         for name in [c.name for c in self.schema if c.kind == "text"]:
-            vocabulary = _tfidf().fit(baseline_frame(train, self.schema)[name]).vocabulary_
+            vocabulary = _tfidf().fit(x[name]).vocabulary_
             if len(vocabulary) > 2:
                 texts.append(name)  # each text column its own TF-IDF/SVD components
                 svd = TruncatedSVD(min(16, len(vocabulary) - 1), random_state=seed)
@@ -458,7 +459,7 @@ class FraudDetection(Columns, Task):
                 categorical_features=list(range(len(numbers), len(numbers) + len(categories))) or None,
             )),
         ])
-        x, y = baseline_frame(train, self.schema), np.asarray(data.train.labels)
+        y = np.asarray(data.train.labels)
         positives = int(np.sum(y == 1))
         model, name = trees, "gradient boosting on the raw columns"
         joined: list[str] = []
