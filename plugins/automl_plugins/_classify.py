@@ -51,11 +51,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def label_list(values: Any, *, file: str, column: str) -> list[str]:
     """Sorted distinct labels of the training data; at least two."""
-    labels = sorted({str(v) for v in values if not _empty_label(v)})
+    labels = sorted({label_text(v) for v in values if not _empty_label(v)})
     if len(labels) < 2:
         found = f"only '{labels[0]}'" if labels else "none"
         raise DataError(f"needs at least two classes in column '{column}', found {found}", file=file, field="data.label_column")
     return labels
+
+
+def label_text(value: Any) -> str:
+    """A label cell as text. A whole-number float is written as an integer: pandas reads an
+    integer label column with one empty cell as floats, and ``1.0`` must stay the label ``1``."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _empty_label(value: Any) -> bool:
@@ -68,7 +76,7 @@ def label_ids(values: Any, label_names: list[str], *, file: str, column: str) ->
     index = {name: i for i, name in enumerate(label_names)}
     out = []
     for row, value in enumerate(values):
-        key = str(value)
+        key = label_text(value)
         if _empty_label(value):
             raise DataError(f"row {row + 1}: empty label in column '{column}'", file=file, field="data.label_column")
         if key not in index:

@@ -46,7 +46,7 @@ from automl.features import stray_value as _mostly_numbers
 from automl.search.ranges import PROBABILITY
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
-from ._classify import Columns, binary_curves, confusion_plot, label_list, read_labels, softmax
+from ._classify import Columns, binary_curves, confusion_plot, label_list, label_text, read_labels, softmax
 
 automl_api_version = "1"
 
@@ -266,7 +266,7 @@ class FraudDetection(Columns, Task):
             if named:
                 positive = named[0]
             else:
-                counts = train[column].astype(str).value_counts()
+                counts = train[column].map(label_text).value_counts()
                 positive = min(names, key=lambda n: (int(counts.get(n, 0)), n))
         self.schema = self._schema(train, file=file)
         return [n for n in names if n != positive] + [positive]

@@ -133,3 +133,23 @@ def test_empty_label_cells_are_one_clear_error(name, which, seed, data_root, tmp
     message = str(info.value)
     assert f"'{label}'" in message and "\n" not in message
     assert "row " in message or "empty" in message
+
+
+def test_an_empty_cell_in_an_integer_label_column_names_its_row(tmp_path):
+    """pandas reads 0/1 labels with one empty cell as floats; the labels stay '0' and '1'
+    (so positive_label '1' still matches) and the empty cell is the error."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from automl_plugins.fraud import FraudDetection, FraudOptions
+
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "is_fraud": [0, 1, None, 0]}).to_csv(path, index=False)
+    frame = pd.read_csv(path)
+    assert frame["is_fraud"].dtype == float
+    task = FraudDetection(FraudOptions(positive_label="1"), SimpleNamespace(label_column="is_fraud", text_column="text", feature_columns=None))
+    names = task.label_names(frame, file="train.csv")
+    assert names == ["0", "1"]
+    with pytest.raises(DataError, match=r"row 3: empty label in column 'is_fraud'"):
+        task.read(frame, split="train", file="train.csv", label_names=names)
