@@ -83,7 +83,7 @@ def assert_exact(study: optuna.Study, target: int) -> None:
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
-SLOW_SPACE = {"learning_rate": {"low": 2e-3, "high": 6e-3, "log": True}, "epochs": [15], "batch_size": [16], "adapter": "full"}
+SLOW_SPACE = {"learning_rate": {"low": 2e-3, "high": 6e-3, "log": True}, "epochs": [60], "batch_size": [16], "adapter": "full"}
 
 
 def test_pruning_stops_bad_trials(recipe_file):
