@@ -29,6 +29,14 @@ def load_study(run_dir: Path, url: str | None = None, name: str | None = None) -
     return optuna.load_study(study_name=name, storage=open_storage(url, run_dir, heartbeat=False))
 
 
+def _as_in_a_terminal() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: pytest started as `pytest ... &` would
+    # pass that on and the Ctrl-C test would see a run that ignores Ctrl-C. In a terminal,
+    # where users press it, SIGINT has its default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def automl(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -38,6 +46,7 @@ def automl(*args: str, **kwargs) -> subprocess.Popen:
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=_as_in_a_terminal,
         **kwargs,
     )
 
