@@ -353,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, key, fmt in rows:
             cells = ""
             for side in sides:
-                values = [float(res[key]) for res in results[side]]
+                # ru_maxrss is known only for repeats that set a new maximum (NaN otherwise).
+                values = [v for v in (float(res[key]) for res in results[side]) if v == v]
                 med[side][key] = common.median(values)
                 cells += f"{common.spread(values, fmt):>34s}"
             print(f"  {label:36s}{cells}")
