@@ -471,7 +471,8 @@ class FraudDetection(Columns, Task):
             # rows (validation is not used).
             words = Pipeline([
                 ("columns", ColumnTransformer(
-                    [(f"{JOINED_PART}:{c}", "drop", c) for c in texts] + [("words", _tfidf(50_000), JOINED)]
+                    [(f"{JOINED_PART}:{c}", "drop", c) for c in texts]
+                    + [("words", _tfidf(50_000), JOINED), ("chars", _char_tfidf(), JOINED)]
                 )),
                 ("model", LogisticRegression(C=4.0, max_iter=2000, random_state=seed)),
             ])
@@ -483,7 +484,7 @@ class FraudDetection(Columns, Task):
                 pick = _best_by_oof(trees, words, x, y, cv)
             model, name = {
                 "trees": (trees, name),
-                "words": (words, "TF-IDF + logistic regression on the text columns"),
+                "words": (words, "TF-IDF (words and characters) + logistic regression on the text columns"),
                 "stack": (stack, "gradient boosting on the raw columns, stacked with TF-IDF + logistic regression on the text"),
             }[pick]
         # One thread: on small data OpenMP's thread start-up and spinning cost more than
@@ -562,6 +563,15 @@ def _tfidf(max_features: int = 20_000) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=max_features)
+
+
+def _char_tfidf(max_features: int = 100_000) -> Any:
+    """Character 2- to 5-grams within words: abbreviations, misspellings and word forms
+    ("hospitalized", "hosp", "hospitalised") share features that whole words do not
+    (docs/benchmarks.md section 8 measures what they add on VAERS)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, max_features=max_features)
 
 
 def baseline_frame(frame: Any, schema: list[Column], *, file: str = "<input>", joined: list[str] = ()) -> Any:
