@@ -484,7 +484,7 @@ class FraudDetection(Columns, Task):
                 pick = _best_by_oof(trees, words, x, y, cv)
             model, name = {
                 "trees": (trees, name),
-                "words": (words, "TF-IDF (words and characters) + logistic regression on the text columns"),
+                "words": (words, "TF-IDF + logistic regression on the words and characters of the text columns"),
                 "stack": (stack, "gradient boosting on the raw columns, stacked with TF-IDF + logistic regression on the text"),
             }[pick]
         # One thread: on small data OpenMP's thread start-up and spinning cost more than
