@@ -71,7 +71,8 @@ class RunSummary:
             return None
         export = r.best_export or {}
         params = (export.get("params") if export.get("trial") == best.number else None) or best.params
-        table = Table(title=f"hyperparameters (trial {best.number})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        title = f"hyperparameters (trial {best.number})" if r.exported in (None, "trial") else f"hyperparameters (best trial {best.number}, not exported)"
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("name")
         table.add_column("value", justify="right")
         for name, value in sorted(params.items()):

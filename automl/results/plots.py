@@ -90,6 +90,8 @@ def history(r: RunResults) -> Figure | None:
         ax.set_xlabel("trial")
         ax.set_ylabel(f"{r.objective} (validation)")
         ax.xaxis.get_major_locator().set_params(integer=True)
+        numbers = [t.number for t in r.trials]
+        ax.set_xlim(min(numbers) - 0.5, max(max(numbers), min(numbers) + 1) + 0.5)  # whole trial numbers, even for one trial
         _legend(fig, ax)
         return fig
 

@@ -111,6 +111,9 @@ def test_ensemble_row_in_leaderboard_and_report(fraud_run):
     report = (run_dir / "report.md").read_text()
     assert "| ensemble |" in report and f"Exported model ({r.exported_label})" in report
     assert 'class="state ensemble">ensemble</span>' in (run_dir / "report.html").read_text()
+    # The best trial's settings are never passed off as those of an exported baseline or ensemble.
+    html = (run_dir / "report.html").read_text()
+    assert ("not the exported model" in html) == (kind in ("baseline", "ensemble"))
 
 
 def test_exported_ensemble_predicts_the_scores_of_the_run(fraud_run, test_frame, tmp_path):
@@ -153,6 +156,9 @@ def test_exported_ensemble_predicts_the_scores_of_the_run(fraud_run, test_frame,
 
     board = leaderboard(gather(run_dir))
     assert [rec["trial"] for rec in board.records if rec["best"]] == ["ensemble"]
+    report = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert report.exit_code == 0, report.output
+    assert f"Hyperparameters of the best trial (trial {gather(run_dir).best.number}), not the exported model" in (run_dir / "report.html").read_text()
 
 
 def _candidates(ctx, study):
