@@ -174,7 +174,7 @@ class SearchSpec(_Model):
     #: of their range).
     start_from: Literal["defaults", "none"] | list[dict[str, Scalar]] = "defaults"
     #: No trial is pruned before this share of its optimiser steps.
-    prune_after: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    prune_after: Annotated[float, Field(ge=0, lt=1)] = 0.25
 
     @field_validator("timeout", mode="before")
     @classmethod

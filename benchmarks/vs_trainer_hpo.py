@@ -27,7 +27,7 @@ Each side gets what its user gets by default, plus the seed:
   recipe's defaults: a warm-start first trial (the middle of the space), TPE (multivariate,
   grouped, constant liar, ``max(3, min(10, trials//3))`` start-up trials) seeded with
   ``--seed``, the ``auto`` evaluation schedule with Hyperband pruning on evaluation counts
-  (none before 30% of a trial), each trial kept at its best evaluation, length-grouped
+  (none before 25% of a trial), each trial kept at its best evaluation, length-grouped
   dynamic padding, the TF-IDF baseline, weights of the top 2 trials kept and the best
   model exported to ``best/`` at the end. All of that is in its wall time.
 * **Trainer**: ``Trainer(model_init=..., args=TrainingArguments(eval_strategy="epoch",

@@ -288,9 +288,9 @@ def test_evaluation_plan_and_hyperband_resources(tmp_path, toy_dir):
     plan = plan_evaluations(recipe, space, n_train=1000, n_validation=100)
     # A quarter of the shortest trial (2 epochs), at least two validation sets' worth.
     assert plan.examples == 500
-    # Shortest (2 epochs, batch 32, every 16 steps): 4 evaluations, pruning from 30% of
-    # them; longest (6 epochs, batch 16, every 32 steps): 12.
-    assert (plan.min_resource, plan.max_resource) == (2, 12)
+    # Shortest (2 epochs, batch 32, every 16 steps): 4 evaluations, pruning from 25% of
+    # them (the first); longest (6 epochs, batch 16, every 32 steps): 12.
+    assert (plan.min_resource, plan.max_resource) == (1, 12)
     pruner = make_pruner(recipe, plan)
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
     # Small validation set relative to training: capped at one evaluation per epoch.
