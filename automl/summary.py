@@ -71,7 +71,7 @@ class RunSummary:
             return None
         export = r.best_export or {}
         params = (export.get("params") if export.get("trial") == best.number else None) or best.params
-        title = f"hyperparameters (trial {best.number})" if r.exported in (None, "trial") else f"hyperparameters (best trial {best.number}, not exported)"
+        title = f"hyperparameters (trial {best.number})" if r.trial_exported else f"hyperparameters (best trial {best.number}, not exported)"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("name")
         table.add_column("value", justify="right")

@@ -121,6 +121,11 @@ class RunResults:
         return kind if kind in ("baseline", "ensemble") else "trial"  # transformers or fused: a trial
 
     @property
+    def trial_exported(self) -> bool:
+        """Whether ``best/`` holds a trial's model (or nothing yet), not the baseline or an ensemble."""
+        return self.exported in (None, "trial")
+
+    @property
     def exported_label(self) -> str:
         """``trial 3``, ``baseline`` or ``ensemble`` (for headings)."""
         if self.exported in ("baseline", "ensemble"):

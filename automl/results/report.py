@@ -298,8 +298,7 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
         note = f'<p class="caption">vs baseline: {"test" if has_test else "validation"} difference to the {e((r.baseline or {}).get("name", "baseline"))}, signed so that positive is better.</p>' if r.baseline else ""
         # The exported model may be the baseline or an ensemble: then these are the best
         # trial's settings, and the heading must not pass them off as the export's.
-        is_export = r.exported in (None, "trial")
-        heading = f"Hyperparameters of trial {e(best.number)}" if is_export else f"Hyperparameters of the best trial (trial {e(best.number)}), not the exported model"
+        heading = f"Hyperparameters of trial {e(best.number)}" if r.trial_exported else f"Hyperparameters of the best trial (trial {e(best.number)}), not the exported model"
         parts.append(f'<div class="grid2"><div><h3>{heading}</h3>{ptable}</div><div><h3>Metrics of the exported model</h3>{mtable}{note}</div></div>')
         if export:
             where = r.run_dir / "best" if r.run_dir else Path("best")

@@ -479,7 +479,7 @@ class FraudDetection(Columns, Task):
             cv = StratifiedKFold(min(5, positives), shuffle=True, random_state=seed)
             stack = StackingClassifier([("trees", trees), ("words", words)], final_estimator=LogisticRegression(), cv=cv)
             joined = texts
-            x = baseline_frame(train, self.schema, joined=joined)
+            x[JOINED] = join_text(x, joined)
             with threadpool_limits(1):
                 pick = _best_by_oof(trees, words, x, y, cv)
             model, name = {
@@ -598,8 +598,14 @@ def baseline_frame(frame: Any, schema: list[Column], *, file: str = "<input>", j
         else:  # categories and text: one line each, an empty cell is "missing"
             out[col.name] = [cell_text(v) for v in values]
     if joined:
-        out[JOINED] = [" | ".join(parts) for parts in zip(*(out[c] for c in joined), strict=True)]
+        out[JOINED] = join_text(out, joined)
     return pd.DataFrame(out, index=frame.index)
+
+
+def join_text(columns: Any, joined: list[str]) -> list[str]:
+    """The :data:`JOINED` document of each row: the *joined* text columns of
+    :func:`baseline_frame`'s output, in order."""
+    return [" | ".join(parts) for parts in zip(*(columns[c] for c in joined), strict=True)]
 
 
 @hookimpl

@@ -110,9 +110,9 @@ def test_ensemble_row_in_leaderboard_and_report(fraud_run):
     assert len(marked) == 1 and (marked[0] in ("baseline", "ensemble")) == (kind in ("baseline", "ensemble"))
     report = (run_dir / "report.md").read_text()
     assert "| ensemble |" in report and f"Exported model ({r.exported_label})" in report
-    assert 'class="state ensemble">ensemble</span>' in (run_dir / "report.html").read_text()
-    # The best trial's settings are never passed off as those of an exported baseline or ensemble.
     html = (run_dir / "report.html").read_text()
+    assert 'class="state ensemble">ensemble</span>' in html
+    # The best trial's settings are never passed off as those of an exported baseline or ensemble.
     assert ("not the exported model" in html) == (kind in ("baseline", "ensemble"))
 
 
