@@ -52,6 +52,10 @@ class _State:
     tasks: dict[str, type[Task]] | None = None
     backbones: dict[str, type[Backbone]] | None = None
     owners: dict[str, str] = field(default_factory=dict)
+    #: While the registries are being built: what the plugins called so far registered,
+    #: by kind ("task", "backbone"). A plugin's hook that asks for the registry (to
+    #: subclass a built-in task, say) gets these instead of starting the build again.
+    partial: dict[str, dict[str, type]] | None = None
 
 
 _state: _State | None = None
@@ -220,6 +224,8 @@ def _collect(
     found: dict[str, type] = {}
     owners: dict[str, str] = {}
     bad: dict[str, str] = {}
+    if state.partial is not None:
+        state.partial[kind] = found  # the same dict: it grows as plugins register
     hook = getattr(state.pm.hook, hook_name)
     for impl in hook.get_hookimpls():  # registration order: the first to take a name keeps it
         plugin_name = impl.plugin_name
@@ -256,21 +262,27 @@ def _collect(
 def _registries(state: _State) -> None:
     if state.tasks is not None and state.backbones is not None:
         return
+    if state.partial is not None:
+        return  # asked from a plugin's hook during the build: see _State.partial
     from automl.backbone import Backbone
     from automl.task import Task
 
-    while True:
-        tasks, task_owners, bad = _collect(state, "automl_register_tasks", Task, "task")
-        backbones, backbone_owners, bad_backbones = _collect(state, "automl_register_backbones", Backbone, "backbone")
-        bad = bad_backbones | bad
-        if not bad:
-            break
-        # A plugin that breaks the contract is skipped as a whole: none of its hooks run,
-        # and what it registered before the error is dropped.
-        for name, reason in bad.items():
-            state.failed.append((name, reason))
-            state.pm.unregister(name=name)
-            state.infos.pop(name, None)
+    state.partial = {}
+    try:
+        while True:
+            tasks, task_owners, bad = _collect(state, "automl_register_tasks", Task, "task")
+            backbones, backbone_owners, bad_backbones = _collect(state, "automl_register_backbones", Backbone, "backbone")
+            bad = bad_backbones | bad
+            if not bad:
+                break
+            # A plugin that breaks the contract is skipped as a whole: none of its hooks run,
+            # and what it registered before the error is dropped.
+            for name, reason in bad.items():
+                state.failed.append((name, reason))
+                state.pm.unregister(name=name)
+                state.infos.pop(name, None)
+    finally:
+        state.partial = None
     state.tasks, state.backbones = tasks, backbones
     state.owners = {f"task:{n}": o for n, o in task_owners.items()}
     state.owners.update({f"backbone:{n}": o for n, o in backbone_owners.items()})
@@ -280,7 +292,8 @@ def get_tasks() -> dict[str, type[Task]]:
     """Registered task classes by name."""
     state = get_state()
     _registries(state)
-    assert state.tasks is not None
+    if state.tasks is None:  # from a plugin's hook, during the build
+        return dict((state.partial or {}).get("task", {}))  # type: ignore[arg-type]
     return dict(state.tasks)
 
 
@@ -288,7 +301,8 @@ def get_backbones() -> dict[str, type[Backbone]]:
     """Registered backbone classes by name."""
     state = get_state()
     _registries(state)
-    assert state.backbones is not None
+    if state.backbones is None:  # from a plugin's hook, during the build
+        return dict((state.partial or {}).get("backbone", {}))  # type: ignore[arg-type]
     return dict(state.backbones)
 
 

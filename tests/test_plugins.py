@@ -246,6 +246,35 @@ def test_a_throwaway_plugin_adds_a_task_and_a_backbone(echo):
     assert "echo-bert" not in plugins.get_backbones()
 
 
+def test_a_plugin_may_subclass_a_builtin_task_it_asks_the_registry_for():
+    """A hook that asks for the registry while the registry is being built (to subclass a
+    built-in task) gets what was registered before it, instead of starting the build again
+    (which recursed until a RecursionError landed on whichever plugin was running)."""
+    from automl import hookimpl
+
+    seen: dict[str, list[str]] = {}
+
+    class Subclassing:
+        @hookimpl
+        def automl_register_tasks(self, register):  # type: ignore[no-untyped-def]
+            seen["tasks"] = sorted(plugins.get_tasks())
+            seen["backbones"] = sorted(plugins.get_backbones())
+
+            class Derived(plugins.get_tasks()["text-classification"]):  # type: ignore[misc]
+                name = "derived-text"
+                description = "a built-in task, subclassed (tests)"
+
+            register(Derived)
+
+    with registered(Subclassing(), "subclassing"):
+        tasks = plugins.get_tasks()
+        assert issubclass(tasks["derived-text"], tasks["text-classification"])
+        assert plugins.failed_plugins() == []
+        assert "tiny-bert" in plugins.get_backbones()
+    assert "text-classification" in seen["tasks"] and "derived-text" not in seen["tasks"]
+    assert seen["backbones"] == []  # backbones register after tasks
+
+
 def test_unknown_names_suggest_the_installed_ones():
     with pytest.raises(PluginError, match=r"unknown task 'text-clasification' \(did you mean 'text-classification'\?\)"):
         plugins.get_task("text-clasification", file="r.yaml")
