@@ -193,6 +193,26 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return batches
 
 
+def inference_batches(sorted_lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches (positions in *sorted_lengths*, which is sorted longest first) for inference
+    with a budget of padded tokens: ``batch_size`` times the median length. Where lengths
+    are even every batch holds ``batch_size`` examples; the few long examples of a
+    long-tailed split share smaller batches instead of padding a full batch of short ones
+    to their length (on banking77 validation rows, which are 6 to 55 tokens long, this
+    halves the evaluation time on a CPU). Never more than ``batch_size`` rows a batch."""
+    n = len(sorted_lengths)
+    if n == 0:
+        return []
+    budget = batch_size * max(1, int(np.median(sorted_lengths)))
+    batches = []
+    start = 0
+    while start < n:
+        rows = min(batch_size, max(1, budget // max(1, int(sorted_lengths[start]))))
+        batches.append(np.arange(start, min(n, start + rows)))
+        start += rows
+    return batches
+
+
 # ----------------------------------------------------------------------------- engine
 
 
@@ -528,11 +548,11 @@ def predict_outputs(
     order = np.argsort(-lengths, kind="stable")
     results: list[Any] = [None] * len(ids)
     no_labels = {k: v for k, v in encoded.items() if k == "input_ids" or k in FEATURE_KEYS}
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
+    for index in inference_batches(lengths[order], batch_size):
+        index = order[index]
         batch = {k: v.to(setup.device) for k, v in pad_batch(no_labels, index, pad_id, False).items()}
-        if setup.autocast_dtype is not None:
-            with torch.autocast(setup.device.type, dtype=setup.autocast_dtype):
+        if setup.inference_dtype is not None:
+            with torch.autocast(setup.device.type, dtype=setup.inference_dtype):
                 logits = model(**batch).logits
         else:
             logits = model(**batch).logits

@@ -152,3 +152,52 @@ def test_oom_known_covers_larger_configs():
     assert not oom_known(seen, {"adapter": "full", "batch_size": 8}, 128)
     assert not oom_known(seen, {"adapter": "lora", "batch_size": 32}, 128)
     assert not oom_known(seen, {"adapter": "full", "batch_size": 32}, 64)
+
+
+# ----------------------------------------------------------------------------- speed defaults
+
+
+def test_inference_batches_keep_a_token_budget():
+    import numpy as np
+
+    from automl.engine import inference_batches
+
+    # Long-tailed lengths, longest first: a few long rows, many short ones.
+    lengths = np.array([55, 40, 30] + [13] * 97)
+    batches = inference_batches(lengths, 64)
+    assert np.concatenate(batches).tolist() == list(range(100))  # every row once, in order
+    budget = 64 * 13  # batch size x the median length
+    assert all(len(b) * lengths[b[0]] <= budget for b in batches)
+    assert all(len(b) <= 64 for b in batches)
+    # Even lengths: full batches, as before.
+    assert [len(b) for b in inference_batches(np.full(130, 20), 64)] == [64, 64, 2]
+    # A row longer than the budget still gets a batch of its own.
+    assert [len(b) for b in inference_batches(np.array([500, 2, 2]), 2)] == [1, 2]
+    assert inference_batches(np.array([], dtype=np.int64), 8) == []
+
+
+def test_cpu_training_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
+    import torch
+
+    from automl import device
+
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert device.cpu_has_native_bf16(str(flags))
+    flags.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not device.cpu_has_native_bf16(str(flags))
+    assert not device.cpu_has_native_bf16(str(tmp_path / "missing"))
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+        training = device.pick_device("cpu", "auto", training=True)
+        assert training.autocast_dtype is torch.bfloat16
+        assert training.inference_dtype is None  # evaluations and predictions stay fp32 on a CPU
+        assert device.pick_device("cpu", "auto").autocast_dtype is None  # inference callers
+        assert device.pick_device("cpu", "fp32", training=True).autocast_dtype is None  # the recipe says no
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+        assert device.pick_device("cpu", "auto", training=True).autocast_dtype is None
+        assert device.pick_device("cpu", "bf16", training=True).autocast_dtype is torch.bfloat16  # asked for
+    finally:
+        torch.set_num_threads(threads)
