@@ -280,3 +280,27 @@ def test_unwritable_output_fails_before_training(recipe_file, tmp_path):
     result = CliRunner().invoke(cli, ["run", str(recipe_file()), "--output", str(blocker / "run")])
     assert result.exit_code == 2
     assert "not writable" in result.output
+
+
+def test_prestarted_workers_are_ended_when_the_run_stops_before_its_search(recipe_file, toy_dir, tmp_path):
+    """Workers start before the run is set up (their imports overlap it); a user error
+    found during the set-up leaves none of them behind, and a cancelled one exits."""
+    import multiprocessing
+
+    from automl.errors import UserError
+    from automl.search.supervisor import WorkerLauncher
+
+    launcher = WorkerLauncher(RunOptions(workers=2))
+    launcher.prestart()
+    procs = [proc for proc, _ in launcher.waiting.values()]
+    assert len(procs) == 2 and all(p.is_alive() for p in procs)
+    launcher.cancel()
+    assert not launcher.waiting
+    assert all(not p.is_alive() and p.exitcode is not None for p in procs)
+
+    data = tmp_path / "no-label.csv"
+    data.write_text("text\nhello\nworld\n")
+    path = recipe_file(data={"train": str(data), "validation": str(toy_dir / "validation.csv")})
+    with pytest.raises(UserError, match="label"):
+        run_recipe(load_recipe(path), options=RunOptions(workers=1, baseline=False))
+    assert multiprocessing.active_children() == []

@@ -26,7 +26,7 @@ from automl.errors import StorageError, UserError
 from automl.events import StudySummary
 from automl.run import RunContext
 from automl.search.storage import mask_url, open_storage
-from automl.search.worker import WorkerArgs, budget_used, fail_and_retry, worker_process
+from automl.search.worker import WorkerArgs, budget_used, fail_and_retry, waiting_worker_process, worker_process
 
 
 @dataclass
@@ -211,11 +211,85 @@ def study_start(ctx: RunContext, console: Console) -> None:
         console.print(f"[yellow]warning[/]: automl_study_start raised {type(exc).__name__}: {exc}")
 
 
+class WorkerLauncher:
+    """Starts the worker processes (``spawn``: a fresh interpreter each, one GPU each
+    where there are GPUs).
+
+    :meth:`prestart` starts them before the run is set up, without their arguments: each
+    imports torch, transformers and the plugins (:func:`~automl.search.worker.preload`,
+    about 4 s of a core) while the supervisor validates the recipe, tokenises the data and
+    trains the baseline, then waits. :meth:`start` hands one its arguments, or spawns a
+    fresh one where none waits (a replacement) or the waiting one has died. :meth:`cancel`
+    ends those never used (a user error, a finished study)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.waiting: dict[int, tuple[Any, Any]] = {}
+
+    def prestart(self) -> None:
+        if self.options.workers < 1:
+            return
+        mp = multiprocessing.get_context("spawn")
+        for index in range(self.options.workers):
+            receive, send = mp.Pipe(duplex=False)
+            proc = self._spawn(index, waiting_worker_process, receive)
+            receive.close()  # the child holds its own copy
+            self.waiting[index] = (proc, send)
+
+    def start(self, index: int, args: WorkerArgs) -> Any:
+        waiting = self.waiting.pop(index, None)
+        if waiting is not None:
+            proc, send = waiting
+            if proc.is_alive():
+                try:
+                    send.send(args.to_json())
+                    return proc
+                except OSError:
+                    pass
+                finally:
+                    send.close()
+            self._end(proc, send)
+        return self._spawn(index, worker_process, args.to_json())
+
+    def cancel(self) -> None:
+        """End the workers still waiting for arguments; they have run nothing."""
+        waiting, self.waiting = self.waiting, {}
+        for proc, send in waiting.values():
+            self._end(proc, send)
+
+    @staticmethod
+    def _end(proc: Any, send: Any) -> None:
+        send.close()
+        if proc.is_alive():
+            proc.terminate()  # it is importing or waiting: nothing to lose
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+    def _spawn(self, index: int, target: Any, argument: Any) -> Any:
+        mp = multiprocessing.get_context("spawn")
+        proc = mp.Process(target=target, args=(argument,), name=f"automl-worker-{index}", daemon=False)
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if self.options.gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(self.options.gpus[index % len(self.options.gpus)])
+        try:
+            proc.start()
+        finally:
+            if self.options.gpus:
+                if saved is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        return proc
+
+
 class Supervisor:
-    def __init__(self, ctx: RunContext, options: RunOptions, console: Console) -> None:
+    def __init__(self, ctx: RunContext, options: RunOptions, console: Console, launcher: WorkerLauncher | None = None) -> None:
         self.ctx = ctx
         self.options = options
         self.console = console
+        self.launcher = launcher or WorkerLauncher(options)
         self.procs: dict[int, Any] = {}
         self.deaths = 0
         self.startup_deaths = 0
@@ -259,20 +333,7 @@ class Supervisor:
 
         self._error_file(index).unlink(missing_ok=True)
         args = replace(self._worker_args(index, deadline), error_file=str(self._error_file(index)))
-        mp = multiprocessing.get_context("spawn")
-        proc = mp.Process(target=worker_process, args=(args.to_json(),), name=f"automl-worker-{index}", daemon=False)
-        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if self.options.gpus:
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(self.options.gpus[index % len(self.options.gpus)])
-        try:
-            proc.start()
-        finally:
-            if self.options.gpus:
-                if saved is None:
-                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-                else:
-                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
-        self.procs[index] = proc
+        self.procs[index] = self.launcher.start(index, args)
 
     def _handle_death(self, study: optuna.Study, index: int, proc: Any) -> None:
         tag = f"{socket.gethostname()}:{proc.pid}"
@@ -312,7 +373,6 @@ class Supervisor:
         study = create_study(ctx, storage)
         ctx.write_run_file()
         study_start(ctx, console)
-        baseline = run_baseline(ctx, data, console, encoded) if self.options.baseline else None
         recovered = recover_orphans(study, storage, ctx.recipe.search.retries + 1)
         if recovered:
             console.print(f"resumed: trial(s) {', '.join(map(str, recovered))} were cut off by a crash and run again")
@@ -329,7 +389,12 @@ class Supervisor:
         deadline = start + timeout if timeout else None
 
         interrupted = False
+        baseline = None
         try:
+            if done < target:
+                self._start_workers(deadline)  # the first trial starts while the baseline trains
+            if self.options.baseline:
+                baseline = run_baseline(ctx, data, console, encoded)
             if done < target:
                 self._supervise(study, target, deadline)
         except KeyboardInterrupt:
@@ -337,6 +402,7 @@ class Supervisor:
             console.print("[yellow]interrupted[/]: stopping workers; finished trials are kept")
             self._stop_workers()
         finally:
+            self.launcher.cancel()
             self._stop_workers()
 
         best_dir = None
@@ -409,6 +475,10 @@ class Supervisor:
             interrupted=interrupted,
         )
 
+    def _start_workers(self, deadline: float | None) -> None:
+        for i in range(self.options.workers):  # none with workers=0: _supervise runs trials in-process
+            self._start_worker(i, deadline)
+
     def _supervise(self, study: optuna.Study, target: int, deadline: float | None) -> None:
         from automl.search.live import LiveStatus
         from automl.search.worker import Worker
@@ -423,8 +493,6 @@ class Supervisor:
             worker.loop()
             return
 
-        for i in range(self.options.workers):
-            self._start_worker(i, deadline)
         live = LiveStatus(self.ctx, study, target, self.console)
         with live:
             while self.procs:
@@ -478,12 +546,25 @@ def run_recipe(
     console: Console | None = None,
 ) -> RunOutcome:
     """Run a recipe's search: the library function behind ``automl run``."""
-    from automl.adapters import check_adapters
     from automl.search.worker import quiet_libraries
 
     quiet_libraries()
     options = options or RunOptions()
     console = console or Console(stderr=True)
+    launcher = WorkerLauncher(options)
+    if recipe.path is not None:
+        launcher.prestart()  # their imports overlap the set-up below
+    try:
+        return _run(recipe, storage_url, study_name, options, console, launcher)
+    finally:
+        launcher.cancel()  # a user error before the search: they never ran anything
+
+
+def _run(
+    recipe: Any, storage_url: str | None, study_name: str | None, options: RunOptions, console: Console, launcher: WorkerLauncher
+) -> RunOutcome:
+    from automl.adapters import check_adapters
+
     ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name, artifacts=options.artifacts)
     from automl.device import machine_problems
 
@@ -500,7 +581,7 @@ def run_recipe(
     moved = ctx.prepare_dir(fresh=options.fresh)
     if moved is not None:
         console.print(f"--fresh: the previous run was moved to {moved}")
-    return Supervisor(ctx, options, console).run()
+    return Supervisor(ctx, options, console, launcher).run()
 
 
 __all__ = ["RunOptions", "RunOutcome", "run_recipe"]
