@@ -144,7 +144,8 @@ class Backbone(abc.ABC):
         first trials (``search.start_from: defaults``). Parameters left out take the middle
         of their range in the run's space (for the learning rate: the geometric middle of
         :meth:`learning_rate_prior` in the default space); values outside the space are
-        clipped into it. ``{}`` by default."""
+        clipped into it; values for parameters the space fixes are ignored. ``{}`` by
+        default."""
         return {}
 
     def fingerprint(self) -> str:

@@ -283,7 +283,8 @@ class Task(abc.ABC):
     def warm_start(self, adapter: Adapter) -> dict[str, Any]:
         """Settings of the warm-start trial for *adapter* that this task knows better than
         the backbone (e.g. more epochs for a token head); merged over
-        :meth:`~automl.backbone.Backbone.warm_start`. ``{}`` by default."""
+        :meth:`~automl.backbone.Backbone.warm_start`. ``None`` for a parameter undoes the
+        backbone's hint: the middle of its range. ``{}`` by default."""
         return {}
 
     def prepare(self, data: TaskData) -> None:

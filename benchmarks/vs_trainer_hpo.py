@@ -24,14 +24,18 @@ after the last epoch, automl by the trial's best evaluation (whose weights it ke
 Each side gets what its user gets by default, plus the seed:
 
 * **automl**: ``automl run RECIPE`` (the CLI, one worker process, all CPU threads); the
-  recipe's defaults: a warm-start first trial (the middle of the space), TPE (multivariate,
+  recipe's defaults: a warm-start first trial (the ``minilm-l6`` backbone's hint for full
+  fine-tuning, 3 epochs at 3e-4, batch 16, clipped into the space; measured on other
+  banking77 samples by ``benchmarks/warm_start.py``), bf16 autocast for training where the
+  CPU has bf16 instructions (``training.precision: auto``; evaluations in fp32), TPE (multivariate,
   grouped, constant liar, ``max(3, min(10, trials//3))`` start-up trials) seeded with
   ``--seed``, the ``auto`` evaluation schedule with Hyperband pruning on evaluation counts
   (none before 25% of a trial), each trial kept at its best evaluation, length-grouped
   dynamic padding, the TF-IDF baseline, weights of the top 2 trials kept and the best
   model exported to ``best/`` at the end. All of that is in its wall time.
 * **Trainer**: ``Trainer(model_init=..., args=TrainingArguments(eval_strategy="epoch",
-  save_strategy="no", report_to=[], seed, use_cpu=True), DataCollatorWithPadding)``,
+  save_strategy="no", report_to=[], seed, use_cpu=True), DataCollatorWithPadding)``
+  (fp32, its default; ``--trainer-bf16`` sets ``bf16=True`` for a comparison at equal precision),
   ``hyperparameter_search(backend="optuna", direction="maximize", n_trials,
   compute_objective=eval macro F1, sampler=TPESampler(seed))``: Optuna's defaults
   otherwise, i.e. TPE with 10 random start-up trials and ``MedianPruner`` (the Trainer
@@ -165,6 +169,7 @@ def trainer_side(spec_path: str) -> None:
         per_device_eval_batch_size=64,
         seed=spec["seed"],
         use_cpu=True,
+        bf16=bool(spec.get("bf16", False)),
     )
     trainer = Trainer(
         model_init=model_init,
@@ -269,6 +274,7 @@ def run_side(side: str, work: Path, args: argparse.Namespace, seed: int, train: 
             "space": space,
             "output": str(side_dir / "trainer-output"),
             "journal": str(side_dir / "study.journal"),
+            "bf16": args.trainer_bf16,
         }
         spec_path = side_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -309,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs-high", type=int, default=3)
     parser.add_argument("--work-dir", help="keep the runs here (default: a temporary directory, removed)")
     parser.add_argument("--sides", default="automl,trainer", help="run only some sides (automl, trainer)")
+    parser.add_argument(
+        "--trainer-bf16", action="store_true",
+        help="give the Trainer bf16=True (CPU autocast), which automl uses by default on CPUs with bf16 instructions; "
+        "the Trainer's default is fp32",
+    )
     args = parser.parse_args(argv)
 
     common.header("hyperparameter search: automl run vs transformers.Trainer.hyperparameter_search")

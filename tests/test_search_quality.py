@@ -158,6 +158,39 @@ def test_warm_start_trials_come_first_and_are_not_repeated_on_resume(tmp_path, t
     assert sum(t.user_attrs.get("start_from") is not None for t in study.trials) == 2
 
 
+def test_backbone_and_task_warm_start_hints(tmp_path, toy_dir):
+    """MiniLM's hint for full fine-tuning (3 epochs at 3e-4) is clipped into the space; a
+    parameter the space fixes ignores it; a task's None sends a parameter back to the
+    middle of its range."""
+    space = {"adapter": ["full", "lora"], "epochs": {"low": 1, "high": 2}}
+    path = _recipe(tmp_path, toy_dir, backbone="minilm-l6", search={"space": space})
+    full, lora = resolve(load_recipe(path)).start_from
+    assert full["learning_rate"] == pytest.approx(3e-4) and full["epochs"] == 2  # clipped to the range
+    assert lora["learning_rate"] == pytest.approx(9.49e-4, rel=0.01)  # no hint: the middle of [3e-4, 3e-3]
+    path = _recipe(tmp_path, toy_dir, backbone="minilm-l6", search={"space": {"adapter": "full", "epochs": 4}})
+    (only,) = resolve(load_recipe(path)).start_from
+    assert "epochs" not in only and only["learning_rate"] == pytest.approx(3e-4)
+    base = get_tasks()["text-classification"]
+
+    class Undo(base):  # type: ignore[misc, valid-type]
+        name = "warm-undo-text"
+        description = "text classification that undoes the backbone's learning-rate hint (tests)"
+
+        def warm_start(self, adapter):  # type: ignore[no-untyped-def]
+            return {"learning_rate": None}
+
+    class Plugin:
+        @hookimpl
+        def automl_register_tasks(self, register):  # type: ignore[no-untyped-def]
+            register(Undo)
+
+    with registered(Plugin(), "test-warm-undo"):
+        path = _recipe(tmp_path, toy_dir, task="warm-undo-text", backbone="minilm-l6", search={"space": {"adapter": "full"}})
+        (undone,) = resolve(load_recipe(path)).start_from
+    assert undone["learning_rate"] == pytest.approx(9.49e-5, rel=0.01)  # the middle of [3e-5, 3e-4]
+    assert undone["epochs"] == 3
+
+
 def test_own_start_configurations_and_off(tmp_path, toy_dir):
     path = _recipe(tmp_path, toy_dir, search={"start_from": [{"adapter": "lora", "lora_r": 16}]})
     (config,) = resolve(load_recipe(path)).start_from

@@ -2,8 +2,9 @@
 
 With ``search.start_from: defaults`` (the default) the first trials are one configuration
 per adapter in the space, from the backbone's :meth:`~automl.backbone.Backbone.warm_start`
-(and the task's :meth:`~automl.task.Task.warm_start` over it)
-with every other parameter at the middle of its range, so that the first result is already
+(and the task's :meth:`~automl.task.Task.warm_start` over it; a ``None`` there sends a
+parameter back to the middle of its range), with every other parameter at the middle of
+its range, so that the first result is already
 a sound model and the sampler starts from it. A recipe may list its own configurations
 instead, or turn this off (``start_from: none``). They are queued once per study, before the
 first trial, and never again on resume.
@@ -51,11 +52,15 @@ def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: 
     if start == "none" or recipe.search.sampler == "grid":  # a grid covers its points itself
         return configs
     if start == "defaults":
+        searched = {d.name for d in space.dimensions}
         for name in space_adapters(space):
             adapter = ADAPTERS.get(str(name))
             hint = backbone.warm_start(adapter) if adapter is not None else {}
             if adapter is not None and task is not None:
                 hint = {**hint, **task.warm_start(adapter)}  # the task knows its head's needs
+            # A hint for a parameter the space fixes or lacks says nothing; None sends a
+            # parameter back to the middle of its range (a task undoing a backbone's hint).
+            hint = {k: v for k, v in hint.items() if k in searched and v is not None}
             configs.append(space.complete({**hint, "adapter": name}, clip=True))
     else:
         names = space.names()
