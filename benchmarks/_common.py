@@ -230,8 +230,13 @@ def write_recipe(
     sampler: str = "tpe",
     pruner: str = "hyperband",
     metric: str = "f1_macro",
+    precision: str | None = None,
 ) -> Path:
     from automl.testing import write_recipe as write
+
+    training: dict[str, Any] = {"max_length": max_length, "seed": seed, "device": "cpu"}
+    if precision is not None:
+        training["precision"] = precision
 
     return write(
         path,
@@ -241,7 +246,7 @@ def write_recipe(
             "data": {"train": str(train), "validation": str(validation)},
             "objective": {"metric": metric},
             "search": {"trials": trials, "sampler": sampler, "pruner": pruner, "space": space},
-            "training": {"max_length": max_length, "seed": seed, "device": "cpu"},
+            "training": training,
             "output": str(output),
         },
     )

@@ -4,7 +4,8 @@
 What runs (one process, one thread setting for all):
 
 * **engine**: ``TrialEngine.run_trial`` built exactly as a worker builds it
-  (``Worker._build_engine``): deep copy of the pretrained model, AdamW (decoupled decay
+  (``Worker._build_engine``), in fp32 like the others unless ``--precision`` says otherwise
+  (``automl run``'s default, ``auto``, trains in bf16 on CPUs with bf16 instructions): deep copy of the pretrained model, AdamW (decoupled decay
   groups, ``foreach``), linear schedule, dynamic padding with length-grouped batches,
   gradient clipping at 1.0, one validation pass at the end (its time is subtracted).
 * **plain**: a hand-written loop, the floor of what is possible: deep copy of the same
@@ -281,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         help="AdamW implementation of the plain loop (default fused: the fastest, i.e. the floor)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the one-step profile")
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "auto", "bf16"],
+        help="the engine's training.precision (default fp32, as the plain loop and the Trainer run; auto is what "
+        "automl run uses: bf16 training on CPUs with bf16 instructions)",
+    )
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
 
@@ -302,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             space={},
             output=tmp_dir / "run",
+            precision=args.precision,
         )
 
         # -- set-up once, then two consecutive trials
