@@ -89,3 +89,25 @@ def test_worker_process_error_is_the_same_one_line(recipe_file, monkeypatch):
     assert message == str(main.value)
     error_file = recipe.output_dir / "progress" / "worker-0.error"
     assert json.loads(error_file.read_text())["message"] == message
+
+
+def test_ctrl_c_before_the_search_is_exit_130_with_one_line(recipe_file, monkeypatch):
+    """Ctrl-C while the run is being set up (reading, tokenising) ends with the documented
+    status for an interrupted run, not click's "Aborted!" and 1, and starts no worker."""
+    import multiprocessing
+
+    from click.testing import CliRunner
+
+    from automl.cli import cli
+    from automl.errors import EXIT_INTERRUPTED
+    from automl.run import RunContext
+
+    def interrupted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunContext, "load_data", interrupted)
+    path = recipe_file()
+    result = CliRunner().invoke(cli, ["run", str(path)])
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert "interrupted before the search started" in result.output and "Aborted" not in result.output
+    assert multiprocessing.active_children() == []

@@ -133,7 +133,16 @@ def launch(
         overrides=over,
         artifacts=artifacts,
     )
-    outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
+    try:
+        outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
+    except KeyboardInterrupt:
+        # Ctrl-C before the search began (reading, tokenising, opening the study): no trial
+        # had started, so nothing is lost; the exit status says interrupted, not a bug.
+        console.print(
+            f"[yellow]interrupted[/] before the search started: run `automl {command} {recipe_path}` again to start",
+            soft_wrap=True,
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
     print_summary(outcome, Console(highlight=False))
     if outcome.interrupted:
         console.print(f"[yellow]interrupted[/]: run `automl {command} {recipe_path}` again to continue", soft_wrap=True)
