@@ -90,7 +90,24 @@ def gpus_shared(gpus: str | None, workers: int, per_gpu: int) -> tuple[list[int]
     return parsed, max(workers, per_gpu * len(parsed))
 
 
-def launch(
+def launch(recipe_path: Any, *, command: str, **options: Any) -> None:
+    """What ``automl run`` and ``automl worker`` share (:func:`_launch`), with Ctrl-C before
+    the search began (reading the recipe and the data, opening the study) reported as an
+    interrupted run: exit 130 and one line, not click's "Aborted!" and 1. No trial had
+    started, so nothing is lost. (An interrupted search returns normally, with its summary.)"""
+    try:
+        _launch(recipe_path, command=command, **options)
+    except KeyboardInterrupt:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(
+            f"[yellow]interrupted[/] before the search started: run `automl {command} {recipe_path}` again to start",
+            soft_wrap=True,
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _launch(
     recipe_path: Any,
     *,
     command: str,
@@ -133,16 +150,7 @@ def launch(
         overrides=over,
         artifacts=artifacts,
     )
-    try:
-        outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
-    except KeyboardInterrupt:
-        # Ctrl-C before the search began (reading, tokenising, opening the study): no trial
-        # had started, so nothing is lost; the exit status says interrupted, not a bug.
-        console.print(
-            f"[yellow]interrupted[/] before the search started: run `automl {command} {recipe_path}` again to start",
-            soft_wrap=True,
-        )
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    outcome = run_recipe(recipe, storage_url=storage, study_name=study_name, options=options, console=console)
     print_summary(outcome, Console(highlight=False))
     if outcome.interrupted:
         console.print(f"[yellow]interrupted[/]: run `automl {command} {recipe_path}` again to continue", soft_wrap=True)
