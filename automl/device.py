@@ -15,15 +15,13 @@ class DeviceSetup:
     autocast_dtype: torch.dtype | None
     #: fp16 needs loss scaling.
     grad_scaling: bool
-    #: Whether evaluation and prediction run under the autocast too. On a CPU they run in
-    #: fp32, so that every recorded metric is the fp32 model's, as users serve it
-    #: (``pipeline``, ONNX); a CPU evaluation is a small part of a trial.
-    autocast_inference: bool = True
 
     @property
     def inference_dtype(self) -> torch.dtype | None:
-        """The autocast dtype for evaluation and prediction (``None``: fp32)."""
-        return self.autocast_dtype if self.autocast_inference else None
+        """The autocast dtype for evaluation and prediction (``None``: fp32). On a CPU they
+        run in fp32, so that every recorded metric is the fp32 model's, as users serve it
+        (``pipeline``, ONNX); a CPU evaluation is a small part of a trial."""
+        return None if self.device.type == "cpu" else self.autocast_dtype
 
     @property
     def label(self) -> str:
@@ -94,10 +92,10 @@ def pick_device(
     On CUDA: bf16 autocast where the GPU supports it, fp16 with loss scaling otherwise, and
     TF32 matmuls. On CPU: bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16
     or AMX: recent Xeon and EPYC) for *training*, fp32 elsewhere (emulated bf16 is slower
-    than fp32) and for inference (evaluations included: see ``autocast_inference``); all
+    than fp32) and for inference (evaluations included: see ``inference_dtype``); all
     cores, or *threads* when several workers share the machine. Autocast keeps the weights
     and the optimiser in fp32 and runs the matrix products in bf16: on a 2-core EPYC with
-    AVX512-BF16 a MiniLM search ran 1.4x faster with the same trial values to 3 decimals
+    AVX512-BF16 the trials of a MiniLM search ran about 1.4x faster with the same values to 3 decimals
     (docs/benchmarks.md, section 7a).
     """
     from automl.errors import UserError
@@ -128,4 +126,4 @@ def pick_device(
         torch.set_num_threads(threads or os.cpu_count() or 1)
         if precision == "bf16" or (precision == "auto" and training and cpu_has_native_bf16()):
             autocast = torch.bfloat16
-    return DeviceSetup(device=device, autocast_dtype=autocast, grad_scaling=scaling, autocast_inference=device.type != "cpu")
+    return DeviceSetup(device=device, autocast_dtype=autocast, grad_scaling=scaling)

@@ -218,7 +218,7 @@ class WorkerLauncher:
     :meth:`prestart` starts them before the run is set up, without their arguments: each
     imports torch, transformers and the plugins (:func:`~automl.search.worker.preload`,
     about 4 s of a core) while the supervisor validates the recipe, tokenises the data and
-    trains the baseline, then waits. :meth:`start` hands one its arguments, or spawns a
+    opens the study, then waits. :meth:`start` hands one its arguments, or spawns a
     fresh one where none waits (a replacement) or the waiting one has died. :meth:`cancel`
     ends those never used (a user error, a finished study)."""
 
