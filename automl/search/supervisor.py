@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
+from automl.baseline import BUDGET_SHARE
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
 from automl.run import RunContext
@@ -156,6 +157,8 @@ def run_baseline(
     if path.exists():
         return json.loads(path.read_text())
     task = ctx.resolved.task
+    timeout = ctx.recipe.search.timeout
+    task.baseline_budget = BUDGET_SHARE * timeout if timeout else None
     try:
         result = task.baseline(data, ctx.recipe.training.seed)
     except KeyboardInterrupt:
