@@ -48,6 +48,10 @@ from automl.results.predict import load_model, predict_frame, read_meta
 INSTALL = 'pip install "automl[serve]"'
 #: Environment variable carrying the settings to each uvicorn worker process (``--workers``).
 SETTINGS_ENV = "AUTOML_SERVE_SETTINGS"
+#: How long an idle keep-alive connection stays open (uvicorn's default is 5 s). Longer than
+#: the idle timeout of the usual load balancers and clients (60 s), so the server is not the
+#: side that closes a connection just as a client sends its next request on it.
+KEEP_ALIVE_S = 75
 #: Input column types in ``/metadata`` and the OpenAPI schema.
 NUMBER, CATEGORY, STRING, ANY = "number", "category", "string", "any"
 
@@ -431,9 +435,11 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers
         os.environ[SETTINGS_ENV] = settings.to_env()
         if on_ready is not None:
             on_ready(f"http://{host}:{port}", workers)
-        uvicorn.run("automl.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+        uvicorn.run(
+            "automl.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S
+        )
         return
     app = create_app(settings)
     if on_ready is not None:
         on_ready(f"http://{host}:{port}", workers)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
