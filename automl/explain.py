@@ -318,12 +318,21 @@ def explain_transformer(
     regression = task.problem_type == "regression"
     columns = explain_columns(task, frame)
 
+    results = [RowExplanation(i, predictions[i].get("prediction"), _score(predictions[i]), row_units(columns, frame.iloc[i]))
+               for i in range(len(frame))]
+    units_of = [task.token_units(split, encoded, i, tokenizer) for i in range(len(frame))]
+
     def tensors(index: list[int]) -> tuple[list[Any], list[Any], Any]:
         width = max(len(encoded["input_ids"][i]) for i in index)
         ids = [list(encoded["input_ids"][i]) + [pad] * (width - len(encoded["input_ids"][i])) for i in index]
         mask = [[1] * len(encoded["input_ids"][i]) + [0] * (width - len(encoded["input_ids"][i])) for i in index]
         inputs: list[Any] = [torch.tensor(ids, device=device)]
-        baselines: list[Any] = [torch.tensor([[t if t in specials else pad for t in row] for row in ids], device=device)]
+        # The baseline masks the tokens that stand for a unit (padding token); special tokens and
+        # the glue between columns ("memo: ", " | ") stay, so they get no attribution and the
+        # units' attributions add up to the whole change of the output.
+        masked = [[pad if units_of[i][p] is not None and t not in specials else t for p, t in enumerate(row[: len(units_of[i])])]
+                  + row[len(units_of[i]) :] for i, row in zip(index, ids, strict=True)]
+        baselines: list[Any] = [torch.tensor(masked, device=device)]
         for key in keys:
             inputs.append(torch.as_tensor(np.asarray([encoded[key][i] for i in index]), device=device))
             base = [base_encoded[key][i] if base_encoded is not None else np.zeros_like(encoded[key][i]) for i in index]
@@ -369,9 +378,6 @@ def explain_transformer(
         return found
 
     method = "layer integrated gradients (captum)"
-    results = [RowExplanation(i, predictions[i].get("prediction"), _score(predictions[i]), row_units(columns, frame.iloc[i]))
-               for i in range(len(frame))]
-    units_of = [task.token_units(split, encoded, i, tokenizer) for i in range(len(frame))]
     if task.head == "token-classification":
         for i in range(len(frame)):
             for t in task.explain_targets(np.asarray(outputs[i]), split, encoded, i) or []:
