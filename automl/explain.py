@@ -11,7 +11,9 @@ How each kind of export is explained (docs/explain.md):
 
 * a fine-tuned transformer (full, LoRA merged, or fused with table columns): Captum's
   ``LayerIntegratedGradients`` over the word embeddings, from a baseline in which every
-  token but the special ones is the padding token; for a fused model also over the
+  token that stands for a unit is the padding token (special tokens and the glue between
+  columns stay, so the units' attributions add up to the whole change of the output); for
+  a fused model also over the
   feature tower's inputs (the normalised numbers, from the encoding of a missing value,
   and each category embedding, from the "missing" slot). Token attributions are summed
   into the units they belong to (:meth:`~automl.task.Task.token_units`). Captum's
