@@ -41,7 +41,7 @@ IMPORTANCE_FILE = "importance.json"
 ROWS = 200
 REPEATS = 3
 #: Validation rows explained for the words of each class.
-WORD_ROWS = 32
+WORD_ROWS = 16
 #: Words kept per class.
 TOP_WORDS = 10
 

@@ -316,7 +316,14 @@ class FraudDetection(Columns, Task):
 
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
         self._file = file
-        schema = self.schema if self.schema is not None else self._schema(frame, file=file)
+        schema = self.schema
+        if schema is None:
+            # A loaded model infers the column kinds from the rows it is given. Rows with
+            # the same columns as the last ones read keep those kinds: an explanation scores
+            # edited copies of a row (words deleted), whose kinds must not drift.
+            last = getattr(self, "_read_schema", None)
+            same = last is not None and [c.name for c in last] == [str(c) for c in frame.columns if c != self.label_column]
+            schema = last if same else self._schema(frame, file=file)
         self._read_schema = schema
         require_columns(frame, [c.name for c in schema], file=file, field="task_options.columns")
         segments = serialise(frame, self.text_schema(schema), file=file)
