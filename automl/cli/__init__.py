@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "automl.cli.compare_cmd",
     "automl.cli.report_cmd",
     "automl.cli.predict_cmd",
+    "automl.cli.explain_cmd",
     "automl.cli.export_cmd",
     "automl.cli.dashboard_cmd",
     "automl.cli.serve_cmd",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from automl.errors import DataError, UserError
+from automl.explain import RowExplanation, explain_model
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +51,10 @@ class ExportedModel:
     def predict(self, frame: pd.DataFrame, *, file: str = "<input>", batch_size: int = 64) -> pd.DataFrame:
         """The rows with the task's prediction columns added."""
         return predict_frame(self, frame, file=file, batch_size=batch_size)
+
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
 
 
 def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
