@@ -24,6 +24,7 @@ from rich.console import Console
 
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
+from automl.resolve import check_backbone
 from automl.run import RunContext
 from automl.search.storage import mask_url, open_storage
 from automl.search.worker import WorkerArgs, budget_used, fail_and_retry, waiting_worker_process, worker_process
@@ -572,9 +573,8 @@ def _run(
     problems = machine_problems(recipe.training.device, recipe.training.precision)
     if problems:  # `automl recipe check` only warns: the recipe may be meant for another machine
         raise UserError(problems[0][1], file=file, field=problems[0][0])
-    for warning in ctx.resolved.warnings:
+    for warning in (*ctx.resolved.warnings, *check_backbone(ctx.resolved)):
         console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
-    ctx.resolved.backbone.check()
     check_adapters(ctx.resolved.space, recipe.training.device, file=ctx.file)
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")
