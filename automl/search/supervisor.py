@@ -100,12 +100,20 @@ def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optun
         "fingerprint": ctx.recipe.fingerprint(),
     }
     if meta is None:
-        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir)})
+        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir), "recipe_path": ctx.file})
         study.set_metric_names([ctx.resolved.objective.name])  # plots and Optuna Dashboard show the name
     elif meta.get("fingerprint") != expected["fingerprint"]:
+        theirs = meta.get("recipe_path")
+        if theirs and theirs != ctx.file:
+            origin = f"another recipe, {theirs} (task {meta.get('task')}, fingerprint {meta.get('fingerprint')})"
+        elif theirs:
+            origin = f"an earlier version of this recipe (fingerprint {meta.get('fingerprint')})"
+        else:
+            origin = f"a different recipe (task {meta.get('task')}, fingerprint {meta.get('fingerprint')})"
         raise UserError(
-            f"study '{ctx.study_name}' in the storage was started from a different recipe; "
-            "use the same recipe, or another study name with --study",
+            f"study '{ctx.study_name}' in the storage was started from {origin}, not this one "
+            f"(fingerprint {expected['fingerprint']}); its trials would mix with this recipe's: "
+            "give this run another study name (--study or name:)",
             file=ctx.file,
         )
     if study.direction.name.lower() != ctx.resolved.objective.direction:
