@@ -105,13 +105,11 @@ def columns_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     recipe["data"]["label_column"] = "is_fraud"
     path = write_recipe(base / "recipe.yaml", recipe)
     plugins.reset()
-    out = io.StringIO()
     outcome = run_recipe(
         load_recipe(path),
         options=RunOptions(workers=0),
-        console=Console(file=out, width=120, color_system=None),
+        console=Console(file=io.StringIO(), width=120, color_system=None),
     )
     plugins.reset()
     assert outcome.best_dir is not None and (outcome.run_dir / "baseline" / "automl.json").exists()
-    (outcome.run_dir / "console.txt").write_text(out.getvalue())
     return outcome.run_dir
