@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "datasets")
 #: What ``data.format`` may name, for a file whose suffix misleads.
 SETTABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet", "conll")
-#: The longest line (in characters) a text table may hold. Python's csv module refuses a
-#: field over 128 KiB by default (``_csv.Error: field larger than field limit``); a line
-#: this long is a broken file (a missing newline or quote), not a row.
+#: The longest line (in bytes) a text file may hold. A text file is read into memory whole
+#: to be decoded and parsed, so a multi-GB line would exhaust memory before any message;
+#: a line this long is a broken file (a missing newline or quote), not a row.
 MAX_LINE = 64 * 1024 * 1024
 
 

@@ -166,8 +166,11 @@ def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any, Any]:
     return model, tokenizer, features
 
 
-def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = None) -> tuple[pd.DataFrame, str]:
-    """The rows to predict and the name to report for them. ``-`` reads lines of text."""
+def read_input(
+    source: str | Path, text_column: str, stdin: IO[str] | None = None, *, fmt: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The rows to predict and the name to report for them. ``-`` reads lines of text;
+    *fmt* overrides the format the file's suffix says (``--format``)."""
     import pandas as pd
 
     from automl.data import read_table
@@ -178,7 +181,7 @@ def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = Non
         if not lines:
             raise DataError("no lines of text on standard input", file="<stdin>")
         return pd.DataFrame({text_column: lines}), "<stdin>"
-    frame = read_table(source)
+    frame = read_table(source, fmt=fmt)
     if len(frame) == 0:
         raise DataError("has no rows to predict", file=source)
     return frame, str(source)

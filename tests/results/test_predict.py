@@ -193,3 +193,13 @@ def test_predict_prints_no_loading_bar(tiny_run, data_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Loading weights" not in result.stderr + result.stdout
+
+
+def test_predict_format_reads_a_file_whose_suffix_misleads(tiny_run, data_dir, tmp_path):
+    source = tmp_path / "rows.txt"  # tab-separated, but .txt reads as CSV
+    pd.read_csv(data_dir / "test.csv").head(10).to_csv(source, sep="\t", index=False)
+    result = invoke("predict", str(tiny_run / "best"), str(source))
+    assert result.exit_code == 2 and "column 'text' not found" in result.stderr, result.output
+    result = invoke("predict", str(tiny_run / "best"), str(source), "--format", "tsv", "-o", str(tmp_path / "out.csv"))
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 10
