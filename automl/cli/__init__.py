@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "automl.cli.predict_cmd",
     "automl.cli.export_cmd",
     "automl.cli.dashboard_cmd",
+    "automl.cli.serve_cmd",
 )
 
 
