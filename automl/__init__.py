@@ -25,7 +25,8 @@ hookimpl = pluggy.HookimplMarker("automl")
 def load_model(path: str, **options: object) -> object:
     """Load a model automl exported (a run's ``best/``, or its ``baseline/``): a fine-tuned
     model, a saved baseline or an ensemble. The result has ``.predict(frame)`` (the rows
-    with prediction columns added) and ``.outputs(frame)`` (raw outputs per row)."""
+    with prediction columns added) and ``.outputs(frame)`` (raw outputs per row).
+    ``progress=True`` shows transformers' "Loading weights" bar (quiet by default)."""
     from automl.results.predict import load_model as _load
 
     return _load(path, **options)  # type: ignore[arg-type]

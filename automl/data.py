@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from automl.task import Split, Task, TaskData
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "datasets")
+#: What ``data.format`` may name, for a file whose suffix misleads.
+SETTABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet", "conll")
+#: The longest line (in bytes) a text file may hold. A text file is read into memory whole
+#: to be decoded and parsed, so a multi-GB line would exhaust memory before any message;
+#: a line this long is a broken file (a missing newline or quote), not a row.
+MAX_LINE = 64 * 1024 * 1024
 
 
 def detect_format(path: Path) -> str:
@@ -84,14 +90,31 @@ def _read_conll(text: str, path: Path) -> pd.DataFrame:
     return pd.DataFrame({"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]})
 
 
-def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame:
-    """Read a data file into a DataFrame; every failure is a one-line :class:`DataError`."""
+def looks_like_conll(path: Path, lines: int = 400) -> bool:
+    """Whether a text file reads like CoNLL: headerless ``word<TAB>tag`` lines of two to
+    four fields each, with blank lines between sentences (checked on its first *lines*)."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
+            head = [line.rstrip("\r\n") for _, line in zip(range(lines), fh, strict=False)]
+    except OSError:
+        return False
+    filled = [line for line in head if line.strip() and not line.startswith("-DOCSTART-")]
+    blanks = sum(1 for i, line in enumerate(head[1:], start=1) if not line.strip() and head[i - 1].strip())
+    if len(filled) < 2 or blanks == 0:
+        return False
+    widths = {len(line.split("\t")) if "\t" in line else len(line.split()) for line in filled}
+    return widths <= {2, 3, 4} and len(widths) == 1
+
+
+def read_table(path: str | Path, *, max_rows: int | None = None, fmt: str | None = None) -> pd.DataFrame:
+    """Read a data file into a DataFrame; every failure is a one-line :class:`DataError`.
+    *fmt* (``data.format``) overrides what the file's suffix says."""
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise DataError("no such file", file=path)
-    fmt = detect_format(path)
+    fmt = fmt or detect_format(path)
     try:
         if fmt == "datasets":
             import datasets
@@ -108,6 +131,7 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
         else:
             if path.stat().st_size == 0:
                 raise DataError("is empty; expected a header row and data rows", file=path)
+            _check_lines(path)
             text = _decode(path)
             if fmt == "conll":
                 frame = _read_conll(text, path)
@@ -130,6 +154,7 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
                     frame = pd.DataFrame(rows)
             else:
                 sep = "\t" if fmt == "tsv" else ","
+                _check_header(text, sep, path)
                 frame = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""])
     except DataError:
         raise
@@ -146,6 +171,38 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
     if max_rows is not None and len(frame) > max_rows:
         frame = frame.iloc[:max_rows]
     return frame.reset_index(drop=True)
+
+
+def _check_lines(path: Path) -> None:
+    """Refuse a line longer than :data:`MAX_LINE` bytes, naming it, before the file is
+    decoded (reading a multi-GB line into memory is what would fail otherwise)."""
+    if path.stat().st_size <= MAX_LINE:
+        return
+    number, length = 1, 0
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            pieces = block.split(b"\n")
+            for i, piece in enumerate(pieces):
+                length += len(piece)
+                if length > MAX_LINE:
+                    limit = f"{MAX_LINE // 2**20} MiB" if MAX_LINE >= 2**20 else f"{MAX_LINE} bytes"
+                    raise DataError(
+                        f"line {number} is longer than {limit}; is a newline or a closing quote missing?",
+                        file=path,
+                    )
+                if i < len(pieces) - 1:
+                    number, length = number + 1, 0
+
+
+def _check_header(text: str, sep: str, path: Path) -> None:
+    """Refuse a header that names a column twice (pandas would rename it ``a.1``)."""
+    first = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)]), delimiter=sep), [])
+    seen: set[str] = set()
+    for name in first:
+        name = name.strip()
+        if name and name in seen:
+            raise DataError(f"column '{name}' appears twice in the header; give each column its own name", file=path)
+        seen.add(name)
 
 
 def is_missing(value: Any) -> bool:
@@ -205,7 +262,7 @@ def data_fingerprint(recipe: Recipe) -> str:
     h.update(
         json.dumps(
             [d.validation_fraction, d.test_fraction, d.text_column, d.label_column, d.max_rows, d.feature_columns,
-             recipe.training.seed, recipe.task, recipe.task_options],
+             recipe.training.seed, recipe.task, recipe.task_options, *([d.format] if d.format else [])],
             sort_keys=True,
             default=str,
         ).encode()
@@ -241,6 +298,18 @@ def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, fil
     return _take(split, np.sort(keep)), _take(split, np.sort(held))
 
 
+def _sniff_conll(path: Path) -> None:
+    """A token task's table file (``.tsv``, ``.csv``, ``.txt``) that reads like CoNLL is
+    refused with the setting that reads it."""
+    if path.is_file() and detect_format(path) in ("csv", "tsv") and looks_like_conll(path):
+        raise DataError(
+            "looks like CoNLL (headerless word<TAB>tag lines, a blank line between sentences); "
+            "set data.format: conll",
+            file=path,
+            field="data.format",
+        )
+
+
 def load_task_data(task: Task, recipe: Recipe) -> TaskData:
     """Read, validate and split the recipe's data for *task*."""
     from automl.task import TaskData
@@ -248,7 +317,10 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
     d = recipe.data
     train_path = recipe.data_path("train")
     assert train_path is not None
-    train_frame = read_table(train_path, max_rows=d.max_rows)
+    fmt = d.format
+    if fmt is None and task.head == "token-classification":
+        _sniff_conll(train_path)
+    train_frame = read_table(train_path, max_rows=d.max_rows, fmt=fmt)
     label_names = task.label_names(train_frame, file=str(train_path))
     train = task.read(train_frame, split="train", file=str(train_path), label_names=label_names)
     columns = task.feature_columns()
@@ -270,7 +342,9 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
         path = recipe.data_path(which)
         if path is None:
             return None
-        frame = read_table(path, max_rows=d.max_rows)
+        if fmt is None and task.head == "token-classification":
+            _sniff_conll(path)
+        frame = read_table(path, max_rows=d.max_rows, fmt=fmt)
         if task.features is not None:
             task.features.transform(frame, file=str(path))  # a bad cell fails now, naming the file
         return task.read(frame, split=which, file=str(path), label_names=label_names)  # type: ignore[arg-type]

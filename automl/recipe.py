@@ -127,6 +127,9 @@ class DataSpec(_Model):
     #: for tasks that take them (``text-classification``, ``text-regression``).
     feature_columns: list[str] | None = None
     max_rows: Annotated[int, Field(gt=0)] | None = None
+    #: How to read the files when their suffix misleads (e.g. ``word<TAB>tag`` files named
+    #: ``.tsv``: ``conll``); default: from each file's suffix.
+    format: Literal["csv", "tsv", "jsonl", "parquet", "conll"] | None = None
 
 
 class ObjectiveSpec(_Model):

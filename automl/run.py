@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automl.data import data_fingerprint, file_fingerprint, load_task_data
 from automl.errors import UserError
 from automl.events import RunInfo
 from automl.recipe import Recipe
@@ -170,6 +171,11 @@ class RunContext:
             "study_name": self.study_name,
             "recipe_path": self.file,
             "fingerprint": self.recipe.fingerprint(),
+            "data_files": {
+                which: file_fingerprint(path)[:16]
+                for which in ("train", "validation", "test")
+                if (path := self.recipe.data_path(which)) is not None and path.exists()
+            },
             "recipe": self.recipe.resolved(),
             "storage": mask_url(self.storage_url) or f"journal:{self.run_dir / 'study.journal'}",
             "seed": self.recipe.training.seed,
@@ -185,7 +191,6 @@ class RunContext:
 
     def load_data(self, *, encode: bool = True) -> tuple[Any, Any, dict[str, Any]]:
         """(TaskData, tokenizer, encoded splits), tokenised once and cached on disk."""
-        from automl.data import data_fingerprint, load_task_data
         from automl.encoding import cache_key, encode_splits
 
         task = self.resolved.task

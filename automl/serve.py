@@ -199,6 +199,15 @@ class Scorer:
                 value = row[name]
                 if not _fits(value, kind):
                     raise BadRequest(422, f"row {i}: column '{name}' expects a {kind}, got {json.dumps(value)[:60]}")
+            # A model that names its input columns (e.g. fraud-detection's) takes exactly
+            # those over HTTP: a field it does not know is more likely a typo than an id.
+            # (`automl predict` on a file ignores extra columns, matched by name.)
+            if (self.meta.get("calibration") or {}).get("columns"):
+                known = {c["name"] for c in self.columns} | {self.label_column}
+                extra = [k for k in row if k not in known]
+                if extra:
+                    raise BadRequest(422, f"row {i} has extra column(s) {', '.join(map(str, extra))}; "
+                                          f"the model takes {', '.join(c['name'] for c in self.columns)}")
         if any(self.label_column in row for row in rows):  # a label sent along is not an input
             rows = [{k: v for k, v in row.items() if k != self.label_column} for row in rows]
         return rows

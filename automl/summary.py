@@ -58,6 +58,10 @@ class RunSummary:
                 f"(validation); held-out half {fmt_metric(held.get('ensemble'))} vs {fmt_metric(held.get('single_model'))} "
                 f"({held.get('single')}): {verdict}"
             ))
+        positive = r.positive_label
+        if positive is not None:
+            column = ((r.run_info.get("recipe") or {}).get("data") or {}).get("label_column")
+            head.add_row("positive class", Text(f"{positive!r}" + (f" (column '{column}')" if column else "")))
         if r.best_export and r.run_dir is not None:
             where = r.run_dir / "best"
             head.add_row("exported", Text(r.exported_label))

@@ -328,6 +328,12 @@ class Task(abc.ABC):
         """
         return {}
 
+    def restore(self, calibration: dict[str, Any]) -> None:
+        """Take back what :meth:`calibrate` saved when an export is loaded for prediction
+        (``automl predict``, :func:`automl.load_model`), before the first :meth:`read` with
+        ``split="predict"``: e.g. the input columns the model was trained on, so that a
+        file's columns are matched by name. Does nothing by default."""
+
     # ------------------------------------------------------------------ results
 
     @abc.abstractmethod

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from automl.data import SETTABLE_FORMATS
+
 
 @click.command(name="predict")
 @click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(path_type=Path))
@@ -14,11 +16,12 @@ import click
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per forward pass.")
 @click.option("--column", help="Text column of INPUT (default: the one the model was trained on).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--format", "fmt", type=click.Choice(SETTABLE_FORMATS), help="How to read INPUT when its suffix misleads (default: from the suffix).")
 @click.option("--explain", "explain_top", type=click.IntRange(min=1), default=None,
               help="Add a 'reasons' column: the top K reasons of each row (needs automl[explain]; docs/explain.md).")
 def command(
     model_dir: Path, source: str, output: Path | None, batch_size: int, column: str | None, device: str,
-    explain_top: int | None,
+    fmt: str | None, explain_top: int | None,
 ) -> None:
     """Predict INPUT (CSV, JSONL or Parquet; - for lines of text on stdin) with the model
     exported to MODEL_DIR (a run's best/: a fine-tuned model, the baseline or an ensemble;
@@ -37,7 +40,7 @@ def command(
     if output is not None:
         output_format(output)  # a bad extension fails before the model loads
     exported = load_model(model_dir, column=column, device=device)
-    frame, name = read_input(source, str((exported.meta.get("data") or {}).get("text_column", "text")))
+    frame, name = read_input(source, str((exported.meta.get("data") or {}).get("text_column", "text")), fmt=fmt)
     err = Console(stderr=True)
     progress = Progress(
         TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,

@@ -195,6 +195,36 @@ class RunResults:
         return dict(((self.best_export or {}).get("metrics") or {}).get("test") or {})
 
     @property
+    def exported_value(self) -> float | None:
+        """The objective of the exported model on validation (what a run delivers; the best
+        trial's value is only one candidate for it)."""
+        value = (((self.best_export or {}).get("metrics") or {}).get("validation") or {}).get(self.objective)
+        return float(value) if _finite(value) else None
+
+    @property
+    def data_identity(self) -> dict[str, Any]:
+        """What the run was trained and scored on: the data files, their fingerprint (when
+        ``run.json`` has it) and the label column. Runs whose identities differ have scores
+        that cannot be compared."""
+        data = (self.run_info.get("recipe") or {}).get("data") or {}
+        hashes = self.run_info.get("data_files") or {}
+        return {
+            "paths": tuple(str(data.get(k)) for k in ("train", "validation", "test") if data.get(k)),
+            "fingerprint": tuple(f"{k}: {v}" for k, v in sorted(hashes.items())) or None,
+            "label column": data.get("label_column"),
+        }
+
+    @property
+    def positive_label(self) -> str | None:
+        """The label a binary task counts as positive (its calibration's
+        ``positive_label``), from the export or else the baseline; ``None`` when it has none."""
+        for source in (self.best_export, self.baseline):
+            value = ((source or {}).get("calibration") or {}).get("positive_label")
+            if value is not None:
+                return str(value)
+        return None
+
+    @property
     def trust_remote_code(self) -> bool:
         training = (self.run_info.get("recipe") or {}).get("training") or {}
         return bool(training.get("trust_remote_code") or (self.best_export or {}).get("trust_remote_code"))

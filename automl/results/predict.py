@@ -9,9 +9,10 @@ decision threshold).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -76,10 +77,30 @@ def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, meta
 
 
-def load_model(model_dir: str | Path, *, column: str | None = None, device: str = "auto") -> Any:
+@contextlib.contextmanager
+def loading_progress(show: bool) -> Iterator[None]:
+    """transformers' own progress bars (its "Loading weights" bar) on with *show*, off
+    without, for the duration; as they were afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
+
+
+def load_model(model_dir: str | Path, *, column: str | None = None, device: str = "auto", progress: bool = False) -> Any:
     """Load any model automl exported, by the ``kind`` in its ``automl.json``: a fine-tuned
     model, a saved baseline or an ensemble. Each has ``.predict(frame) -> DataFrame`` and
-    ``.outputs(frame) -> np.ndarray``."""
+    ``.outputs(frame) -> np.ndarray``. transformers' "Loading weights" progress bar shows
+    only with *progress*."""
+    with loading_progress(progress):
+        return _load_any(model_dir, column=column, device=device)
+
+
+def _load_any(model_dir: str | Path, *, column: str | None, device: str) -> Any:
     path, meta = read_meta(model_dir)
     kind = meta.get("kind")
     if kind == "ensemble":
@@ -109,6 +130,7 @@ def task_from_meta(path: Path, meta: dict[str, Any], column: str | None = None) 
         meta = {**meta, "data": data}
     task = task_cls(options, DataSpec.model_construct(**{k: v for k, v in data.items() if k in DataSpec.model_fields}))
     task.labels = meta.get("labels")
+    task.restore(dict(meta.get("calibration") or {}))
     return meta, task
 
 
@@ -149,8 +171,11 @@ def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any, Any]:
     return model, tokenizer, features
 
 
-def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = None) -> tuple[pd.DataFrame, str]:
-    """The rows to predict and the name to report for them. ``-`` reads lines of text."""
+def read_input(
+    source: str | Path, text_column: str, stdin: IO[str] | None = None, *, fmt: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The rows to predict and the name to report for them. ``-`` reads lines of text;
+    *fmt* overrides the format the file's suffix says (``--format``)."""
     import pandas as pd
 
     from automl.data import read_table
@@ -161,7 +186,7 @@ def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = Non
         if not lines:
             raise DataError("no lines of text on standard input", file="<stdin>")
         return pd.DataFrame({text_column: lines}), "<stdin>"
-    frame = read_table(source)
+    frame = read_table(source, fmt=fmt)
     if len(frame) == 0:
         raise DataError("has no rows to predict", file=source)
     return frame, str(source)

@@ -73,13 +73,16 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
     best = r.best
     counts = r.counts()
     out = []
-    if best is not None:
-        out.append((f"best {r.objective}", fmt_metric(best.value), f"validation · trial {best.number}"))
-    else:
-        out.append((f"best {r.objective}", "-", "no trial completed yet"))
     test = r.test_metrics.get(r.objective)
-    if test is not None:
-        out.append((f"test {r.objective}", fmt_metric(test), "exported model"))
+    # The exported model leads: it is what the run delivers. The best trial follows (it
+    # may not be the export: the baseline or an ensemble can win).
+    if r.exported is not None:
+        value, split = (test, "test") if test is not None else (r.exported_value, "validation")
+        out.append((f"exported model {r.objective}", fmt_metric(value), f"{split} · {r.exported_label} · best/"))
+    if best is not None:
+        out.append((f"best trial {r.objective}", fmt_metric(best.value), f"validation · trial {best.number}"))
+    else:
+        out.append((f"best trial {r.objective}", "-", "no trial completed yet"))
     if r.baseline_value is not None:
         btest = ((r.baseline or {}).get("test") or {}).get(r.objective)
         note = str((r.baseline or {}).get("name", "classical baseline"))
@@ -92,12 +95,33 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
         note = describe(ens["members"]) + (" · test" if value is not None else " · validation")
         note += " · exported" if r.exported == "ensemble" else " · not exported (held-out check)"
         out.append(("ensemble", fmt_metric(value if value is not None else (ens.get("validation") or {}).get(r.objective)), note))
-    if r.exported is not None:
-        out.append(("exported", r.exported_label, "best/ (see automl.json)"))
     finished = counts["complete"] + counts["pruned"]
     out.append(("trials", str(finished), f"{counts['complete']} complete · {counts['pruned']} pruned · {counts['failed']} failed" + (f" · {counts['running']} running" if counts["running"] else "")))
     out.append(("time", fmt_seconds(r.total_seconds), f"best after {fmt_seconds(r.seconds_to_best)}"))
     return out
+
+
+def calibration_rows(calibration: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the task tuned on validation (a threshold, its goal, the positive label...) as
+    (setting, value) rows: numbers to 4 significant digits, lists shortened."""
+    rows = []
+    kinds = calibration.get("column_kinds") or []
+    for key, value in calibration.items():
+        if key == "column_kinds":
+            continue
+        if key == "columns" and isinstance(value, list) and len(kinds) == len(value):
+            value = [f"{name} ({str(kind).split(':')[0]})" for name, kind in zip(value, kinds, strict=True)]
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, list | tuple):
+            shown = ", ".join(map(str, value[:8]))
+            text = f"{len(value)}: {shown}" + (", ..." if len(value) > 8 else "")
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        else:
+            text = fmt_value(value)
+        rows.append((key.replace("_", " "), text))
+    return rows
 
 
 def run_facts(r: RunResults) -> list[tuple[str, str]]:
@@ -328,7 +352,8 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
             where = r.run_dir / "best" if r.run_dir else Path("best")
             parts.append(f"<h3>Use it</h3><pre>automl predict {e(where)} data.csv -o predictions.csv</pre>")
             if export.get("calibration"):
-                parts.append(f"<h3>Calibration</h3><pre>{e(json.dumps(export['calibration'], indent=2, default=str))}</pre>")
+                rows = [([(e(name), False), (e(text), False)], "") for name, text in calibration_rows(export["calibration"])]
+                parts.append(f"<h3>Calibration</h3>{_table([('setting', False), ('value', False)], rows)}")
             if export.get("labels"):
                 parts.append(f"<p>Labels: {', '.join(f'<code>{e(x)}</code>' for x in export['labels'])}</p>")
         else:
@@ -518,4 +543,4 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-__all__ = ["MetricRow", "ReportFiles", "headline", "metric_rows", "render_html", "render_markdown", "run_facts", "write_report"]
+__all__ = ["MetricRow", "ReportFiles", "calibration_rows", "headline", "metric_rows", "render_html", "render_markdown", "run_facts", "write_report"]

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
+from automl.resolve import check_backbone
 from automl.run import RunContext
 from automl.search.storage import mask_url, open_storage
 from automl.search.worker import WorkerArgs, budget_used, fail_and_retry, waiting_worker_process, worker_process
@@ -99,12 +100,20 @@ def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optun
         "fingerprint": ctx.recipe.fingerprint(),
     }
     if meta is None:
-        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir)})
+        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir), "recipe_path": ctx.file})
         study.set_metric_names([ctx.resolved.objective.name])  # plots and Optuna Dashboard show the name
     elif meta.get("fingerprint") != expected["fingerprint"]:
+        theirs = meta.get("recipe_path")
+        if theirs and theirs != ctx.file:
+            origin = f"another recipe, {theirs} (task {meta.get('task')}, fingerprint {meta.get('fingerprint')})"
+        elif theirs:
+            origin = f"an earlier version of this recipe (fingerprint {meta.get('fingerprint')})"
+        else:
+            origin = f"a different recipe (task {meta.get('task')}, fingerprint {meta.get('fingerprint')})"
         raise UserError(
-            f"study '{ctx.study_name}' in the storage was started from a different recipe; "
-            "use the same recipe, or another study name with --study",
+            f"study '{ctx.study_name}' in the storage was started from {origin}, not this one "
+            f"(fingerprint {expected['fingerprint']}); its trials would mix with this recipe's: "
+            "give this run another study name (--study or name:)",
             file=ctx.file,
         )
     if study.direction.name.lower() != ctx.resolved.objective.direction:
@@ -572,9 +581,8 @@ def _run(
     problems = machine_problems(recipe.training.device, recipe.training.precision)
     if problems:  # `automl recipe check` only warns: the recipe may be meant for another machine
         raise UserError(problems[0][1], file=file, field=problems[0][0])
-    for warning in ctx.resolved.warnings:
+    for warning in (*ctx.resolved.warnings, *check_backbone(ctx.resolved)):
         console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
-    ctx.resolved.backbone.check()
     check_adapters(ctx.resolved.space, recipe.training.device, file=ctx.file)
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")

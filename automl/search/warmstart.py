@@ -78,7 +78,7 @@ def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: 
             try:
                 configs.append(space.complete(dict(given), clip=False))
             except ValueError as exc:
-                raise RecipeError(f"{exc} (the search space's range)", file=file, field=field) from None
+                raise RecipeError(str(exc), file=file, field=field) from None
     unique: list[dict[str, Any]] = []
     for cfg in configs:
         if cfg not in unique:
