@@ -563,7 +563,7 @@ def run_recipe(
 def _run(
     recipe: Any, storage_url: str | None, study_name: str | None, options: RunOptions, console: Console, launcher: WorkerLauncher
 ) -> RunOutcome:
-    from automl.adapters import check_adapters
+    from automl.search.space import check_adapters
 
     ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name, artifacts=options.artifacts)
     from automl.device import machine_problems
