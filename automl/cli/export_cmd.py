@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from automl.onnx_model import FIGURE_HEADERS, figure_rows
+
 
 @click.command(name="export")
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
@@ -22,8 +24,8 @@ def command(run_dir: Path, fmt: str, quantize: str | None, output: Path | None, 
     from rich.console import Console
     from rich.table import Table
 
-    from automl.deploy import FIGURE_HEADERS, export_onnx, figure_rows
-    from automl.search.worker import quiet_libraries
+    from automl.deploy import export_onnx  # torch; when the command runs: `automl --help` stays fast
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     quiet_libraries()
     err = Console(stderr=True)

@@ -456,7 +456,7 @@ class Supervisor:
         return outcome
 
     def _export(self, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
-        from automl.ensemble import export_chosen
+        from automl.best import export_chosen
 
         return export_chosen(self.ctx, study, data, tokenizer, encoded)
 
