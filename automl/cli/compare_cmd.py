@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from automl.results import gather
 from automl.results._formats import FORMATS
+from automl.results.compare import compare
 
 
 @click.command(name="compare")
@@ -16,9 +18,6 @@ def command(run_dirs: tuple[Path, ...], fmt: str) -> None:
     """Compare runs side by side: best value (and its change against the first run),
     trials, pruning, time to best, best hyperparameters, test metrics and baseline."""
     from rich.console import Console
-
-    from automl.results import gather
-    from automl.results.compare import compare
 
     comparison = compare([gather(d, with_importances=False) for d in run_dirs])
     if fmt == "table":

@@ -22,8 +22,8 @@ def command(model_dir: Path, source: str, output: Path | None, batch_size: int, 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions
-    from automl.search.worker import quiet_libraries
+    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions  # torch: when the command runs
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     quiet_libraries()
     if output is not None:

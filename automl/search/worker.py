@@ -4,6 +4,11 @@ It loads the data (tokenised once, from the run's cache) and the pretrained weig
 then asks the study for trials and runs each through the :class:`~automl.engine.TrialEngine`.
 Every trial ends in the storage as complete, pruned or failed with a reason; nothing a
 trial does can take the study down.
+
+The automl modules that import torch (the device, the engine, checkpoints, weights, the
+baseline's export) are imported inside the functions that need them: the supervisor
+imports this module for the worker processes' entry points before it spawns them, and a
+waiting worker imports them in :func:`preload` while the supervisor sets the run up.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from automl import plugins
+from automl.errors import EXIT_BUG, UserError
 from automl.events import TrialInfo, TrialOutcome
-from automl.search.storage import storage_trial_id
 from automl.events import TrialState as State
+from automl.recipe import load_recipe, parse_policy
+from automl.run import RunContext
+from automl.search.samplers import make_pruner, make_sampler, plan_evaluations
+from automl.search.storage import heartbeat, heartbeat_enabled, open_storage, storage_trial_id
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -156,10 +166,8 @@ def oom_known(configs: list[dict[str, Any]], params: dict[str, Any], max_length:
     return False
 
 
-def _plugin_in_traceback(exc: BaseException) -> str | None:
+def plugin_in_traceback(exc: BaseException) -> str | None:
     """Name the plugin whose code raised *exc*, if any."""
-    from automl import plugins
-
     pm = plugins.get_plugin_manager()
     files: dict[str, str] = {}
     for name, plugin in pm.list_name_plugin():
@@ -180,10 +188,6 @@ def _plugin_in_traceback(exc: BaseException) -> str | None:
 
 class Worker:
     def __init__(self, args: WorkerArgs, ctx: Any = None) -> None:
-        from automl.recipe import load_recipe
-        from automl.run import RunContext
-        from automl.search.storage import open_storage
-
         self.args = args
         if ctx is None:
             recipe = load_recipe(args.recipe_path).with_overrides(**args.overrides)
@@ -214,10 +218,8 @@ class Worker:
         return self._engine
 
     def _build_engine(self) -> Any:
-        from automl.device import pick_device
-        from automl.engine import TrialEngine, TrialPolicy
-        from automl.search.samplers import plan_evaluations
-
+        from automl.device import pick_device  # torch, imported lazily (see the module docstring)
+        from automl.engine import TrialEngine, TrialPolicy  # torch, imported lazily
         ctx = self.ctx
         training = self.recipe.training
         setup = pick_device(training.device, training.precision, self.args.threads, training=True)
@@ -253,7 +255,7 @@ class Worker:
     def _checkpoint(self, trial: optuna.Trial, params: dict[str, Any], on_resume: Any) -> Any:
         """The trial's checkpoint when the recipe (or ``auto`` for a large backbone) asks for
         one. A re-run of a trial cut off by a crash (``retry_of``) finds its checkpoint."""
-        from automl.checkpoint import TrialCheckpoint, parse_policy
+        from automl.checkpoint import TrialCheckpoint  # torch, imported lazily
 
         n_parameters = sum(p.numel() for p in self.engine.base_model.parameters())
         policy = parse_policy(self.recipe.training.checkpoint_every, n_parameters)
@@ -264,8 +266,6 @@ class Worker:
         return TrialCheckpoint(directory, params, policy, on_resume=on_resume)
 
     def study(self) -> optuna.Study:
-        from automl.search.samplers import make_pruner, make_sampler
-
         return optuna.load_study(
             study_name=self.args.study_name,
             storage=self.storage,
@@ -277,8 +277,6 @@ class Worker:
 
     def loop(self) -> None:
         from optuna.storages import fail_stale_trials
-
-        from automl.search.storage import heartbeat_enabled
 
         # Build the engine before the first ask, so a slow start holds no trial (and the
         # pruner gets its resources from the evaluation plan).
@@ -347,14 +345,11 @@ class Worker:
             pass
 
     def run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from automl.search.storage import heartbeat
-
         with heartbeat(self.storage, study, trial.number):
             self._run_one(study, trial)
 
     def _run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from automl import plugins
-        from automl.engine import OutOfMemory, TrialFailed, TrialStopped
+        from automl.engine import OutOfMemory, TrialFailed, TrialStopped  # torch, imported lazily
 
         hook = plugins.get_plugin_manager().hook
         run_info = self.ctx.info
@@ -406,7 +401,7 @@ class Worker:
             try:
                 hook.automl_trial_start(run=run_info, trial=info)
             except Exception as exc:
-                name = _plugin_in_traceback(exc) or "a plugin"
+                name = plugin_in_traceback(exc) or "a plugin"
                 raise TrialFailed(f"plugin '{name}' raised in automl_trial_start: {type(exc).__name__}: {exc}") from exc
             result = self.engine.run_trial(params, reporter=report, progress=progress, checkpoint=checkpoint)
         except TrialStopped as stop:
@@ -430,7 +425,7 @@ class Worker:
         except TrialFailed as exc:
             outcome = self._fail(study, trial, str(exc), start)
         except Exception as exc:  # a bug in a plugin or in the data must not stop the search
-            plugin = _plugin_in_traceback(exc)
+            plugin = plugin_in_traceback(exc)
             where = f"plugin '{plugin}' raised " if plugin else ""
             outcome = self._fail(study, trial, f"{where}{type(exc).__name__}: {exc}", start)
         else:
@@ -496,7 +491,7 @@ class Worker:
     def _keep_weights(self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], result: Any) -> None:
         from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-        from automl.engine import save_trial_weights
+        from automl.weights import save_trial_weights  # torch, imported lazily
 
         store = FileSystemArtifactStore(str(self.ctx.artifact_dir))
         with tempfile.TemporaryDirectory(dir=self.ctx.run_dir) as tmp:
@@ -512,7 +507,7 @@ class Worker:
         """Validation and test outputs of a kept trial (npz), for ensembles: no re-inference later."""
         from optuna.artifacts import upload_artifact
 
-        from automl.baseline import save_outputs
+        from automl.baseline import save_outputs  # torch (through the export), imported lazily
 
         if self.ctx.resolved.task.head != "sequence-classification":
             return None
@@ -561,9 +556,7 @@ def preload() -> None:
     import torch  # noqa: F401
     import transformers.modeling_utils  # noqa: F401
 
-    import automl.engine  # noqa: F401
-    from automl import plugins
-
+    import automl.engine  # noqa: F401  (torch: the point of preloading)
     plugins.get_plugin_manager()
 
 
@@ -607,12 +600,10 @@ def worker_process(raw_args: str) -> None:
 def error_line(exc: BaseException) -> str:
     """The one line an exception shows as: a user error's own message, otherwise its type
     and first line, with the plugin whose code raised it where there is one."""
-    from automl.errors import UserError
-
     if isinstance(exc, UserError):
         return str(exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    plugin = _plugin_in_traceback(exc)
+    plugin = plugin_in_traceback(exc)
     where = f"plugin '{plugin}' raised " if plugin else ""
     return f"{where}{type(exc).__name__}: {first}".rstrip(": ")
 
@@ -620,8 +611,6 @@ def error_line(exc: BaseException) -> str:
 def report_error(exc: BaseException, error_file: str | None) -> int:
     """Hand a worker's fatal error to the supervisor as one line in *error_file*; the
     traceback goes to stderr only with ``--debug`` (``AUTOML_DEBUG``). Returns the exit code."""
-    from automl.errors import EXIT_BUG, UserError
-
     code = exc.exit_code if isinstance(exc, UserError) else EXIT_BUG
     line = error_line(exc)
     if os.environ.get("AUTOML_DEBUG", "").lower() not in ("", "0", "false", "no"):
