@@ -8,7 +8,6 @@ import click
 
 from automl.results import gather
 from automl.results._formats import FORMATS
-from automl.results.compare import compare
 
 
 @click.command(name="compare")
@@ -18,6 +17,8 @@ def command(run_dirs: tuple[Path, ...], fmt: str) -> None:
     """Compare runs side by side: best value (and its change against the first run),
     trials, pruning, time to best, best hyperparameters, test metrics and baseline."""
     from rich.console import Console
+
+    from automl.results.compare import compare  # when the command runs: `automl --help` stays fast
 
     comparison = compare([gather(d, with_importances=False) for d in run_dirs])
     if fmt == "table":

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from automl.onnx_model import FIGURE_HEADERS, figure_rows
-
 
 @click.command(name="export")
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
@@ -25,6 +23,7 @@ def command(run_dir: Path, fmt: str, quantize: str | None, output: Path | None, 
     from rich.table import Table
 
     from automl.deploy import export_onnx  # torch; when the command runs: `automl --help` stays fast
+    from automl.onnx_model import FIGURE_HEADERS, figure_rows  # when the command runs: `automl --help` stays fast
     from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     quiet_libraries()
