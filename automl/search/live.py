@@ -18,7 +18,7 @@ from rich.text import Text
 
 from automl.results._formats import fmt_params
 from automl.search.space import user_params
-from automl.search.worker import counts_toward_budget
+from automl.search.budget import counts_toward_budget
 
 
 class LiveStatus:

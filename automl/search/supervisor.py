@@ -31,6 +31,7 @@ from automl.errors import StorageError, UserError
 from automl.events import StudySummary
 from automl.results.report import write_report
 from automl.run import RunContext
+from automl.search.budget import budget_used, fail_and_retry
 from automl.search.live import LiveStatus
 from automl.search.space import check_adapters
 from automl.search.storage import mask_url, open_storage
@@ -38,8 +39,6 @@ from automl.search.warmstart import queue_start
 from automl.search.worker import (
     Worker,
     WorkerArgs,
-    budget_used,
-    fail_and_retry,
     plugin_in_traceback,
     quiet_libraries,
     waiting_worker_process,
