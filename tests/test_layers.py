@@ -76,8 +76,8 @@ def _function_level_imports(tree: ast.AST) -> list[ast.stmt]:
 
 
 def test_an_automl_import_inside_a_function_says_why():
-    """Only a module that imports torch is imported late, by a module that must start
-    without it (the CLI's start-up, the supervisor before its workers): the line says so."""
+    """An automl import is late only for start-up time (a CLI command's library, torch in
+    the supervisor before its workers start): the line says so (docs/architecture.md)."""
     silent = []
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = path.read_text().splitlines()
