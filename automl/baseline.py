@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.errors import UserError
+from automl.explain import RowExplanation, explain_model
 from automl.export import install_dir, metrics_table, report_tables, task_fields, write_plots
 
 if TYPE_CHECKING:
@@ -164,6 +165,10 @@ class BaselineModel:
         split = self.task.read(frame, split="predict", file=file, label_names=self.task.labels)
         outputs = np.asarray(self.task.baseline_outputs(self.model, split))
         return prediction_frame(self.task, frame, outputs, split, self.meta.get("calibration") or {})
+
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
 
 
 def prediction_frame(

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.baseline import BASELINE_DIR, META_FILE, load_outputs, prediction_frame
+from automl.explain import RowExplanation, explain_model
 from automl.task import Split, Task
 
 if TYPE_CHECKING:
@@ -321,6 +322,11 @@ class EnsembleModel:
         task = self.task
         split = task.read(frame, split="predict", file=file, label_names=task.labels)
         return prediction_frame(task, frame, self.outputs(frame, file=file), split, self.meta.get("calibration") or {})
+
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons: the members' attributions combined by the
+        weights (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
 
 
 __all__ = ["EnsembleModel", "EnsembleResult", "build_ensemble", "combine", "select_weights"]

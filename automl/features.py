@@ -62,10 +62,11 @@ def as_number(value: Any) -> float | None:
 
 def stray_value(values: Sequence[Any]) -> tuple[int, Any] | None:
     """For a column of numbers with a few non-numbers (at most 5%, at least one): the first
-    ``(row index, value)`` that is not a number; ``None`` otherwise."""
+    ``(row index, value)`` that is not a number; ``None`` otherwise. A column with no number
+    at all has no stray (one row of a category column, as a scoring request sends it)."""
     present = [(i, v) for i, v in enumerate(values) if not is_missing(v)]
     bad = [(i, v) for i, v in present if as_number(v) is None]
-    if present and bad and len(bad) <= max(1, STRAY_SHARE * len(present)):
+    if present and bad and len(bad) < len(present) and len(bad) <= max(1, STRAY_SHARE * len(present)):
         return bad[0]
     return None
 

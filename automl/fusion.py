@@ -130,6 +130,8 @@ class FusionModel(nn.Module):
         self.shape = shape
         self.encoder = encoder
         self.numeric = NumericMLP(shape.numeric_width, shape.width, shape.dropout) if shape.numeric_width else None
+        #: The numbers as the tower takes them (an identity: explanations hook its output).
+        self.numeric_input = nn.Identity()
         self.categorical = (
             CategoricalEmbeddings(shape.cardinalities, shape.width, shape.dropout) if shape.cardinalities else None
         )
@@ -147,7 +149,7 @@ class FusionModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         parts = [(hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)]
         if self.numeric is not None:
-            parts.append(self.numeric(numeric.to(hidden.dtype)))  # type: ignore[union-attr]
+            parts.append(self.numeric(self.numeric_input(numeric.to(hidden.dtype))))  # type: ignore[union-attr]
         if self.categorical is not None:
             parts.append(self.categorical(categorical))
         return FusionOutput(logits=self.fusion([p.to(parts[-1].dtype) for p in parts]))

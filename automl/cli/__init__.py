@@ -26,8 +26,10 @@ COMMAND_MODULES = (
     "automl.cli.compare_cmd",
     "automl.cli.report_cmd",
     "automl.cli.predict_cmd",
+    "automl.cli.explain_cmd",
     "automl.cli.export_cmd",
     "automl.cli.dashboard_cmd",
+    "automl.cli.serve_cmd",
 )
 
 

@@ -24,6 +24,7 @@ from automl.encoding import encode_split
 from automl.engine import predict_outputs
 from automl.ensemble import EnsembleModel
 from automl.errors import DataError, UserError
+from automl.explain import RowExplanation, explain_model
 from automl.fusion import load_fused
 from automl.onnx_model import load_onnx
 from automl.recipe import DataSpec
@@ -59,6 +60,10 @@ class ExportedModel:
     def predict(self, frame: pd.DataFrame, *, file: str = "<input>", batch_size: int = 64) -> pd.DataFrame:
         """The rows with the task's prediction columns added."""
         return predict_frame(self, frame, file=file, batch_size=batch_size)
+
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
 
 
 def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:

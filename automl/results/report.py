@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automl import importance as importance_mod
 from automl.errors import UserError
 from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
 from automl.results._formats import fmt_members, fmt_seconds, fmt_value, md_cell
@@ -257,7 +258,30 @@ def _deployment_html(deployment: dict[str, Any]) -> str:
     return where + _table(headers, rows) + f'<p class="caption">{caption}</p>'
 
 
-def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:
+def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:
+    if not found or not (found.get("columns") or found.get("words")):
+        return ""
+    parts = ["<h2>What the model looks at</h2>"]
+    if plot is not None and found.get("columns"):
+        parts.append('<div class="plots task">' + _figure(plot, "Column importance") + "</div>")
+        parts.append(
+            f'<p class="caption">Permutation importance on {e(found["rows"])} validation rows: the drop of '
+            f'{e(found["metric"])} when a column\'s values are shuffled across the rows (mean and one standard '
+            f'deviation over {e(found["repeats"])} shuffles; AutoGluon\'s method). Per-row reasons: <code>automl explain</code>.</p>'
+        )
+        rows = [([(e(c["column"]), False), (e(f"{c['importance']:.4f}"), True), (e(f"{c['stddev']:.4f}"), True)], "")
+                for c in found["columns"]]
+        parts.append(_table([("column", False), ("importance", True), ("± std", True)], rows))
+    words = found.get("words") or {}
+    if words:
+        parts.append(f"<h3>Words that most often push toward each class ({e(found.get('word_rows', ''))} rows explained)</h3>")
+        rows = [([(e(label), False), (e(", ".join(f"{w} ({n})" for w, n in items)), False)], "") for label, items in words.items()]
+        parts.append(_table([("class", False), ("words (rows)", False)], rows))
+    return "".join(parts)
+
+
+def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]],
+                importance: tuple[dict[str, Any] | None, Path | None] = (None, None)) -> str:
     """The whole report as one HTML document."""
     best = r.best
     export = r.best_export or {}
@@ -324,6 +348,8 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
         if table.get("caption"):
             parts.append(f'<p class="caption">{e(table["caption"])}</p>')
 
+    parts.append(_importance_html(*importance))
+
     if r.deployment:
         parts.append("<h2>Deployment (ONNX Runtime)</h2>")
         parts.append(_deployment_html(r.deployment))
@@ -376,7 +402,8 @@ def _yaml(data: Any) -> str:
 
 # ---------------------------------------------------------------------- Markdown
 
-def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:
+def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]],
+                    importance: tuple[dict[str, Any] | None, Path | None] = (None, None)) -> str:
     def rel(path: Path) -> str:
         try:
             return str(path.relative_to(r.run_dir)) if r.run_dir else str(path)
@@ -410,6 +437,11 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
         lines += ["| " + " | ".join(m(_cell(c)) for c in row) + " |" for row in table.get("rows", [])]
         if table.get("caption"):
             lines += ["", m(table["caption"])]
+    found, plot = importance
+    if found and (found.get("columns") or found.get("words")):
+        lines += ["", *importance_mod.markdown(found)]
+        if plot is not None:
+            lines += [f"![Column importance]({rel(plot)})"]
     if r.deployment:
         lines += ["", "## Deployment (ONNX Runtime)", "", f"`{r.deployment.get('directory')}` (trial {r.deployment.get('trial')})", ""]
         lines += figures_markdown(r.deployment)
@@ -437,14 +469,40 @@ def write_report(run_dir: str | Path, *, results: RunResults | None = None, stud
         raise UserError("a report needs the run directory", field="RUN_DIR")
     plots = save_plots(results, run_dir / "plots")
     task_plots = results.task_plots()
+    importance = global_importance(results, run_dir)
     files = ReportFiles(run_dir / "report.html", run_dir / "report.md", run_dir / "report.json")
-    _write(files.html, render_html(results, plots, task_plots))
-    _write(files.markdown, render_markdown(results, plots, task_plots))
+    _write(files.html, render_html(results, plots, task_plots, importance))
+    _write(files.markdown, render_markdown(results, plots, task_plots, importance))
     body = results.to_dict()
+    body["importance"] = importance[0]
     body["leaderboard"] = leaderboard(results).records
     body["metrics_vs_baseline"] = [m.__dict__ for m in metric_rows(results)]
     _write(files.json, json.dumps(body, indent=2, default=str))
     return files
+
+
+def global_importance(r: RunResults, run_dir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """The exported model's column and word importance (:mod:`automl.importance`, computed
+    once and kept in ``best/importance.json``) and its plot; ``(None, None)`` when there is no
+    export or its data is gone. A failure here never stops the report."""
+    best = run_dir / "best"
+    recipe = r.run_info.get("recipe")
+    if not (best / "automl.json").exists() or not isinstance(recipe, dict):
+        return None, None
+    try:
+        found = importance_mod.load_or_compute(best, recipe)
+    except Exception as exc:  # the report must not fail on it
+        return {"error": f"{type(exc).__name__}: {exc}"}, None
+    if not found or not found.get("columns"):
+        return found, None
+    import matplotlib.pyplot as plt
+
+    path = run_dir / "plots" / "importance.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = importance_mod.plot(found)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return found, path
 
 
 def _write(path: Path, text: str) -> None:

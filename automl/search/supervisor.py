@@ -29,7 +29,6 @@ from rich.console import Console
 from automl import plugins
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
-from automl.results.report import write_report
 from automl.run import RunContext
 from automl.search.budget import budget_used, fail_and_retry
 from automl.search.live import LiveStatus
@@ -452,6 +451,8 @@ class Supervisor:
             )
         )
         try:  # the report (results helper): a failing report must not fail the run
+            from automl.results.report import write_report  # torch (importance loads best/), imported lazily
+
             write_report(ctx.run_dir, study=study)
         except Exception as exc:
             console.print(f"[yellow]warning[/]: report.html not written: {type(exc).__name__}: {exc}")

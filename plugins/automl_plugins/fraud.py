@@ -316,7 +316,15 @@ class FraudDetection(Columns, Task):
 
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
         self._file = file
-        schema = self.schema if self.schema is not None else self._schema(frame, file=file)
+        schema = self.schema
+        if schema is None:
+            # A loaded model infers the column kinds from the rows it is given. Rows with
+            # the same columns as the last ones read keep those kinds: an explanation scores
+            # edited copies of a row (words deleted), whose kinds must not drift.
+            last = getattr(self, "_read_schema", None)
+            same = last is not None and [c.name for c in last] == [str(c) for c in frame.columns if c != self.label_column]
+            schema = last if same else self._schema(frame, file=file)
+        self._read_schema = schema
         require_columns(frame, [c.name for c in schema], file=file, field="task_options.columns")
         segments = serialise(frame, self.text_schema(schema), file=file)
         labels = read_labels(frame, split, self.label_column, label_names, file=file)
@@ -324,6 +332,33 @@ class FraudDetection(Columns, Task):
 
     def stratify(self, split: Split) -> Any:
         return split.labels
+
+    # ------------------------------------------------------------------ explanations
+
+    def explain_columns(self):  # type: ignore[no-untyped-def]
+        """Every input column: free text by its words, numbers and categories as values."""
+        schema = self.schema if self.schema is not None else getattr(self, "_read_schema", None)
+        if schema is None:
+            return super().explain_columns()
+        return [(c.name, "text" if c.kind == "text" else "value") for c in schema]
+
+    def text_segments(self, split, index):  # type: ignore[no-untyped-def]
+        """The ``column: value`` segments of the text (the value part of each)."""
+        schema = self.schema if self.schema is not None else getattr(self, "_read_schema", None)
+        if schema is None:
+            schema = self._schema(split.frame, file=self._file)
+        text, out, position = split.inputs[index], [], 0
+        for col in self.text_schema(schema):
+            head = f"{col.name}: "
+            start = text.find(head, position)
+            if start < 0:
+                break
+            lo = start + len(head)
+            hi = text.find(" | ", lo)
+            hi = len(text) if hi < 0 else hi
+            out.append((col.name, lo, hi))
+            position = hi
+        return out
 
     def encode(self, split, tokenizer, max_length):  # type: ignore[no-untyped-def]
         schema = self.schema if self.schema is not None else self._schema(split.frame, file=self._file)
