@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from automl.errors import PluginError
 from automl.task import HEADS, NoOptions
 
 if TYPE_CHECKING:
@@ -119,8 +120,6 @@ def with_pad_token(config: PretrainedConfig, tokenizer: Callable[[], PreTrainedT
 def head_support(config: PretrainedConfig, head: str) -> Iterator[None]:
     """Turn transformers' "Unrecognized configuration class" (no such head for this
     architecture) into a one-line plugin error."""
-    from automl.errors import PluginError
-
     try:
         yield
     except ValueError as exc:
@@ -171,8 +170,6 @@ class Backbone(abc.ABC):
         """Raise :class:`automl.errors.UserError` if the weights cannot be found.
 
         Called by ``automl recipe check`` and before a run starts."""
-        from automl.errors import PluginError
-
         src = self.source()
         if (src.startswith((".", "/", "~")) or Path(src).exists()) and not Path(src).expanduser().is_dir():
             raise PluginError(f"model directory {src} does not exist", field="backbone_options")

@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from automl.errors import DataError
+from automl.errors import DataError, RecipeError
+from automl.features import FeaturePipeline
+from automl.tables import is_missing, require_columns  # noqa: F401  (plugins import them from here)
+from automl.task import Split, Task, TaskData
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from automl.recipe import Recipe
-    from automl.task import Split, Task, TaskData
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "datasets")
 #: What ``data.format`` may name, for a file whose suffix misleads.
@@ -205,38 +207,6 @@ def _check_header(text: str, sep: str, path: Path) -> None:
         seen.add(name)
 
 
-def is_missing(value: Any) -> bool:
-    """True for an empty cell however the reader stored it: ``None``, NaN, ``pd.NA``,
-    ``NaT`` or an empty/blank string (pandas 3's string dtype keeps NaN for empty cells)."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, list | tuple | dict | np.ndarray):
-        return False
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def require_columns(frame: pd.DataFrame, columns: list[str], *, file: str | Path, field: str = "data") -> None:
-    """Raise a DataError naming the first missing column and the columns that exist."""
-    for column in columns:
-        if column not in frame.columns:
-            have = ", ".join(map(str, frame.columns[:12]))
-            hint = ""
-            if len(frame.columns) == 1:
-                only = str(frame.columns[0])
-                delimiter = next((d for d in (";", "\t", "|") if d in only), None)
-                if delimiter:
-                    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
-                    hint = f" (one column: is the file delimited by {shown}? .csv files use ',', .tsv files tabs)"
-            raise DataError(f"column '{column}' not found; the file has: {have}{hint}", file=file, field=field)
-
-
 def file_fingerprint(path: Path) -> str:
     h = hashlib.sha256()
     if path.is_dir():
@@ -271,8 +241,6 @@ def data_fingerprint(recipe: Recipe) -> str:
 
 
 def _take(split: Split, index: np.ndarray) -> Split:
-    from automl.task import Split
-
     return Split(
         inputs=[split.inputs[i] for i in index],
         labels=[split.labels[i] for i in index] if split.labels is not None else None,
@@ -312,8 +280,6 @@ def _sniff_conll(path: Path) -> None:
 
 def load_task_data(task: Task, recipe: Recipe) -> TaskData:
     """Read, validate and split the recipe's data for *task*."""
-    from automl.task import TaskData
-
     d = recipe.data
     train_path = recipe.data_path("train")
     assert train_path is not None
@@ -326,11 +292,7 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
     columns = task.feature_columns()
     task.features = None
     if columns:
-        from automl.features import FeaturePipeline
-
         if task.head != "sequence-classification":
-            from automl.errors import RecipeError
-
             raise RecipeError(f"task '{task.name}' has a {task.head} head; table-column features need one "
                               "output per row (sequence-classification)", field="data.feature_columns")
 
@@ -358,8 +320,6 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
             train, d.validation_fraction, recipe.training.seed + 1, task.stratify(train), file=str(train_path)
         )
     if task.features is not None:
-        from automl.features import FeaturePipeline
-
         if train.frame is not None and len(train.frame) != len(train_frame):
             task.features = FeaturePipeline.fit(train.frame, columns, file=str(train_path))
         if not task.features.active:

@@ -22,16 +22,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from automl.adapters import ADAPTERS
 from automl.features import FeaturePipeline
-
-if TYPE_CHECKING:
-    from automl.recipe import SpaceEntry
+from automl.params import ParamSpec, SpaceEntry
 
 #: ``head`` value the adapters get for the encoder (peft's feature-extraction task type).
 ENCODER_HEAD = "feature-extraction"
@@ -45,8 +43,6 @@ DEFAULTS: dict[str, float] = {"fusion_width": 128, "fusion_dropout": 0.1, "fusio
 
 def fusion_space() -> dict[str, SpaceEntry]:
     """Default search ranges of the fusion settings, for tasks that use fusion."""
-    from automl.recipe import ParamSpec
-
     return {
         "fusion_width": ParamSpec(choices=[64, 128, 256]),
         "fusion_dropout": ParamSpec(low=0.0, high=0.3),

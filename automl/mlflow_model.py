@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import __version__
-from automl.deploy import measurement_split
+from automl.data import read_table
 from automl.errors import UserError
-from automl.results.predict import load_model, predict_frame, read_meta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,6 +48,8 @@ class PyfuncModel:
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         import pandas as pd
 
+        from automl.results.predict import predict_frame  # torch: the mlflow plugin imports this module when the CLI starts
+
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if self.label_column in frame.columns:
             frame = frame.drop(columns=[self.label_column])
@@ -58,12 +59,14 @@ class PyfuncModel:
 
 def _load_pyfunc(data_path: str) -> PyfuncModel:
     """MLflow's entry point for ``loader_module`` models."""
+    from automl.results.predict import load_model  # torch: the mlflow plugin imports this module when the CLI starts
+
     return PyfuncModel(load_model(data_path, device="cpu"))
 
 
 def input_example(run_dir: Path, meta: dict[str, Any], rows: int = EXAMPLE_ROWS) -> pd.DataFrame | None:
     """The first rows of the run's test (or validation) file, without the label column."""
-    from automl.data import read_table
+    from automl.deploy import measurement_split  # torch: the mlflow plugin imports this module when the CLI starts
 
     found = measurement_split(run_dir)
     if found is None:
@@ -77,6 +80,8 @@ def save_pyfunc(model_dir: str | Path, output: str | Path, *, run_dir: str | Pat
     """Write the export in *model_dir* (a run directory stands for its ``best/``) as an
     MLflow pyfunc model to *output* (replaced if it exists): signature and input example
     from the run's split when the run's data is there."""
+    from automl.results.predict import load_model, read_meta  # torch: the mlflow plugin imports this module when the CLI starts
+
     mlflow = require_mlflow()
     from mlflow.models import infer_signature
 

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from automl import plugins
 from automl.backbone import model_dir_problems
+from automl.data import load_task_data
 from automl.errors import PluginError, RecipeError, UserError, did_you_mean
 from automl.search.ranges import check_space, hyperparameter_ranges
-from automl.search.space import SearchSpace, build_space, default_space
+from automl.search.space import SearchSpace, build_space, check_adapters, default_space
+from automl.search.warmstart import start_configs
 from automl.task import Metric, read_options
 
 if TYPE_CHECKING:
@@ -60,8 +62,6 @@ def resolve(recipe: Recipe) -> Resolved:
     if recipe.search.sampler == "grid":
         space.grid()
     warnings = check_space(space, hyperparameter_ranges(task), file=file)
-    from automl.search.warmstart import start_configs
-
     start = tuple(start_configs(recipe, space, backbone, task))
     return Resolved(
         recipe=recipe, task=task, backbone=backbone, objective=metric, space=space,
@@ -72,10 +72,6 @@ def resolve(recipe: Recipe) -> Resolved:
 def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData | None]:
     """Everything ``automl recipe check`` checks: plugins, options, objective, space,
     backbone weights and (optionally) the data, without training."""
-    from automl.data import load_task_data
-
-    from automl.adapters import check_adapters
-
     resolved = resolve(recipe)
     check_adapters(resolved.space, recipe.training.device, file=str(recipe.path) if recipe.path else None)
     warnings = check_backbone(resolved)

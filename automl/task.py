@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from automl.errors import RecipeError, did_you_mean
+from automl.params import ParamSpec, SpaceEntry, validation_message
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
 
     from automl.adapters import Adapter
     from automl.features import FeaturePipeline
-    from automl.recipe import DataSpec, SpaceEntry
-    from automl.search.ranges import Range
+    from automl.recipe import DataSpec
+    from automl.params import Range
 
 Head = Literal["sequence-classification", "token-classification"]
 HEADS: tuple[str, ...] = ("sequence-classification", "token-classification")
@@ -278,8 +281,6 @@ class Task(abc.ABC):
         Hyperparameters whose good range depends on the adapter (the learning rate, the
         adapter's own settings) are added per adapter from :meth:`adapter_space` for those
         this space leaves out."""
-        from automl.recipe import ParamSpec
-
         return {
             "batch_size": [16, 32],
             "epochs": ParamSpec(low=1, high=3),
@@ -295,8 +296,6 @@ class Task(abc.ABC):
         the backbone's prior for its size) and the adapter's own settings. The core adds
         ``when: {adapter: NAME}`` to each. Override to give an adapter other ranges for this
         task (call ``super()`` and change what differs)."""
-        from automl.recipe import ParamSpec
-
         low, high = learning_rate
         return {"learning_rate": ParamSpec(low=low, high=high, log=True), **adapter.space}
 
@@ -445,17 +444,12 @@ def _unit_at(text: str, start: int, segments: list[tuple[str, int, int]], kinds:
 
 def read_options(cls: type[Task] | type, raw: dict[str, Any], *, file: str | None, field: str) -> BaseModel:
     """Validate ``task_options``/``backbone_options`` with the plugin's ``Options`` model."""
-    from pydantic import ValidationError
-
-    from automl.errors import RecipeError, did_you_mean
-    from automl.recipe import _message
-
     try:
         return cls.Options.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        message = _message(err)
+        message = validation_message(err)
         if err["type"] == "extra_forbidden":
             message += did_you_mean(str(err["loc"][-1]), cls.Options.model_fields)
         raise RecipeError(message, file=file, field=f"{field}.{loc}" if loc else field) from None

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from automl import __version__
+from automl import __version__, plugins
+from automl.errors import UserError
 
 COMMAND_MODULES = (
     "automl.cli.run_cmd",
@@ -36,8 +37,6 @@ class AutomlGroup(click.Group):
     """Turns :class:`UserError` into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from automl.errors import UserError
-
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -84,8 +83,6 @@ def _load_commands() -> None:
                 continue
             raise
         cli.add_command(module.command)
-    from automl import plugins
-
     try:
         plugins.get_plugin_manager().hook.automl_register_commands(cli=cli)
     except Exception as exc:  # a plugin's command must not break the CLI

@@ -24,9 +24,9 @@ def command(model_dir: Path, source: str, output: Path | None, rows: int | None,
     LoRA, baseline or ensemble export) on DATA (CSV, JSONL or Parquet): per row the
     prediction and its top reasons, each a column with its value or a word of a text
     column, with a signed contribution (docs/explain.md). Needs automl[explain]."""
-    from automl.explain import explanation_format, require_extra, write_explanations
-    from automl.results.predict import load_model, read_input
-    from automl.search.worker import quiet_libraries
+    from automl.explain import explanation_format, require_extra, write_explanations  # when the command runs: `automl --help` stays fast
+    from automl.results.predict import load_model, read_input  # when the command runs: `automl --help` stays fast
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     require_extra()
     for path in (output, html_path):

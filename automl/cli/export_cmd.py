@@ -29,14 +29,15 @@ def command(run_dir: Path, fmt: str, quantize: str | None, output: Path | None, 
     from rich.console import Console
     from rich.table import Table
 
-    from automl.deploy import FIGURE_HEADERS, export_onnx, figure_rows
-    from automl.search.worker import quiet_libraries
+    from automl.deploy import export_onnx  # torch; when the command runs: `automl --help` stays fast
+    from automl.onnx_model import FIGURE_HEADERS, figure_rows  # when the command runs: `automl --help` stays fast
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     quiet_libraries()
     err = Console(stderr=True)
     if fmt == "mlflow":
-        from automl.mlflow_model import MLFLOW_DIR, require_mlflow, save_pyfunc
-        from automl.results.predict import read_meta
+        from automl.mlflow_model import MLFLOW_DIR, require_mlflow, save_pyfunc  # when the command runs: `automl --help` stays fast
+        from automl.results.predict import read_meta  # when the command runs: `automl --help` stays fast
 
         require_mlflow()
         if quantize is not None:

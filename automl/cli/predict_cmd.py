@@ -30,9 +30,9 @@ def command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from automl.explain import reasons_text, require_extra
-    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions
-    from automl.search.worker import quiet_libraries
+    from automl.explain import reasons_text, require_extra  # when the command runs: `automl --help` stays fast
+    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions  # torch: when the command runs
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     quiet_libraries()
     if explain_top is not None:

@@ -21,8 +21,8 @@ def command(model_dir: Path, host: str, port: int, workers: int, max_batch_size:
     (needs automl[serve]): POST /predict with {"rows": [...]} gives the same predictions as
     `automl predict`; GET /health, GET /metadata; the OpenAPI page at /docs. Concurrent
     requests are scored together (--max-batch-size, --max-wait-ms). Ctrl-C stops."""
-    from automl.search.worker import quiet_libraries
-    from automl.serve import Settings, require_serve, serve
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
+    from automl.serve import Settings, require_serve, serve  # when the command runs: `automl --help` stays fast
 
     require_serve()
     quiet_libraries()

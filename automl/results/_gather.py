@@ -15,8 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from automl import plugins
 from automl.errors import StorageError, UserError
 from automl.search.space import user_params
+from automl.search.storage import mask_url, open_storage
 
 
 class RowState(str, enum.Enum):
@@ -375,8 +377,6 @@ def _metric_directions(task: str | None) -> dict[str, str]:
     if not task:
         return {}
     try:
-        from automl import plugins
-
         return {m.name: m.direction for m in plugins.get_tasks()[task].metrics}
     except Exception:  # the task's plugin is not installed here: fall back on names
         return {}
@@ -405,8 +405,6 @@ def open_run_storage(
 ) -> tuple[Any, str, dict[str, Any]]:
     """A run's study storage (without heartbeats), its study name and ``run.json``."""
     import optuna
-
-    from automl.search.storage import open_storage
 
     run_info: dict[str, Any] = {}
     if run_dir is not None:
@@ -445,8 +443,6 @@ def gather(
     with_importances: bool = True,
 ) -> RunResults:
     """Gather a run's results from its directory (and/or a storage URL and study name)."""
-    from automl.search.storage import mask_url
-
     run_path = Path(run_dir).resolve() if run_dir is not None else None
     run_info: dict[str, Any] = {}
     if study is None:

@@ -15,13 +15,11 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from automl.results._formats import Column, fmt_seconds, fmt_value, render
+from automl.results._formats import Column, fmt_params, fmt_seconds, fmt_value, render
 from automl.results._gather import RunResults
 
 
 def _params(value: Any) -> str:
-    from automl.search.live import fmt_params
-
     return fmt_params(value) if isinstance(value, dict) else fmt_value(value)
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 from automl import importance as importance_mod
 from automl.errors import UserError
-from automl.results._formats import fmt_seconds, fmt_value, md_cell
-from automl.results._gather import RowState, RunResults
+from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
+from automl.results._formats import fmt_members, fmt_seconds, fmt_value, md_cell
+from automl.results._gather import RowState, RunResults, gather
 from automl.results.leaderboard import Leaderboard, leaderboard
+from automl.results.plots import save_plots
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,9 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
         note = str((r.baseline or {}).get("name", "classical baseline"))
         out.append(("baseline", fmt_metric(btest if btest is not None and test is not None else r.baseline_value), note + (" · test" if btest is not None and test is not None else " · validation")))
     if r.ensemble and r.ensemble.get("members"):
-        from automl.ensemble import describe
-
         ens = r.ensemble
         value = (ens.get("test") or {}).get(r.objective) if test is not None else None
-        note = describe(ens["members"]) + (" · test" if value is not None else " · validation")
+        note = fmt_members(ens["members"]) + (" · test" if value is not None else " · validation")
         note += " · exported" if r.exported == "ensemble" else " · not exported (held-out check)"
         out.append(("ensemble", fmt_metric(value if value is not None else (ens.get("validation") or {}).get(r.objective)), note))
     finished = counts["complete"] + counts["pruned"]
@@ -273,8 +273,6 @@ def _numeric_column(table: dict[str, Any], index: int) -> bool:
 
 
 def _deployment_html(deployment: dict[str, Any]) -> str:
-    from automl.deploy import FIGURE_HEADERS, figure_rows, figures_markdown
-
     where = f"<p><code>{e(deployment.get('directory'))}</code> (trial {e(deployment.get('trial'))})</p>"
     caption = e(figures_markdown(deployment)[0].replace("`", ""))
     if not deployment.get("measured"):
@@ -470,8 +468,6 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
         if plot is not None:
             lines += [f"![Column importance]({rel(plot)})"]
     if r.deployment:
-        from automl.deploy import figures_markdown
-
         lines += ["", "## Deployment (ONNX Runtime)", "", f"`{r.deployment.get('directory')}` (trial {r.deployment.get('trial')})", ""]
         lines += figures_markdown(r.deployment)
     board = leaderboard(r)
@@ -491,9 +487,6 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
 
 def write_report(run_dir: str | Path, *, results: RunResults | None = None, study: Any = None) -> ReportFiles:
     """Write report.html, report.md and report.json into *run_dir* (plots under plots/)."""
-    from automl.results import gather
-    from automl.results.plots import save_plots
-
     run_dir = Path(run_dir).resolve()
     if results is None:
         results = gather(run_dir, study=study)

@@ -22,6 +22,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from automl.adapters import ADAPTERS, quantization_problem
 from automl.errors import RecipeError, did_you_mean
 from automl.recipe import ENGINE_HYPERPARAMETERS, ParamSpec, Scalar, SpaceEntry
 
@@ -392,8 +393,6 @@ def adapter_defaults(task: Task, backbone: Backbone) -> dict[str, list[ParamSpec
     """For each hyperparameter whose good range depends on the adapter, one range per
     registered adapter (``when: {adapter: NAME}``): the task's :meth:`~automl.task.Task.adapter_space`
     for the adapter, with the backbone's learning-rate prior for its size."""
-    from automl.adapters import ADAPTERS
-
     out: dict[str, list[ParamSpec]] = {}
     for adapter in ADAPTERS.values():
         for name, entry in task.adapter_space(adapter, backbone.learning_rate_prior(adapter)).items():
@@ -413,3 +412,28 @@ def default_space(task: Task, backbone: Backbone) -> dict[str, SpaceEntry]:
     for name, variants in adapter_defaults(task, backbone).items():
         space.setdefault(name, variants)  # type: ignore[arg-type]
     return space
+
+
+def space_adapters(space: SearchSpace) -> list[Any]:
+    """The adapters a trial in *space* can use, in the space's order."""
+    if "adapter" in space.fixed:
+        return [space.fixed["adapter"]]
+    for dim in space.dimensions:
+        if dim.name == "adapter" and not dim.when and isinstance(dim.distribution, CategoricalDistribution):
+            return list(dim.distribution.choices)
+    return ["full"]
+
+
+def check_adapters(space: Any, device: str, *, file: str | None = None) -> None:
+    """Refuse, before anything trains, a space naming an unknown adapter or one this
+    machine cannot run (QLoRA without CUDA): one line naming ``search.space.adapter``."""
+    for name in map(str, space_adapters(space)):
+        if name not in ADAPTERS:
+            raise RecipeError(
+                f"unknown adapter '{name}'{did_you_mean(name, ADAPTERS)}; known: {', '.join(ADAPTERS)}",
+                file=file,
+                field="search.space.adapter",
+            )
+        problem = quantization_problem(ADAPTERS[name], device)
+        if problem:
+            raise RecipeError(problem, file=file, field="search.space.adapter")
