@@ -149,7 +149,8 @@ def fraud_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     import optuna
 
     from automl import plugins
-    from automl.ensemble import build_ensemble, candidates, export_ensemble
+    from automl.best import export_ensemble
+    from automl.ensemble import build_ensemble, candidates
     from automl.recipe import load_recipe
     from automl.run import RunContext
     from automl.search.storage import open_storage
