@@ -7,26 +7,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pluggy
+from automl.hookspecs import API_VERSION, hookimpl
 
 if TYPE_CHECKING:
     from automl.results.predict import ExportedModel
 
 __version__ = "0.1.0"
 
-#: Version of the plugin API (hooks, Task and Backbone interfaces). A plugin module declares
-#: the API it targets with ``automl_api_version = "1"``; a plugin that targets a different
-#: major version is refused with a clear message instead of failing mid-run.
-API_VERSION = "1"
-
-hookimpl = pluggy.HookimplMarker("automl")
-
 
 def load_model(path: str, **options: object) -> object:
     """Load a model automl exported (a run's ``best/``, or its ``baseline/``): a fine-tuned
     model, a saved baseline or an ensemble. The result has ``.predict(frame)`` (the rows
-    with prediction columns added) and ``.outputs(frame)`` (raw outputs per row)."""
-    from automl.results.predict import load_model as _load
+    with prediction columns added) and ``.outputs(frame)`` (raw outputs per row).
+    ``progress=True`` shows transformers' "Loading weights" bar (quiet by default)."""
+    from automl.results.predict import load_model as _load  # torch: plugins import this package for hookimpl
 
     return _load(path, **options)  # type: ignore[arg-type]
 

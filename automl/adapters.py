@@ -21,12 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from automl.search.ranges import POSITIVE_INT, Range
+from automl.params import POSITIVE_INT, ParamSpec, Range, SpaceEntry
 
 if TYPE_CHECKING:
     import torch
-
-    from automl.recipe import SpaceEntry
 
 #: (model, params, head, default target modules) -> trainable model.
 Builder = Callable[["torch.nn.Module", dict[str, Any], str, list[str]], "torch.nn.Module"]
@@ -237,8 +235,6 @@ def _lycoris(config_class: str, prefix: str) -> Builder:
 
 def _space(**entries: Any) -> dict[str, SpaceEntry]:
     """Default settings in short form: a list is a choice, a ``(low, high)`` tuple a range."""
-    from automl.recipe import ParamSpec
-
     return {
         name: ParamSpec(choices=list(v)) if isinstance(v, list) else ParamSpec(low=v[0], high=v[1])
         for name, v in entries.items()
@@ -347,21 +343,3 @@ def quantization_problem(adapter: Adapter, device: str) -> str | None:
     if importlib.util.find_spec("bitsandbytes") is None:
         return f"adapter '{adapter.name}' needs bitsandbytes for 4-bit base weights: pip install bitsandbytes"
     return None
-
-
-def check_adapters(space: Any, device: str, *, file: str | None = None) -> None:
-    """Refuse, before anything trains, a space naming an unknown adapter or one this
-    machine cannot run (QLoRA without CUDA): one line naming ``search.space.adapter``."""
-    from automl.errors import RecipeError, did_you_mean
-    from automl.search.warmstart import space_adapters
-
-    for name in map(str, space_adapters(space)):
-        if name not in ADAPTERS:
-            raise RecipeError(
-                f"unknown adapter '{name}'{did_you_mean(name, ADAPTERS)}; known: {', '.join(ADAPTERS)}",
-                file=file,
-                field="search.space.adapter",
-            )
-        problem = quantization_problem(ADAPTERS[name], device)
-        if problem:
-            raise RecipeError(problem, file=file, field="search.space.adapter")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from automl.errors import PluginError
 from automl.task import HEADS, NoOptions
 
 if TYPE_CHECKING:
@@ -25,6 +26,51 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
     from automl.adapters import Adapter
+
+
+#: Weights automl loads (safetensors only, never pickle): one file or a sharded index.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+#: Any of these makes a tokenizer transformers can load.
+TOKENIZER_FILES = (
+    "tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
+)
+
+
+def model_dir_problems(path: Path, *, trust_remote_code: bool) -> tuple[str | None, list[str]]:
+    """What a run would trip over in a local Hugging Face model directory, found before it
+    starts: ``(error, warnings)``. The error names the first missing piece (``config.json``,
+    safetensors weights, a tokenizer) or remote code (``auto_map`` in ``config.json``) that
+    the run needs while ``training.trust_remote_code`` is off; a warning notes remote code
+    that the built-in classes of its ``model_type`` replace."""
+    import json
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        return f"{path} has no config.json; expected a Hugging Face model directory", []
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        return f"{config_file} is not valid JSON ({str(exc).splitlines()[0]})", []
+    if not isinstance(config, dict):
+        return f"{config_file} is not a JSON object", []
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        if (path / "pytorch_model.bin").is_file():
+            return (f"{path} holds pytorch_model.bin but no model.safetensors; automl loads safetensors only "
+                    "(convert it with `model.save_pretrained(dir, safe_serialization=True)`)"), []
+        return f"{path} has no weights (model.safetensors); expected a saved Hugging Face model", []
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        return f"{path} has no tokenizer (tokenizer.json, vocab.txt, ...); save the tokenizer next to the model", []
+    warnings: list[str] = []
+    if config.get("auto_map") and not trust_remote_code:
+        from transformers import CONFIG_MAPPING
+
+        model_type = str(config.get("model_type") or "")
+        if model_type not in CONFIG_MAPPING:
+            return (f"{config_file} asks for remote code (auto_map, model_type {model_type or 'unset'!r}) and "
+                    "training.trust_remote_code is off; set it to true if you trust the code in the directory"), []
+        warnings.append(f"{config_file} asks for remote code (auto_map); with training.trust_remote_code off, "
+                        f"transformers' built-in '{model_type}' classes are used instead")
+    return None, warnings
 
 
 def auto_model_class(head: str) -> Any:
@@ -74,8 +120,6 @@ def with_pad_token(config: PretrainedConfig, tokenizer: Callable[[], PreTrainedT
 def head_support(config: PretrainedConfig, head: str) -> Iterator[None]:
     """Turn transformers' "Unrecognized configuration class" (no such head for this
     architecture) into a one-line plugin error."""
-    from automl.errors import PluginError
-
     try:
         yield
     except ValueError as exc:
@@ -126,8 +170,6 @@ class Backbone(abc.ABC):
         """Raise :class:`automl.errors.UserError` if the weights cannot be found.
 
         Called by ``automl recipe check`` and before a run starts."""
-        from automl.errors import PluginError
-
         src = self.source()
         if (src.startswith((".", "/", "~")) or Path(src).exists()) and not Path(src).expanduser().is_dir():
             raise PluginError(f"model directory {src} does not exist", field="backbone_options")

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.errors import UserError
+from automl.explain import RowExplanation, explain_model
+from automl.export import install_dir, metrics_table, report_tables, task_fields, write_plots
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,8 +51,6 @@ TRUSTED_TYPES = frozenset({
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.basic.Booster",
 })
-#: Share of ``search.timeout`` the task's baseline is given (``Task.baseline_budget``).
-BUDGET_SHARE = 0.2
 
 
 def trusted_type(name: str) -> bool:
@@ -94,8 +94,6 @@ def load_outputs(path: Path) -> dict[str, np.ndarray]:
 def save_baseline(ctx: Any, result: BaselineResult, data: Any, encoded: dict[str, Any]) -> dict[str, Any] | None:
     """Save a baseline that came with a model to ``<run>/baseline/``; returns its
     ``automl.json`` (``None`` when the task gave no model or outputs)."""
-    from automl.export import task_fields
-
     task = ctx.resolved.task
     if result.model is None or "validation" not in result.outputs:
         return None
@@ -128,8 +126,6 @@ def _metrics(task: Task, outputs: Outputs, split: Any, encoded: Any, calibration
 
 
 def model_card(meta: dict[str, Any]) -> str:
-    from automl.export import metrics_table
-
     lines = [
         f"# {meta['study']}: {meta['task']} baseline ({meta['name']})",
         "",
@@ -180,6 +176,10 @@ class BaselineModel:
         outputs = np.asarray(self.task.baseline_outputs(self.model, split))
         return prediction_frame(self.task, frame, outputs, split, self.meta.get("calibration") or {})
 
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
+
 
 def prediction_frame(
     task: Task, frame: pd.DataFrame, outputs: Any, split: Any, calibration: dict[str, Any], encoded: Any = None
@@ -199,8 +199,6 @@ __all__ = ["BASELINE_DIR", "BaselineModel", "save_baseline"]
 def export_baseline(ctx: Any, data: Any, encoded: dict[str, Any]) -> Path:
     """Export the saved baseline as ``best/`` (it is the best model of the run), with the
     task's plots of its test (or validation) outputs."""
-    from automl.export import install_dir, report_tables, write_plots
-
     run_dir: Path = ctx.run_dir
     task = ctx.resolved.task
     staging = run_dir / ".best-baseline"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -28,51 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Backbones with at least this many parameters checkpoint by default (``auto``).
-AUTO_MIN_PARAMETERS = 300_000_000
-#: How often ``auto`` checkpoints: at the first evaluation point after this many seconds.
-AUTO_SECONDS = 600.0
+from automl.recipe import AUTO_MIN_PARAMETERS, AUTO_SECONDS, CheckpointPolicy, check_setting, parse_policy  # noqa: F401  (the policy is read with the recipe)
+from automl.weights import load_trainable_state, trainable_state
 
 STATE_FILE = "state.safetensors"
 META_FILE = "state.json"
-
-
-@dataclass(frozen=True)
-class CheckpointPolicy:
-    """When to checkpoint: every *evaluations* evaluation points, or at the first
-    evaluation point after *seconds* since the last checkpoint."""
-
-    evaluations: int | None = None
-    seconds: float | None = None
-
-
-def parse_policy(setting: str | int, n_parameters: int) -> CheckpointPolicy | None:
-    """``training.checkpoint_every`` as a policy, or ``None`` for no checkpoints.
-
-    ``auto``: every 10 minutes for a backbone of 300M parameters or more, else off;
-    ``off``; an integer N: every N evaluations; a duration (``90s``, ``10m``, ``1h``)."""
-    from automl.recipe import parse_duration
-
-    if isinstance(setting, bool):
-        raise ValueError("expected auto, off, a number of evaluations or a duration such as '10m'")
-    if isinstance(setting, int):
-        if setting <= 0:
-            raise ValueError("expected a positive number of evaluations")
-        return CheckpointPolicy(evaluations=setting)
-    text = str(setting).strip().lower()
-    if text == "off":
-        return None
-    if text == "auto":
-        return CheckpointPolicy(seconds=AUTO_SECONDS) if n_parameters >= AUTO_MIN_PARAMETERS else None
-    if re.fullmatch(r"\d+", text):
-        return CheckpointPolicy(evaluations=int(text)) if int(text) > 0 else None
-    return CheckpointPolicy(seconds=parse_duration(text))
-
-
-def check_setting(setting: str | int) -> str | int:
-    """Validate ``training.checkpoint_every`` (for the recipe model); raises ValueError."""
-    parse_policy(setting, 0)
-    return setting
 
 
 @dataclass
@@ -145,8 +104,6 @@ class TrialCheckpoint:
         its value, metrics and step, and the weights it kept."""
         from safetensors.torch import save_file
 
-        from automl.engine import trainable_state
-
         tensors = {f"model.{k}": v for k, v in trainable_state(model, adapter).items()}
         if best.state is not None:
             tensors.update({f"best.{k}": v.contiguous() for k, v in best.state.items()})
@@ -200,8 +157,6 @@ class TrialCheckpoint:
         """Load the last checkpoint into the fresh *model*, *optimizer*, *scheduler*, RNGs
         and *best* record; ``None`` (and nothing changed) when there is none for these
         parameters."""
-        from automl.engine import load_trainable_state
-
         found = self._read()
         if found is None:
             return None

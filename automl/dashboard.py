@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.errors import UserError
+from automl.results._gather import open_run_storage
 
 INSTALL = 'pip install "automl[dashboard]"'
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -65,8 +66,6 @@ def dashboard_app(
     """optuna-dashboard's WSGI app over a run's study storage (and its trial artifacts)."""
     optuna_dashboard = require_dashboard()
     from optuna.artifacts import FileSystemArtifactStore
-
-    from automl.results._gather import open_run_storage
 
     path = Path(run_dir) if run_dir is not None else None
     backend, name, _ = open_run_storage(path, storage=storage, study_name=study_name)

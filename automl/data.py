@@ -16,15 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from automl.errors import DataError
+from automl.errors import DataError, RecipeError
+from automl.features import FeaturePipeline
+from automl.tables import is_missing, require_columns  # noqa: F401  (plugins import them from here)
+from automl.task import Split, Task, TaskData
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from automl.recipe import Recipe
-    from automl.task import Split, Task, TaskData
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "datasets")
+#: What ``data.format`` may name, for a file whose suffix misleads.
+SETTABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet", "conll")
+#: The longest line (in bytes) a text file may hold. A text file is read into memory whole
+#: to be decoded and parsed, so a multi-GB line would exhaust memory before any message;
+#: a line this long is a broken file (a missing newline or quote), not a row.
+MAX_LINE = 64 * 1024 * 1024
 
 
 def detect_format(path: Path) -> str:
@@ -84,14 +92,31 @@ def _read_conll(text: str, path: Path) -> pd.DataFrame:
     return pd.DataFrame({"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]})
 
 
-def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame:
-    """Read a data file into a DataFrame; every failure is a one-line :class:`DataError`."""
+def looks_like_conll(path: Path, lines: int = 400) -> bool:
+    """Whether a text file reads like CoNLL: headerless ``word<TAB>tag`` lines of two to
+    four fields each, with blank lines between sentences (checked on its first *lines*)."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
+            head = [line.rstrip("\r\n") for _, line in zip(range(lines), fh, strict=False)]
+    except OSError:
+        return False
+    filled = [line for line in head if line.strip() and not line.startswith("-DOCSTART-")]
+    blanks = sum(1 for i, line in enumerate(head[1:], start=1) if not line.strip() and head[i - 1].strip())
+    if len(filled) < 2 or blanks == 0:
+        return False
+    widths = {len(line.split("\t")) if "\t" in line else len(line.split()) for line in filled}
+    return widths <= {2, 3, 4} and len(widths) == 1
+
+
+def read_table(path: str | Path, *, max_rows: int | None = None, fmt: str | None = None) -> pd.DataFrame:
+    """Read a data file into a DataFrame; every failure is a one-line :class:`DataError`.
+    *fmt* (``data.format``) overrides what the file's suffix says."""
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise DataError("no such file", file=path)
-    fmt = detect_format(path)
+    fmt = fmt or detect_format(path)
     try:
         if fmt == "datasets":
             import datasets
@@ -108,6 +133,7 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
         else:
             if path.stat().st_size == 0:
                 raise DataError("is empty; expected a header row and data rows", file=path)
+            _check_lines(path)
             text = _decode(path)
             if fmt == "conll":
                 frame = _read_conll(text, path)
@@ -130,6 +156,7 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
                     frame = pd.DataFrame(rows)
             else:
                 sep = "\t" if fmt == "tsv" else ","
+                _check_header(text, sep, path)
                 frame = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""])
     except DataError:
         raise
@@ -148,36 +175,36 @@ def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame
     return frame.reset_index(drop=True)
 
 
-def is_missing(value: Any) -> bool:
-    """True for an empty cell however the reader stored it: ``None``, NaN, ``pd.NA``,
-    ``NaT`` or an empty/blank string (pandas 3's string dtype keeps NaN for empty cells)."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, list | tuple | dict | np.ndarray):
-        return False
-    try:
-        import pandas as pd
+def _check_lines(path: Path) -> None:
+    """Refuse a line longer than :data:`MAX_LINE` bytes, naming it, before the file is
+    decoded (reading a multi-GB line into memory is what would fail otherwise)."""
+    if path.stat().st_size <= MAX_LINE:
+        return
+    number, length = 1, 0
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            pieces = block.split(b"\n")
+            for i, piece in enumerate(pieces):
+                length += len(piece)
+                if length > MAX_LINE:
+                    limit = f"{MAX_LINE // 2**20} MiB" if MAX_LINE >= 2**20 else f"{MAX_LINE} bytes"
+                    raise DataError(
+                        f"line {number} is longer than {limit}; is a newline or a closing quote missing?",
+                        file=path,
+                    )
+                if i < len(pieces) - 1:
+                    number, length = number + 1, 0
 
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
-
-def require_columns(frame: pd.DataFrame, columns: list[str], *, file: str | Path, field: str = "data") -> None:
-    """Raise a DataError naming the first missing column and the columns that exist."""
-    for column in columns:
-        if column not in frame.columns:
-            have = ", ".join(map(str, frame.columns[:12]))
-            hint = ""
-            if len(frame.columns) == 1:
-                only = str(frame.columns[0])
-                delimiter = next((d for d in (";", "\t", "|") if d in only), None)
-                if delimiter:
-                    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
-                    hint = f" (one column: is the file delimited by {shown}? .csv files use ',', .tsv files tabs)"
-            raise DataError(f"column '{column}' not found; the file has: {have}{hint}", file=file, field=field)
+def _check_header(text: str, sep: str, path: Path) -> None:
+    """Refuse a header that names a column twice (pandas would rename it ``a.1``)."""
+    first = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)]), delimiter=sep), [])
+    seen: set[str] = set()
+    for name in first:
+        name = name.strip()
+        if name and name in seen:
+            raise DataError(f"column '{name}' appears twice in the header; give each column its own name", file=path)
+        seen.add(name)
 
 
 def file_fingerprint(path: Path) -> str:
@@ -205,7 +232,7 @@ def data_fingerprint(recipe: Recipe) -> str:
     h.update(
         json.dumps(
             [d.validation_fraction, d.test_fraction, d.text_column, d.label_column, d.max_rows, d.feature_columns,
-             recipe.training.seed, recipe.task, recipe.task_options],
+             recipe.training.seed, recipe.task, recipe.task_options, *([d.format] if d.format else [])],
             sort_keys=True,
             default=str,
         ).encode()
@@ -214,8 +241,6 @@ def data_fingerprint(recipe: Recipe) -> str:
 
 
 def _take(split: Split, index: np.ndarray) -> Split:
-    from automl.task import Split
-
     return Split(
         inputs=[split.inputs[i] for i in index],
         labels=[split.labels[i] for i in index] if split.labels is not None else None,
@@ -241,24 +266,33 @@ def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, fil
     return _take(split, np.sort(keep)), _take(split, np.sort(held))
 
 
+def _sniff_conll(path: Path) -> None:
+    """A token task's table file (``.tsv``, ``.csv``, ``.txt``) that reads like CoNLL is
+    refused with the setting that reads it."""
+    if path.is_file() and detect_format(path) in ("csv", "tsv") and looks_like_conll(path):
+        raise DataError(
+            "looks like CoNLL (headerless word<TAB>tag lines, a blank line between sentences); "
+            "set data.format: conll",
+            file=path,
+            field="data.format",
+        )
+
+
 def load_task_data(task: Task, recipe: Recipe) -> TaskData:
     """Read, validate and split the recipe's data for *task*."""
-    from automl.task import TaskData
-
     d = recipe.data
     train_path = recipe.data_path("train")
     assert train_path is not None
-    train_frame = read_table(train_path, max_rows=d.max_rows)
+    fmt = d.format
+    if fmt is None and task.head == "token-classification":
+        _sniff_conll(train_path)
+    train_frame = read_table(train_path, max_rows=d.max_rows, fmt=fmt)
     label_names = task.label_names(train_frame, file=str(train_path))
     train = task.read(train_frame, split="train", file=str(train_path), label_names=label_names)
     columns = task.feature_columns()
     task.features = None
     if columns:
-        from automl.features import FeaturePipeline
-
         if task.head != "sequence-classification":
-            from automl.errors import RecipeError
-
             raise RecipeError(f"task '{task.name}' has a {task.head} head; table-column features need one "
                               "output per row (sequence-classification)", field="data.feature_columns")
 
@@ -270,7 +304,9 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
         path = recipe.data_path(which)
         if path is None:
             return None
-        frame = read_table(path, max_rows=d.max_rows)
+        if fmt is None and task.head == "token-classification":
+            _sniff_conll(path)
+        frame = read_table(path, max_rows=d.max_rows, fmt=fmt)
         if task.features is not None:
             task.features.transform(frame, file=str(path))  # a bad cell fails now, naming the file
         return task.read(frame, split=which, file=str(path), label_names=label_names)  # type: ignore[arg-type]
@@ -284,8 +320,6 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
             train, d.validation_fraction, recipe.training.seed + 1, task.stratify(train), file=str(train_path)
         )
     if task.features is not None:
-        from automl.features import FeaturePipeline
-
         if train.frame is not None and len(train.frame) != len(train_frame):
             task.features = FeaturePipeline.fit(train.frame, columns, file=str(train_path))
         if not task.features.active:

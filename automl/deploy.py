@@ -19,27 +19,26 @@ import os
 import shutil
 import statistics
 import time
-import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automl.data import read_table
+from automl.device import pick_device
+from automl.engine import pad_batch, predict_outputs
 from automl.errors import UserError
+from automl.export import model_card
+from automl.onnx_model import FIGURE_HEADERS, FP32_FILE, INSTALL, LATENCY_ROWS, ONNX_DIR, OnnxModel, figure_rows, figures_markdown, load_onnx, require_onnx  # noqa: F401  (imported from here too)
+from automl.results.predict import ExportedModel, load_exported, read_meta
+from automl.results.report import write_report
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from automl.results.predict import ExportedModel
-
-INSTALL = 'pip install "automl[onnx]"'
-ONNX_DIR = "onnx"
-FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 DEPLOY_FILE = "deployment.json"
 FORMATS = ("onnx",)
 QUANTIZE = ("int8",)
-#: Rows timed one at a time, at most (the test split of a small run is all of it).
-LATENCY_ROWS = 300
 #: Sizes of the timed batches (per-row latency = batch time / rows).
 LATENCY_BATCHES = (1, 32)
 #: ``kind`` in automl.json -> what this export cannot write (a fine-tuned trial has no kind,
@@ -49,62 +48,6 @@ UNSUPPORTED_KINDS = {
     "ensemble": "an ensemble of several models",
     "baseline": "a classical scikit-learn baseline",
 }
-
-
-def require_onnx() -> None:
-    """One line naming the extra when ONNX export or ONNX Runtime is missing."""
-    import importlib
-
-    missing = []
-    for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise UserError(f"needs {', '.join(missing)}, not installed: {INSTALL}", field="--format onnx")
-
-
-# --------------------------------------------------------------------------- ONNX Runtime model
-
-
-class OnnxModel:
-    """An ONNX Runtime session with the call interface of a transformers model, so the
-    engine's batching (:func:`automl.engine.predict_outputs`) runs it unchanged."""
-
-    device = "cpu"
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.log_severity_level = 3
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def eval(self) -> OnnxModel:
-        return self
-
-    def __call__(self, **batch: Any) -> Any:
-        import torch
-
-        feed = {name: batch[name].cpu().numpy() for name in self.input_names}
-        (logits,) = self.session.run(["logits"], feed)
-        return types.SimpleNamespace(logits=torch.from_numpy(logits))
-
-
-def load_onnx(path: Path, meta: dict[str, Any]) -> tuple[OnnxModel, Any]:
-    """The ONNX model an ONNX export directory names as its default, and its tokenizer."""
-    from transformers import AutoTokenizer
-
-    require_onnx()
-    name = (meta.get("onnx") or {}).get("model", FP32_FILE)
-    if not (path / name).exists():
-        raise UserError(f"no {name} in this ONNX export; run `automl export RUN_DIR --format onnx` again", file=path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return OnnxModel(path / name), tokenizer
 
 
 # --------------------------------------------------------------------------- export
@@ -212,8 +155,6 @@ def time_per_row(model: Any, encoded: dict[str, Any], pad_id: int, batch_size: i
     import numpy as np
     import torch
 
-    from automl.engine import pad_batch
-
     n = len(encoded["input_ids"]) if rows is None else min(rows, len(encoded["input_ids"]))
     ids_only = {"input_ids": encoded["input_ids"]}
     times: list[float] = []
@@ -270,10 +211,6 @@ def measure(
     """Metrics, latency per row, logit difference and label agreement of the PyTorch model
     and each ONNX candidate (name -> :class:`OnnxModel`) on one split."""
     import torch
-
-    from automl.data import read_table
-    from automl.device import pick_device
-    from automl.engine import predict_outputs
 
     task = pytorch.task
     head = pytorch.meta.get("head", "sequence-classification")
@@ -341,8 +278,6 @@ def export_onnx(
 ) -> OnnxExport:
     """Export a run's ``best/`` to ONNX (and int8), measure it, write figures to the ONNX
     model card, ``automl.json``, ``<run>/deployment.json`` and the run's report."""
-    from automl.results.predict import load_exported, read_meta
-
     began = time.perf_counter()
     require_onnx()
     run_path = Path(run_dir)
@@ -408,65 +343,13 @@ def export_onnx(
     if result.measured and (run_path / "run.json").exists():
         (run_path / DEPLOY_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str))
         try:
-            from automl.results.report import write_report
-
             write_report(run_path)
         except Exception:  # the export stands without a refreshed report
             pass
     return result
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def figure_rows(deployment: dict[str, Any]) -> list[list[str]]:
-    """Table rows (model, objective, latency b1 median/p95, b32 median/p95, agreement, size)."""
-    objective = deployment.get("objective") or ""
-    rows = []
-    for m in deployment.get("measured") or []:
-        lat = m.get("latency") or {}
-        b1, b32 = lat.get("1", {}), lat.get("32", {})
-        value = (m.get("metrics") or {}).get(objective)
-        rows.append(
-            [
-                m["name"],
-                f"{value:.4f}" if isinstance(value, float) else "-",
-                f"{b1.get('median_ms', float('nan')):.2f}",
-                f"{b1.get('p95_ms', float('nan')):.2f}",
-                f"{b32.get('median_ms', float('nan')):.2f}",
-                f"{b32.get('p95_ms', float('nan')):.2f}",
-                "-" if m.get("agreement") is None else f"{100 * m['agreement']:.1f}%",
-                "-" if m.get("max_abs_diff") is None else f"{m['max_abs_diff']:.2g}",
-                "-" if m.get("size_mb") is None else f"{m['size_mb']:.1f}",
-            ]
-        )
-    return rows
-
-
-FIGURE_HEADERS = ["model", "{objective}", "b1 median", "b1 p95", "b32 median", "b32 p95", "agree", "max diff", "MB"]
-
-
-def figures_markdown(deployment: dict[str, Any]) -> list[str]:
-    if not deployment.get("measured"):
-        return ["Not measured: the run's test and validation files were not found."]
-    headers = [h.format(objective=deployment.get("objective") or "metric") for h in FIGURE_HEADERS]
-    lines = [
-        f"Measured by `automl export` on the run's {deployment['split']} split ({deployment['rows']} rows, "
-        f"`{deployment['split_file']}`), CPU, {deployment['threads']} threads. Latency in ms per row (batch "
-        "time / rows, tokenisation excluded) at batch 1 (the first "
-        f"{min(LATENCY_ROWS, deployment['rows'] or 0)} rows) and batch 32 (all rows); agree: share of rows "
-        "with the PyTorch model's label; max diff: largest |logit difference| from PyTorch; MB: file size.",
-        "",
-        "| " + " | ".join(headers) + " |",
-        "|" + "---|" * len(headers),
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in figure_rows(deployment)]
-    return lines
-
-
 def onnx_model_card(meta: dict[str, Any], result: OnnxExport) -> str:
-    from automl.export import model_card
-
     card = model_card(meta).replace("PATH/TO/best", "PATH/TO/onnx")
     files = ", ".join(f"`{f}`" for f in result.files)
     lines = [

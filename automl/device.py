@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from automl.errors import UserError
+
 
 @dataclass(frozen=True)
 class DeviceSetup:
@@ -98,8 +100,6 @@ def pick_device(
     AVX512-BF16 the trials of a MiniLM search ran about 1.4x faster with the same values to 3 decimals
     (docs/benchmarks.md, section 7a).
     """
-    from automl.errors import UserError
-
     if requested == "auto":
         if torch.cuda.is_available():
             requested = "cuda"

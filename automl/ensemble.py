@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from automl.baseline import BASELINE_DIR, META_FILE, load_outputs, prediction_frame
+from automl.explain import RowExplanation, explain_model
+from automl.task import Split, Task
+
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
-
-    from automl.task import Split, Task
 
 ENSEMBLE_FILE = "ensemble.json"
 OUTPUTS_FILE = "outputs.npz"
@@ -167,8 +168,6 @@ class EnsembleResult:
 
 
 def subset(split: Split, encoded: dict[str, list[Any]], index: np.ndarray) -> tuple[Split, dict[str, list[Any]]]:
-    from automl.task import Split
-
     picked = Split(
         inputs=[split.inputs[i] for i in index],
         labels=None if split.labels is None else [split.labels[i] for i in index],
@@ -177,7 +176,7 @@ def subset(split: Split, encoded: dict[str, list[Any]], index: np.ndarray) -> tu
     return picked, {k: [v[i] for i in index] for k, v in encoded.items()}
 
 
-def _metrics(task: Task, outputs: np.ndarray, split: Split, encoded: Any, calibration: dict[str, Any] | None = None) -> dict[str, float]:
+def ensemble_metrics(task: Task, outputs: np.ndarray, split: Split, encoded: Any, calibration: dict[str, Any] | None = None) -> dict[str, float]:
     if calibration is None:
         calibration = task.calibrate(outputs, split, encoded)
     return {k: float(v) for k, v in task.compute_metrics(outputs, split, encoded, calibration).items()}
@@ -187,8 +186,6 @@ def candidates(ctx: Any, study: optuna.Study) -> list[Member]:
     """The kept top-k trials with stored outputs and the saved baseline, best first."""
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
     from optuna.trial import TrialState
-
-    from automl.baseline import BASELINE_DIR, META_FILE, load_outputs
 
     objective = ctx.resolved.objective
     found: list[Member] = []
@@ -237,7 +234,7 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     split_b, enc_b = subset(val_split, val_enc, second)
 
     def on_first(outputs: np.ndarray, _labels: Any) -> float:
-        return _metrics(task, outputs, split_a, enc_a).get(objective.name, float("nan"))
+        return ensemble_metrics(task, outputs, split_a, enc_a).get(objective.name, float("nan"))
 
     val_outputs = [m.outputs["validation"] for m in members]
     weights = select_weights([o[first] for o in val_outputs], enc_a["labels"], on_first, maximize=maximize, probabilities=probabilities)
@@ -252,7 +249,7 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     for name, outputs in (("ensemble", mix("validation", first)), ("single_model", single.outputs["validation"][first])):
         calibration = task.calibrate(outputs, split_a, enc_a)
         other = mix("validation", second) if name == "ensemble" else single.outputs["validation"][second]
-        held[name] = _metrics(task, other, split_b, enc_b, calibration).get(objective.name)
+        held[name] = ensemble_metrics(task, other, split_b, enc_b, calibration).get(objective.name)
     better = held["ensemble"] is not None and held["single_model"] is not None and (
         held["ensemble"] > held["single_model"] if maximize else held["ensemble"] < held["single_model"]
     )
@@ -260,11 +257,11 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     calibration = task.calibrate(full, val_split, val_enc)
     test = None
     if data.test is not None and "test" in encoded and all("test" in m.outputs for m, _ in used):
-        test = _metrics(task, mix("test"), data.test, encoded["test"], calibration)
+        test = ensemble_metrics(task, mix("test"), data.test, encoded["test"], calibration)
     result = EnsembleResult(
         members=[{"name": m.name, "kind": m.kind, "trial": m.trial, "weight": round(w, 6), "value": m.value} for m, w in used],
         objective=objective.name,
-        validation=_metrics(task, full, val_split, val_enc, calibration),
+        validation=ensemble_metrics(task, full, val_split, val_enc, calibration),
         test=test,
         calibration=calibration,
         held_out=held,
@@ -287,83 +284,7 @@ def read_ensemble(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def describe(members: list[dict[str, Any]]) -> str:
-    """``trial-3 ×0.6 + baseline ×0.4``."""
-    return " + ".join(f"{m['name']} ×{m['weight']:.2g}" for m in members)
-
-
-# --------------------------------------------------------------------------- export
-
-
-def export_ensemble(ctx: Any, study: optuna.Study, result: EnsembleResult, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path:
-    """Write ``best/`` as the ensemble: each member in ``members/<name>/``, the weights in
-    ``ensemble.json``, the task and calibration in ``automl.json``. The test metrics are
-    computed by loading ``best/`` back and scoring the raw test rows, as a user would."""
-    from automl.baseline import BASELINE_DIR
-    from automl.export import BEST_DIR, META_FILE, export_best, install_dir, metrics_table, report_tables, task_fields, write_plots
-
-    run_dir: Path = ctx.run_dir
-    best_dir = run_dir / BEST_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
-    try:
-        for m in result.members:
-            dest = staging / "members" / m["name"]
-            if m["kind"] == "baseline":
-                shutil.copytree(run_dir / BASELINE_DIR, dest)
-            else:
-                export_best(ctx, study, data, tokenizer, encoded, trial=study.trials[m["trial"]], dest=dest)
-        spec = {"members": [{**m, "path": f"members/{m['name']}"} for m in result.members], "probabilities": result.probabilities}
-        (staging / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2))
-        meta = {
-            **task_fields(ctx),
-            "kind": "ensemble",
-            "members": spec["members"],
-            "calibration": result.calibration,
-            "metrics": {"validation": result.validation, "held_out": result.held_out},
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        plots: list[tuple[str, Any]] = []
-        if data.test is not None and data.test.frame is not None:
-            model = EnsembleModel.load(staging, meta)
-            outputs = model.outputs(data.test.frame)
-            meta["metrics"]["test"] = _metrics(ctx.resolved.task, outputs, data.test, encoded["test"], result.calibration)
-            args = (outputs, data.test, encoded["test"], result.calibration)
-            plots = [(f"{title} (test)", fig) for title, fig in ctx.resolved.task.plots(*args)]
-            meta["tables"] = report_tables(ctx.resolved.task, *args, "test")
-        meta["plots"] = write_plots(run_dir, plots)
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        (staging / "README.md").write_text(model_card(meta, metrics_table))
-        install_dir(staging, best_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return best_dir
-
-
-def model_card(meta: dict[str, Any], metrics_table: Callable[[dict[str, Any]], list[str]]) -> str:
-    lines = [
-        f"# {meta['study']}: {meta['task']} ensemble",
-        "",
-        "A weighted ensemble chosen by greedy ensemble selection (Caruana et al. 2004) over the "
-        "run's kept trials and its baseline: " + describe(meta["members"]) + ".",
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import automl",
-        'model = automl.load_model("PATH/TO/best")',
-        "scored = model.predict(frame)  # a pandas DataFrame of raw rows",
-        "```",
-        "",
-        "or `automl predict PATH/TO/best data.csv`. Each member is a model of its own under",
-        "`members/` (a fine-tuned text-only member also loads with `transformers`); `ensemble.json` holds",
-        "the weights. The ensemble as a whole loads only with automl.",
-        "",
-        *metrics_table(meta["metrics"]),
-        "",
-    ]
-    return "\n".join(lines)
+# --------------------------------------------------------------------------- the exported ensemble
 
 
 @dataclass
@@ -378,11 +299,13 @@ class EnsembleModel:
     probabilities: bool
 
     @classmethod
-    def load(cls, path: Path, meta: dict[str, Any], *, device: str = "cpu", column: str | None = None) -> EnsembleModel:
-        from automl.results.predict import load_model
-
+    def load(
+        cls, path: Path, meta: dict[str, Any], *, load_member: Callable[..., Any], device: str = "cpu", column: str | None = None
+    ) -> EnsembleModel:
+        """The ensemble exported in *path*; *load_member* loads each member's directory
+        (:func:`automl.results.predict.load_model`, which calls this for ``kind: ensemble``)."""
         spec = json.loads((path / ENSEMBLE_FILE).read_text())
-        members = [load_model(path / m["path"], device=device, column=column) for m in spec["members"]]
+        members = [load_member(path / m["path"], device=device, column=column) for m in spec["members"]]
         if column:
             meta = {**meta, "data": {**(meta.get("data") or {}), "text_column": column}}
         return cls(path, meta, members, [float(m["weight"]) for m in spec["members"]], bool(spec["probabilities"]))
@@ -396,46 +319,14 @@ class EnsembleModel:
         return combine([m.outputs(frame, file=file) for m in self.members], self.weights, probabilities=self.probabilities)
 
     def predict(self, frame: pd.DataFrame, *, file: str = "<input>") -> pd.DataFrame:
-        from automl.baseline import prediction_frame
-
         task = self.task
         split = task.read(frame, split="predict", file=file, label_names=task.labels)
         return prediction_frame(task, frame, self.outputs(frame, file=file), split, self.meta.get("calibration") or {})
 
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons: the members' attributions combined by the
+        weights (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
+
 
 __all__ = ["EnsembleModel", "EnsembleResult", "build_ensemble", "combine", "select_weights"]
-
-
-def export_chosen(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
-    """Build the ensemble and export the best model of the run by the rule in this
-    module's docstring: the ensemble when it wins on the held-out half, else the better of
-    the best trial and the baseline on validation. Returns ``best/``."""
-    from automl.baseline import export_baseline
-    from automl.export import best_trial, export_best
-
-    result = build_ensemble(ctx, study, data, encoded)
-    if result is not None and result.wins:
-        return export_ensemble(ctx, study, result, data, tokenizer, encoded)
-    if single_choice(ctx, study, result) == "baseline":
-        return export_baseline(ctx, data, encoded)
-    return export_best(ctx, study, data, tokenizer, encoded) if best_trial(study) is not None else None
-
-
-def single_choice(ctx: Any, study: optuna.Study, result: EnsembleResult | None) -> str:
-    """``"baseline"`` when the saved baseline's validation objective is strictly better than
-    the best trial's (or there is no trial), else ``"trial"``."""
-    from automl.baseline import BASELINE_DIR, MODEL_FILE
-    from automl.export import best_trial
-
-    if result is not None:
-        return "baseline" if result.single == "baseline" else "trial"
-    base = ctx.run_dir / BASELINE_DIR
-    if not (base / MODEL_FILE).exists():
-        return "trial"
-    value = (json.loads((base / "automl.json").read_text()).get("metrics", {}).get("validation") or {}).get(ctx.resolved.objective.name)
-    trial = best_trial(study)
-    if value is None or not math.isfinite(value):
-        return "trial"
-    if trial is None or trial.value is None:
-        return "baseline"
-    return "baseline" if (value > trial.value if ctx.resolved.objective.direction == "maximize" else value < trial.value) else "trial"

@@ -34,6 +34,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from automl.adapters import ADAPTERS, adapter_params
+from automl.device import pick_device
+from automl.engine import predict_outputs
+from automl.errors import UserError
+from automl.fusion import save_fused
+from automl.run import package_versions
+from automl.search.space import user_params
+from automl.weights import load_trial_weights
+
 BEST_DIR = "best"
 META_FILE = "automl.json"
 
@@ -73,11 +82,6 @@ def export_best(
     ensemble member's directory) unless it is already exported there. Returns the directory."""
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
 
-    from automl.adapters import ADAPTERS, adapter_params
-    from automl.device import pick_device
-    from automl.engine import load_trial_weights, predict_outputs
-    from automl.run import package_versions
-
     trial = trial or best_trial(study)
     if trial is None:
         return None
@@ -90,8 +94,6 @@ def export_best(
         return None
     task = ctx.resolved.task
     recipe = ctx.recipe
-    from automl.search.space import user_params
-
     params = user_params(trial.params)
     params.update({k: v for k, v in ctx.resolved.space.fixed.items() if k not in params})
     adapter = params.get("adapter", "full")
@@ -101,8 +103,6 @@ def export_best(
     spec = ADAPTERS[adapter]
 
     from optuna.artifacts.exceptions import ArtifactNotFound
-
-    from automl.errors import UserError
 
     store = FileSystemArtifactStore(str(ctx.artifact_dir))
     staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
@@ -121,8 +121,6 @@ def export_best(
         model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights, task=task)
         weights.unlink()
         if task.features is not None:  # table columns fused with the backbone
-            from automl.fusion import save_fused
-
             model = save_fused(model, adapter, staging, task.features)
         else:
             if spec.peft:
@@ -184,8 +182,6 @@ def report_tables(task: Any, outputs: Any, split: Any, encoded: Any, calibration
 
 def task_fields(ctx: Any) -> dict[str, Any]:
     """What loading any exported kind of model needs to rebuild the run's task."""
-    from automl.run import package_versions
-
     recipe = ctx.recipe
     task = ctx.resolved.task
     return {

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.errors import DataError
+from automl.tables import is_missing as empty, require_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,10 +44,8 @@ STRAY_SHARE = 0.05
 
 
 def is_missing(value: Any) -> bool:
-    """An empty cell (:func:`automl.data.is_missing`) or a missing marker written as text
+    """An empty cell (:func:`automl.tables.is_missing`) or a missing marker written as text
     (``nan``, ``NaN``, ``<NA>``)."""
-    from automl.data import is_missing as empty
-
     return empty(value) or str(value) in ("nan", "NaN", "<NA>")
 
 
@@ -63,10 +62,11 @@ def as_number(value: Any) -> float | None:
 
 def stray_value(values: Sequence[Any]) -> tuple[int, Any] | None:
     """For a column of numbers with a few non-numbers (at most 5%, at least one): the first
-    ``(row index, value)`` that is not a number; ``None`` otherwise."""
+    ``(row index, value)`` that is not a number; ``None`` otherwise. A column with no number
+    at all has no stray (one row of a category column, as a scoring request sends it)."""
     present = [(i, v) for i, v in enumerate(values) if not is_missing(v)]
     bad = [(i, v) for i, v in present if as_number(v) is None]
-    if present and bad and len(bad) <= max(1, STRAY_SHARE * len(present)):
+    if present and bad and len(bad) < len(present) and len(bad) <= max(1, STRAY_SHARE * len(present)):
         return bad[0]
     return None
 
@@ -127,8 +127,6 @@ class FeaturePipeline:
         """Fit on the training rows. A column is numeric when every non-empty cell is a
         number, unless it is listed in *categorical*; a numeric column with a few stray
         non-numbers is a :class:`DataError` naming the row."""
-        from automl.data import require_columns
-
         require_columns(frame, list(columns), file=file or "", field=field_name)
         pipeline = cls()
         for name in columns:
@@ -177,8 +175,6 @@ class FeaturePipeline:
         """``{"numeric": float32 [n, 3 * numeric columns], "categorical": int64 [n, categorical
         columns]}``. A missing column or a non-number in a numeric column is a
         :class:`DataError` naming it."""
-        from automl.data import require_columns
-
         require_columns(frame, self.columns, file=file or "", field="feature columns")
         n = len(frame)
         numeric = np.zeros((n, self.numeric_width), dtype=np.float32)

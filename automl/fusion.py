@@ -22,16 +22,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from automl.adapters import ADAPTERS
 from automl.features import FeaturePipeline
-
-if TYPE_CHECKING:
-    from automl.recipe import SpaceEntry
+from automl.params import ParamSpec, SpaceEntry
 
 #: ``head`` value the adapters get for the encoder (peft's feature-extraction task type).
 ENCODER_HEAD = "feature-extraction"
@@ -45,8 +43,6 @@ DEFAULTS: dict[str, float] = {"fusion_width": 128, "fusion_dropout": 0.1, "fusio
 
 def fusion_space() -> dict[str, SpaceEntry]:
     """Default search ranges of the fusion settings, for tasks that use fusion."""
-    from automl.recipe import ParamSpec
-
     return {
         "fusion_width": ParamSpec(choices=[64, 128, 256]),
         "fusion_dropout": ParamSpec(low=0.0, high=0.3),
@@ -134,6 +130,8 @@ class FusionModel(nn.Module):
         self.shape = shape
         self.encoder = encoder
         self.numeric = NumericMLP(shape.numeric_width, shape.width, shape.dropout) if shape.numeric_width else None
+        #: The numbers as the tower takes them (an identity: explanations hook its output).
+        self.numeric_input = nn.Identity()
         self.categorical = (
             CategoricalEmbeddings(shape.cardinalities, shape.width, shape.dropout) if shape.cardinalities else None
         )
@@ -151,7 +149,7 @@ class FusionModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         parts = [(hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)]
         if self.numeric is not None:
-            parts.append(self.numeric(numeric.to(hidden.dtype)))  # type: ignore[union-attr]
+            parts.append(self.numeric(self.numeric_input(numeric.to(hidden.dtype))))  # type: ignore[union-attr]
         if self.categorical is not None:
             parts.append(self.categorical(categorical))
         return FusionOutput(logits=self.fusion([p.to(parts[-1].dtype) for p in parts]))

@@ -1,6 +1,6 @@
 """Every hook automl calls, in one module.
 
-Plugins implement these with ``@automl.hookimpl``. Hooks are always called with keyword
+Plugins implement these with ``@automl.hookimpl`` (defined here, imported from ``automl``). Hooks are always called with keyword
 arguments, so a spec can gain arguments later without breaking a plugin that takes fewer.
 Each one is documented in ``docs/hooks.md``; a test fails if one is missing there.
 """
@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from automl.events import RunInfo, StudySummary, TrialInfo, TrialOutcome
     from automl.task import Task
 
+#: Version of the plugin API (hooks, Task and Backbone interfaces). A plugin module declares
+#: the API it targets with ``automl_api_version = "1"``; a plugin that targets a different
+#: major version is refused with a clear message instead of failing mid-run.
+API_VERSION = "1"
+
+hookimpl = pluggy.HookimplMarker("automl")
 hookspec = pluggy.HookspecMarker("automl")
 
 

@@ -25,6 +25,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from automl.adapters import ADAPTERS, linear_roles
+from automl.backbone import auto_model_class, head_support
+from automl.search.space import space_adapters
+
 GIB = 1024**3
 
 
@@ -55,8 +59,6 @@ class MemoryEstimate:
 def meta_model(config: Any, head: str) -> Any:
     """The model for *config* and *head* on the meta device (no weights in memory)."""
     import torch
-
-    from automl.backbone import auto_model_class, head_support
 
     with head_support(config, head), torch.device("meta"):
         return auto_model_class(head).from_config(config)
@@ -90,8 +92,6 @@ def estimate(
             count 0.5 whatever this says.
         activation_bytes: bytes per activation value (4 in fp32, 2 under bf16/fp16 autocast).
     """
-    from automl.adapters import ADAPTERS, linear_roles
-
     spec = ADAPTERS[adapter]
     total = sum(p.numel() for p in model.parameters())
     wrapped = spec.build(copy.deepcopy(model), params, head, default_targets)
@@ -138,9 +138,6 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     """One estimate per adapter the recipe's search can pick, at its largest batch size,
     ``training.max_length`` and the adapter's default settings (largest rank searched)."""
     import torch
-
-    from automl.adapters import ADAPTERS
-    from automl.search.warmstart import space_adapters
 
     task = resolved.task
     labels = task.labels or ["a", "b"]

@@ -16,16 +16,15 @@ import importlib.metadata
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-from automl import API_VERSION, hookspecs
+from automl import hookspecs
+from automl.backbone import Backbone
 from automl.errors import PluginError, did_you_mean, one_of
-
-if TYPE_CHECKING:
-    from automl.backbone import Backbone
-    from automl.task import Task
+from automl.hookspecs import API_VERSION
+from automl.task import Task
 
 ENTRY_POINT_GROUP = "automl"
 
@@ -264,9 +263,6 @@ def _registries(state: _State) -> None:
         return
     if state.partial is not None:
         return  # asked from a plugin's hook during the build: see _State.partial
-    from automl.backbone import Backbone
-    from automl.task import Task
-
     state.partial = {}
     try:
         while True:

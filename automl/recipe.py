@@ -10,22 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from automl.adapters import ADAPTER_HYPERPARAMETERS
 from automl.errors import RecipeError, did_you_mean
-
-Scalar = str | int | float | bool
+from automl.params import FrozenModel as _Model
+from automl.params import ParamSpec, Scalar, SpaceEntry, validation_message  # noqa: F401  (part of the recipe schema; imported from here too)
 
 #: Hyperparameters the trial engine understands. Tasks may add their own
 #: (``Task.extra_hyperparameters``).
@@ -47,70 +42,9 @@ ENGINE_HYPERPARAMETERS: dict[str, str] = {
     "fusion_dropout": "dropout in the feature tower and fusion head",
     "fusion_lr_factor": "learning rate of the feature tower and fusion head, as a multiple of learning_rate",
 }
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ParamSpec(_Model):
-    """One dimension of the search space.
-
-    ``type`` may be left out: ``choices`` means categorical, integer bounds mean int,
-    anything else float.
-    """
-
-    type: Literal["float", "int", "categorical"] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: list[Scalar] | None = None
-    when: dict[str, Scalar | list[Scalar]] | None = Field(
-        default=None, description="sample only when these other parameters have these values"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_type(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("type") is None:
-            data = dict(data)
-            if "choices" in data:
-                data["type"] = "categorical"
-            elif isinstance(data.get("low"), int) and isinstance(data.get("high"), int) and not data.get("log"):
-                data["type"] = "int"
-            else:
-                data["type"] = "float"
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> ParamSpec:
-        if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
-            if self.low is not None or self.high is not None:
-                raise ValueError("a categorical parameter takes 'choices', not 'low'/'high'")
-        else:
-            if self.low is None or self.high is None:
-                raise ValueError(f"a {self.type} parameter needs 'low' and 'high'")
-            if self.low > self.high:
-                raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
-            if self.log and self.low <= 0:
-                raise ValueError("a log-scale parameter needs low > 0")
-            if self.log and self.step is not None:
-                raise ValueError("'step' cannot be combined with 'log: true'")
-            if self.step is not None and self.step <= 0:
-                raise ValueError(f"'step' must be greater than 0, got {self.step:g}")
-            if self.choices is not None:
-                raise ValueError(f"a {self.type} parameter takes 'low'/'high', not 'choices'")
-            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
-                raise ValueError("an int parameter needs whole-number 'low' and 'high'")
-        return self
-
-
-#: A range, a fixed value, a list of choices, or one range per condition (each with
-#: ``when:``, e.g. a learning-rate range per adapter).
-SpaceEntry = ParamSpec | Scalar | list[Scalar] | list[ParamSpec]
+#: Each adapter's own settings (lora_rslora, target_modules, loha_r...), named in the
+#: adapter registry.
+ENGINE_HYPERPARAMETERS.update(ADAPTER_HYPERPARAMETERS)
 
 
 class DataSpec(_Model):
@@ -127,6 +61,9 @@ class DataSpec(_Model):
     #: for tasks that take them (``text-classification``, ``text-regression``).
     feature_columns: list[str] | None = None
     max_rows: Annotated[int, Field(gt=0)] | None = None
+    #: How to read the files when their suffix misleads (e.g. ``word<TAB>tag`` files named
+    #: ``.tsv``: ``conll``); default: from each file's suffix.
+    format: Literal["csv", "tsv", "jsonl", "parquet", "conll"] | None = None
 
 
 class ObjectiveSpec(_Model):
@@ -157,6 +94,50 @@ def parse_duration(value: Any) -> float | None:
     if seconds <= 0:
         raise ValueError("expected a positive duration")
     return seconds
+
+
+# ----------------------------------------------------------------- checkpoint policy
+
+#: Backbones with at least this many parameters checkpoint by default (``auto``).
+AUTO_MIN_PARAMETERS = 300_000_000
+#: How often ``auto`` checkpoints: at the first evaluation point after this many seconds.
+AUTO_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When to checkpoint: every *evaluations* evaluation points, or at the first
+    evaluation point after *seconds* since the last checkpoint."""
+
+    evaluations: int | None = None
+    seconds: float | None = None
+
+
+def parse_policy(setting: str | int, n_parameters: int) -> CheckpointPolicy | None:
+    """``training.checkpoint_every`` as a policy, or ``None`` for no checkpoints.
+
+    ``auto``: every 10 minutes for a backbone of 300M parameters or more, else off;
+    ``off``; an integer N: every N evaluations; a duration (``90s``, ``10m``, ``1h``)."""
+    if isinstance(setting, bool):
+        raise ValueError("expected auto, off, a number of evaluations or a duration such as '10m'")
+    if isinstance(setting, int):
+        if setting <= 0:
+            raise ValueError("expected a positive number of evaluations")
+        return CheckpointPolicy(evaluations=setting)
+    text = str(setting).strip().lower()
+    if text == "off":
+        return None
+    if text == "auto":
+        return CheckpointPolicy(seconds=AUTO_SECONDS) if n_parameters >= AUTO_MIN_PARAMETERS else None
+    if re.fullmatch(r"\d+", text):
+        return CheckpointPolicy(evaluations=int(text)) if int(text) > 0 else None
+    return CheckpointPolicy(seconds=parse_duration(text))
+
+
+def check_setting(setting: str | int) -> str | int:
+    """Validate ``training.checkpoint_every`` (for the recipe model); raises ValueError."""
+    parse_policy(setting, 0)
+    return setting
 
 
 class SearchSpec(_Model):
@@ -216,8 +197,6 @@ class TrainingSpec(_Model):
     @field_validator("checkpoint_every")
     @classmethod
     def _checkpoint_every(cls, value: str | int) -> str | int:
-        from automl.checkpoint import check_setting
-
         return check_setting(value)
 
     @field_validator("device")
@@ -313,7 +292,7 @@ class Recipe(_Model):
             )
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise RecipeError(_message(err), field="--" + str(err["loc"][-1])) from None
+            raise RecipeError(validation_message(err), field="--" + str(err["loc"][-1])) from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -390,21 +369,6 @@ def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return [name for name, f in (fields or {}).items() if not f.exclude]
 
 
-def _message(err: dict[str, Any]) -> str:
-    kind = err["type"]
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    msg = err["msg"]
-    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
-    if "input" in err and kind not in ("model_type", "dict_type") and not isinstance(err["input"], dict):
-        got = f"got {err['input']!r}"
-        if not msg.endswith(got):  # a validator may have named the value already
-            msg += f", {got}"
-    return msg
-
-
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop pydantic's union-branch markers such as 'ParamSpec' or 'list[...]'."""
     keep = []
@@ -441,7 +405,7 @@ def parse_recipe(data: Any, *, file: str = "<recipe>", node: yaml.Node | None = 
         err = _best_error(errors) if len({_clean_loc(e["loc"])[:2] for e in errors}) == 1 else errors[0]
         loc = _clean_loc(err["loc"])
         field = ".".join(str(p) for p in loc)
-        message = _message(err)
+        message = validation_message(err)
         if err["type"] == "extra_forbidden":
             message += did_you_mean(str(loc[-1]), _known_fields(Recipe, loc))
         raise RecipeError(message, file=file, field=field or None, line=_find_line(node, loc)) from None
@@ -482,9 +446,3 @@ def load_recipe(path: str | Path) -> Recipe:
         ) from None
     return parse_recipe(data, file=file, node=node, path=path.resolve())
 
-
-# Each adapter's own settings (lora_rslora, target_modules, loha_r...) are named in the
-# adapter registry; imported last because the registry's default spaces use ParamSpec.
-from automl.adapters import ADAPTER_HYPERPARAMETERS  # noqa: E402
-
-ENGINE_HYPERPARAMETERS.update(ADAPTER_HYPERPARAMETERS)

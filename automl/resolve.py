@@ -3,13 +3,17 @@ search space. Every problem is a one-line user error naming the recipe field."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import plugins
-from automl.errors import RecipeError, did_you_mean
+from automl.backbone import model_dir_problems
+from automl.data import load_task_data
+from automl.errors import PluginError, RecipeError, UserError, did_you_mean
 from automl.search.ranges import check_space, hyperparameter_ranges
-from automl.search.space import SearchSpace, build_space, default_space
+from automl.search.space import SearchSpace, build_space, check_adapters, default_space
+from automl.search.warmstart import start_configs
 from automl.task import Metric, read_options
 
 if TYPE_CHECKING:
@@ -58,8 +62,6 @@ def resolve(recipe: Recipe) -> Resolved:
     if recipe.search.sampler == "grid":
         space.grid()
     warnings = check_space(space, hyperparameter_ranges(task), file=file)
-    from automl.search.warmstart import start_configs
-
     start = tuple(start_configs(recipe, space, backbone, task))
     return Resolved(
         recipe=recipe, task=task, backbone=backbone, objective=metric, space=space,
@@ -70,18 +72,31 @@ def resolve(recipe: Recipe) -> Resolved:
 def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData | None]:
     """Everything ``automl recipe check`` checks: plugins, options, objective, space,
     backbone weights and (optionally) the data, without training."""
-    from automl.data import load_task_data
-    from automl.errors import UserError
-
-    from automl.adapters import check_adapters
-
     resolved = resolve(recipe)
     check_adapters(resolved.space, recipe.training.device, file=str(recipe.path) if recipe.path else None)
+    warnings = check_backbone(resolved)
+    if warnings:
+        resolved = replace(resolved, warnings=resolved.warnings + tuple(warnings))
+    data = load_task_data(resolved.task, recipe) if load_data else None
+    return resolved, data
+
+
+def check_backbone(resolved: Resolved) -> list[str]:
+    """The backbone's own :meth:`~automl.backbone.Backbone.check`, then a look inside its
+    model directory when it is a local one (config, weights, tokenizer, remote code):
+    a :class:`~automl.errors.PluginError` naming the recipe, or warnings (one line each)."""
+    recipe = resolved.recipe
+    file = str(recipe.path) if recipe.path else None
     try:
         resolved.backbone.check()
     except UserError as exc:
         if exc.file is None:
-            exc.file = str(recipe.path) if recipe.path else None
+            exc.file = file
         raise
-    data = load_task_data(resolved.task, recipe) if load_data else None
-    return resolved, data
+    source = Path(resolved.backbone.source()).expanduser()
+    if not source.is_dir():
+        return []  # a hub id: transformers finds out
+    error, warnings = model_dir_problems(source, trust_remote_code=recipe.training.trust_remote_code)
+    if error is not None:
+        raise PluginError(error, file=file, field="backbone_options")
+    return warnings

@@ -24,10 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automl.adapters import ADAPTERS
+from automl.data import data_fingerprint, file_fingerprint, load_task_data
+from automl.encoding import cache_key, encode_splits
 from automl.errors import UserError
 from automl.events import RunInfo
 from automl.recipe import Recipe
 from automl.resolve import Resolved, resolve
+from automl.search.space import space_adapters
 from automl.search.storage import mask_url
 
 RUN_FILE = "run.json"
@@ -170,6 +174,11 @@ class RunContext:
             "study_name": self.study_name,
             "recipe_path": self.file,
             "fingerprint": self.recipe.fingerprint(),
+            "data_files": {
+                which: file_fingerprint(path)[:16]
+                for which in ("train", "validation", "test")
+                if (path := self.recipe.data_path(which)) is not None and path.exists()
+            },
             "recipe": self.recipe.resolved(),
             "storage": mask_url(self.storage_url) or f"journal:{self.run_dir / 'study.journal'}",
             "seed": self.recipe.training.seed,
@@ -185,9 +194,6 @@ class RunContext:
 
     def load_data(self, *, encode: bool = True) -> tuple[Any, Any, dict[str, Any]]:
         """(TaskData, tokenizer, encoded splits), tokenised once and cached on disk."""
-        from automl.data import data_fingerprint, load_task_data
-        from automl.encoding import cache_key, encode_splits
-
         task = self.resolved.task
         data = load_task_data(task, self.recipe)
         task.labels = data.label_names
@@ -248,9 +254,6 @@ class RunContext:
         when every adapter the search can pick is a peft adapter (the frozen base needs no
         fp32 master copy; what trains is kept in fp32), else fp32."""
         import torch
-
-        from automl.adapters import ADAPTERS
-        from automl.search.warmstart import space_adapters
 
         setting = self.recipe.training.weights_dtype
         if setting == "bf16":

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from automl import API_VERSION, __version__
+from automl import API_VERSION, __version__, plugins
 from automl.errors import UserError
 
 KINDS = ("task", "backbone", "callback")
@@ -87,8 +87,6 @@ def _check_free(names: PluginNames, kind: str) -> None:
     if spec is not None:
         where = f" ({spec.origin})" if spec.origin else ""
         raise UserError(f"a module named '{names.module}' is already installed{where}; choose another name", field="NAME")
-    from automl import plugins
-
     taken = {ep.name for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)}
     if names.plugin in taken:
         raise UserError(f"an installed package already provides the automl plugin '{names.plugin}'", field="NAME")

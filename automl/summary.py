@@ -14,8 +14,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from automl.results._formats import fmt_seconds, fmt_value
-from automl.results._gather import importances  # noqa: F401  (kept for callers of automl.summary.importances)
+from automl.results._formats import fmt_members, fmt_seconds, fmt_value
+from automl.results._gather import gather, importances  # noqa: F401  (importances: kept for callers of automl.summary.importances)
+from automl.results.report import fmt_gain, fmt_metric, metric_rows
 
 
 class RunSummary:
@@ -27,8 +28,6 @@ class RunSummary:
         self.seconds = seconds
 
     def _head(self) -> Table:
-        from automl.results.report import fmt_metric
-
         r = self.r
         counts = r.counts()
         head = Table.grid(padding=(0, 2))
@@ -49,15 +48,17 @@ class RunSummary:
             name = str((r.baseline or {}).get("name", "baseline"))
             head.add_row("baseline", Text(f"{name}: {r.objective} = {fmt_metric(r.baseline_value)} (validation)"))
         if r.ensemble and r.ensemble.get("members"):
-            from automl.ensemble import describe
-
             ens, held = r.ensemble, r.ensemble.get("held_out") or {}
             verdict = "exported" if r.exported == "ensemble" else "not exported"
             head.add_row("ensemble", Text(
-                f"{describe(ens['members'])}: {r.objective} = {fmt_metric((ens.get('validation') or {}).get(r.objective))} "
+                f"{fmt_members(ens['members'])}: {r.objective} = {fmt_metric((ens.get('validation') or {}).get(r.objective))} "
                 f"(validation); held-out half {fmt_metric(held.get('ensemble'))} vs {fmt_metric(held.get('single_model'))} "
                 f"({held.get('single')}): {verdict}"
             ))
+        positive = r.positive_label
+        if positive is not None:
+            column = ((r.run_info.get("recipe") or {}).get("data") or {}).get("label_column")
+            head.add_row("positive class", Text(f"{positive!r}" + (f" (column '{column}')" if column else "")))
         if r.best_export and r.run_dir is not None:
             where = r.run_dir / "best"
             head.add_row("exported", Text(r.exported_label))
@@ -80,8 +81,6 @@ class RunSummary:
         return table
 
     def _metrics(self) -> Table | None:
-        from automl.results.report import fmt_gain, metric_rows
-
         r = self.r
         rows = metric_rows(r)
         if not rows:
@@ -144,8 +143,6 @@ class RunSummary:
 
 def summary_renderable(outcome: Any, study: Any = None) -> Any:
     """The summary of a finished :class:`~automl.search.supervisor.RunOutcome`."""
-    from automl.results import gather
-
     results = gather(outcome.run_dir, study=study)
     return RunSummary(results, interrupted=outcome.summary.interrupted, seconds=outcome.seconds)
 

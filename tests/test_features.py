@@ -80,6 +80,13 @@ def test_a_stray_string_in_a_numeric_column_is_one_line_naming_file_row_and_colu
         fit().transform(other, file="new.csv")
 
 
+def test_one_row_of_a_category_column_is_no_stray():
+    from automl.features import stray_value
+
+    assert stray_value(["restaurant"]) is None and stray_value([None, "travel"]) is None
+    assert stray_value([1.0] * 30 + ["twelve"]) == (30, "twelve")
+
+
 def test_a_listed_column_may_be_forced_categorical_and_the_state_is_json():
     pipeline = fit(categorical=["amount"])
     assert [c.name for c in pipeline.categorical] == ["amount", "country", "rare"]

@@ -340,3 +340,46 @@ def test_any_space_resolves_or_gives_one_line(toy, space):
         resolve_space(toy, space)
     except RecipeError as exc:
         assert "\n" not in str(exc)
+
+
+# ---------------------------------------------------------------- search.start_from
+
+#: The default space searches the adapter (full or lora) with a learning-rate range each.
+ADAPTER_SPACE = {"adapter": ["full", "lora"], "epochs": {"low": 1, "high": 3}, "batch_size": [16]}
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"learning_rate": "abc"}, ["learning_rate='abc' is not a number"]),
+        ({"adapter": "lora", "learning_rate": 0.5}, ["learning_rate=0.5 is outside"]),
+        ({"epochs": 2.5}, ["epochs=2.5 is not a whole number"]),
+        ({"adapter": "dora"}, ["adapter='dora' is not one of"]),
+        ({"lora_r": 8}, ["lora_r is searched only when adapter=lora", "adapter='full'"]),
+        ({"adapter": "full", "lora_r": 8}, ["lora_r is searched only when adapter=lora"]),
+        ({"learning_rte": 1.0e-4}, ["'learning_rte' is not in the search space", "learning_rate"]),
+    ],
+)
+def test_start_configurations_are_checked_against_the_space(toy, tmp_path, config, words):
+    """Every value of a start configuration: type, range, choices, ``when:`` condition and
+    name, in ``automl recipe check`` and before ``automl run`` trains anything (one line, exit 2)."""
+    body = recipe_with(toy, ADAPTER_SPACE)
+    body["search"]["start_from"] = [config]
+    body["output"] = str(tmp_path / "run")
+    path = write_recipe(tmp_path / "start.yaml", body)
+    for args in (["recipe", "check", str(path), "--no-memory", "--no-data"], ["run", str(path), "--no-baseline"]):
+        result = CliRunner().invoke(cli, args)
+        lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning")]
+        assert result.exit_code == 2, (args, result.output)
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: search.start_from[0]"), result.output
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+    assert not (tmp_path / "run" / "study.journal").exists()  # nothing trained
+
+
+def test_start_configurations_take_numbers_yaml_reads_as_strings(toy):
+    """``learning_rate: 1e-3`` (no dot) is a string to YAML; it is the number."""
+    body = recipe_with(toy, ADAPTER_SPACE)
+    body["search"]["start_from"] = [{"adapter": "lora", "learning_rate": "1e-3", "lora_r": 8}]
+    resolved = resolve(parse_recipe(body, file="r.yaml", path=Path("r.yaml")))
+    assert resolved.start_from[0]["learning_rate"] == 1e-3 and resolved.start_from[0]["lora_r"] == 8

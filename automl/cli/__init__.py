@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from automl import __version__
+from automl import __version__, plugins
+from automl.errors import UserError
 
 COMMAND_MODULES = (
     "automl.cli.run_cmd",
@@ -25,8 +26,10 @@ COMMAND_MODULES = (
     "automl.cli.compare_cmd",
     "automl.cli.report_cmd",
     "automl.cli.predict_cmd",
+    "automl.cli.explain_cmd",
     "automl.cli.export_cmd",
     "automl.cli.dashboard_cmd",
+    "automl.cli.serve_cmd",
 )
 
 
@@ -34,8 +37,6 @@ class AutomlGroup(click.Group):
     """Turns :class:`UserError` into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from automl.errors import UserError
-
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -82,8 +83,6 @@ def _load_commands() -> None:
                 continue
             raise
         cli.add_command(module.command)
-    from automl import plugins
-
     try:
         plugins.get_plugin_manager().hook.automl_register_commands(cli=cli)
     except Exception as exc:  # a plugin's command must not break the CLI

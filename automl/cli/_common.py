@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from automl import plugins
 from automl.errors import EXIT_INTERRUPTED, NoModelError, UserError
+from automl.recipe import load_recipe, parse_duration
 
 
 def parse_gpus(value: str | None) -> list[int] | None:
@@ -45,8 +47,6 @@ def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def overrides(
     trials: int | None, timeout: str | None, output: str | None, device: str | None, mlflow: str | None = None
 ) -> dict[str, Any]:
-    from automl.recipe import parse_duration
-
     out: dict[str, Any] = {}
     if mlflow is not None:
         out["mlflow"] = mlflow
@@ -129,10 +129,8 @@ def _launch(
     """What ``automl run`` and ``automl worker`` share: build the run, search, summarise."""
     from rich.console import Console
 
-    from automl import plugins
-    from automl.recipe import load_recipe
-    from automl.search.supervisor import RunOptions, run_recipe
-    from automl.summary import print_summary
+    from automl.search.supervisor import RunOptions, run_recipe  # when the command runs: `automl --help` stays fast
+    from automl.summary import print_summary  # when the command runs: `automl --help` stays fast
 
     plugins.warn_failed()
     over = overrides(trials, timeout, output, device, mlflow)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from automl.results import gather
 from automl.results._formats import FORMATS
 
 
@@ -17,8 +18,7 @@ def command(run_dirs: tuple[Path, ...], fmt: str) -> None:
     trials, pruning, time to best, best hyperparameters, test metrics and baseline."""
     from rich.console import Console
 
-    from automl.results import gather
-    from automl.results.compare import compare
+    from automl.results.compare import compare  # when the command runs: `automl --help` stays fast
 
     comparison = compare([gather(d, with_importances=False) for d in run_dirs])
     if fmt == "table":

@@ -18,7 +18,7 @@ def command(run_dir: Path | None, port: int, host: str, storage: str | None, stu
     """Serve RUN_DIR's Optuna study (or --storage URL --study NAME) in Optuna Dashboard
     (needs automl[dashboard]): history, parameter importances, intermediate values and
     each trial's user attributes (metrics, timings, prune and fail reasons). Ctrl-C stops."""
-    from automl.dashboard import dashboard_app, serve
+    from automl.dashboard import dashboard_app, serve  # when the command runs: `automl --help` stays fast
 
     dashboard = dashboard_app(run_dir, storage=storage, study_name=study_name, allow_writes=allow_writes)
     serve(dashboard, host, port, on_ready=lambda url: click.echo(f"Optuna Dashboard for study '{dashboard.study_name}': {url}  (Ctrl-C stops)", err=True))

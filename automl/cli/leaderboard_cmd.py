@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from automl.results import gather, leaderboard
 from automl.results._formats import FORMATS
 from automl.results.leaderboard import FILTER_STATES
 
@@ -34,8 +35,6 @@ def command(
     """The trials of RUN_DIR (or of --storage/--study), best first, with the baseline as
     a row. Works while the run is still going."""
     from rich.console import Console
-
-    from automl.results import gather, leaderboard
 
     results = gather(run_dir, storage=storage, study_name=study_name, with_importances=False)
     board = leaderboard(results, state=state, top=top, sort=sort, reverse=reverse, baseline=not no_baseline)

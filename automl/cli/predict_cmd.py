@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from automl.data import SETTABLE_FORMATS
+
 
 @click.command(name="predict")
 @click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(path_type=Path))
@@ -14,7 +16,13 @@ import click
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per forward pass.")
 @click.option("--column", help="Text column of INPUT (default: the one the model was trained on).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-def command(model_dir: Path, source: str, output: Path | None, batch_size: int, column: str | None, device: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(SETTABLE_FORMATS), help="How to read INPUT when its suffix misleads (default: from the suffix).")
+@click.option("--explain", "explain_top", type=click.IntRange(min=1), default=None,
+              help="Add a 'reasons' column: the top K reasons of each row (needs automl[explain]; docs/explain.md).")
+def command(
+    model_dir: Path, source: str, output: Path | None, batch_size: int, column: str | None, device: str,
+    fmt: str | None, explain_top: int | None,
+) -> None:
     """Predict INPUT (CSV, JSONL or Parquet; - for lines of text on stdin) with the model
     exported to MODEL_DIR (a run's best/: a fine-tuned model, the baseline or an ensemble;
     or a run's baseline/). Writes the input rows plus the prediction and
@@ -22,14 +30,17 @@ def command(model_dir: Path, source: str, output: Path | None, batch_size: int, 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions
-    from automl.search.worker import quiet_libraries
+    from automl.explain import reasons_text, require_extra  # when the command runs: `automl --help` stays fast
+    from automl.results.predict import load_model, output_format, predict_frame, read_input, write_predictions  # torch: when the command runs
+    from automl.search.worker import quiet_libraries  # when the command runs: `automl --help` stays fast
 
     quiet_libraries()
+    if explain_top is not None:
+        require_extra()
     if output is not None:
         output_format(output)  # a bad extension fails before the model loads
     exported = load_model(model_dir, column=column, device=device)
-    frame, name = read_input(source, str((exported.meta.get("data") or {}).get("text_column", "text")))
+    frame, name = read_input(source, str((exported.meta.get("data") or {}).get("text_column", "text")), fmt=fmt)
     err = Console(stderr=True)
     progress = Progress(
         TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
@@ -45,6 +56,9 @@ def command(model_dir: Path, source: str, output: Path | None, batch_size: int, 
             on_total=lambda n: progress.update(job, total=n),
             on_batch=lambda n: progress.advance(job, n),
         )
+    if explain_top is not None:
+        explanations = exported.explain(frame, file=name)
+        result["reasons"] = [reasons_text(e, explain_top) for e in explanations]
     write_predictions(result, output)
     if output is not None and err.is_terminal:
         err.print(f"{len(result)} predictions written to {output}")

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from automl import plugins
 from automl.recipe import load_recipe
 
 
@@ -23,12 +24,10 @@ def command() -> None:
 def check_cmd(recipe_path: Path, no_data: bool, no_memory: bool) -> None:
     """Validate RECIPE: keys and types, task and backbone plugins, objective, search space
     and data, without training; estimate the memory a trial of each adapter needs."""
-    from automl import plugins
-    from automl.resolve import check
+    from automl.device import machine_problems  # torch: when the command runs, `automl --help` stays fast
+    from automl.resolve import check  # when the command runs: `automl --help` stays fast
 
     plugins.warn_failed()
-    from automl.device import machine_problems
-
     recipe = load_recipe(recipe_path)
     resolved, data = check(recipe, load_data=not no_data)
     warn = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -68,7 +67,7 @@ def print_memory(console: Console, resolved: Any, recipe: Any) -> None:
     """A line per adapter: weights, training state, activations, total, and whether it fits."""
     import warnings
 
-    from automl.memory import device_memory, human_bytes, recipe_estimates
+    from automl.memory import device_memory, human_bytes, recipe_estimates  # when the command runs: `automl --help` stays fast
 
     what, available = device_memory(recipe.training.device)
     room = f"{what} {human_bytes(available)}" if available else what

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from automl.results import gather
+
 
 @click.command(name="report")
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
@@ -15,8 +17,7 @@ def command(run_dir: Path, storage: str | None, study_name: str | None) -> None:
     """Write RUN_DIR/report.html (self-contained, works offline), report.md and
     report.json: best model against the baseline, search plots, the task's plots,
     every trial and the run's provenance."""
-    from automl.results import gather
-    from automl.results.report import write_report
+    from automl.results.report import write_report  # when the command runs: `automl --help` stays fast
 
     results = gather(run_dir, storage=storage, study_name=study_name)
     files = write_report(run_dir, results=results)

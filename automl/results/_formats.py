@@ -106,3 +106,28 @@ def render(fmt: str, columns: list[Column], records: list[dict[str, Any]]) -> st
     if fmt == "markdown":
         return to_markdown(columns, records)
     raise ValueError(fmt)
+
+
+def fmt_params(params: dict[str, Any]) -> str:
+    """Hyperparameters in short: ``lr=3e-05 bs=16 r=8``."""
+    short = {
+        "learning_rate": "lr",
+        "batch_size": "bs",
+        "epochs": "ep",
+        "weight_decay": "wd",
+        "warmup_ratio": "warmup",
+        "lora_r": "r",
+        "lora_alpha": "alpha",
+        "lora_dropout": "drop",
+    }
+    parts = []
+    for key, value in params.items():
+        if isinstance(value, float):
+            value = f"{value:.2g}" if key == "learning_rate" else f"{value:.3g}"
+        parts.append(f"{short.get(key, key)}={value}")
+    return " ".join(parts)
+
+
+def fmt_members(members: list[dict[str, Any]]) -> str:
+    """An ensemble's members and weights: ``trial-3 ×0.6 + baseline ×0.4``."""
+    return " + ".join(f"{m['name']} ×{m['weight']:.2g}" for m in members)

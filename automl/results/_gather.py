@@ -15,8 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from automl import plugins
 from automl.errors import StorageError, UserError
 from automl.search.space import user_params
+from automl.search.storage import mask_url, open_storage
 
 
 class RowState(str, enum.Enum):
@@ -195,6 +197,36 @@ class RunResults:
         return dict(((self.best_export or {}).get("metrics") or {}).get("test") or {})
 
     @property
+    def exported_value(self) -> float | None:
+        """The objective of the exported model on validation (what a run delivers; the best
+        trial's value is only one candidate for it)."""
+        value = (((self.best_export or {}).get("metrics") or {}).get("validation") or {}).get(self.objective)
+        return float(value) if _finite(value) else None
+
+    @property
+    def data_identity(self) -> dict[str, Any]:
+        """What the run was trained and scored on: the data files, their fingerprint (when
+        ``run.json`` has it) and the label column. Runs whose identities differ have scores
+        that cannot be compared."""
+        data = (self.run_info.get("recipe") or {}).get("data") or {}
+        hashes = self.run_info.get("data_files") or {}
+        return {
+            "paths": tuple(str(data.get(k)) for k in ("train", "validation", "test") if data.get(k)),
+            "fingerprint": tuple(f"{k}: {v}" for k, v in sorted(hashes.items())) or None,
+            "label column": data.get("label_column"),
+        }
+
+    @property
+    def positive_label(self) -> str | None:
+        """The label a binary task counts as positive (its calibration's
+        ``positive_label``), from the export or else the baseline; ``None`` when it has none."""
+        for source in (self.best_export, self.baseline):
+            value = ((source or {}).get("calibration") or {}).get("positive_label")
+            if value is not None:
+                return str(value)
+        return None
+
+    @property
     def trust_remote_code(self) -> bool:
         training = (self.run_info.get("recipe") or {}).get("training") or {}
         return bool(training.get("trust_remote_code") or (self.best_export or {}).get("trust_remote_code"))
@@ -345,8 +377,6 @@ def _metric_directions(task: str | None) -> dict[str, str]:
     if not task:
         return {}
     try:
-        from automl import plugins
-
         return {m.name: m.direction for m in plugins.get_tasks()[task].metrics}
     except Exception:  # the task's plugin is not installed here: fall back on names
         return {}
@@ -375,8 +405,6 @@ def open_run_storage(
 ) -> tuple[Any, str, dict[str, Any]]:
     """A run's study storage (without heartbeats), its study name and ``run.json``."""
     import optuna
-
-    from automl.search.storage import open_storage
 
     run_info: dict[str, Any] = {}
     if run_dir is not None:
@@ -415,8 +443,6 @@ def gather(
     with_importances: bool = True,
 ) -> RunResults:
     """Gather a run's results from its directory (and/or a storage URL and study name)."""
-    from automl.search.storage import mask_url
-
     run_path = Path(run_dir).resolve() if run_dir is not None else None
     run_info: dict[str, Any] = {}
     if study is None:

@@ -1,7 +1,8 @@
 """Runs side by side (``automl compare``): did a change of backbone or space help?
 
-Each run is a column; the first run is the reference, and the best value of every other
-run is shown with its difference to it.
+Each run is a column; the first run is the reference, and the exported model's validation
+value of every other run is shown with its difference to it. Runs on different data are
+shown side by side without a verdict.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from automl.results._formats import Column, fmt_seconds, fmt_value, render
+from automl.results._formats import Column, fmt_params, fmt_seconds, fmt_value, render
 from automl.results._gather import RunResults
 
 
 def _params(value: Any) -> str:
-    from automl.search.live import fmt_params
-
     return fmt_params(value) if isinstance(value, dict) else fmt_value(value)
 
 
@@ -41,8 +40,10 @@ FIELDS: tuple[Column, ...] = (
     Column("task", "task"),
     Column("backbone", "backbone"),
     Column("objective", "objective"),
-    Column("best_value", "best (validation)", numeric=True),
+    Column("exported", "exported model"),
+    Column("exported_value", "exported (validation)", numeric=True),
     Column("delta", "vs first run", numeric=True),
+    Column("best_value", "best trial (validation)", numeric=True),
     Column("best_trial", "best trial", numeric=True),
     Column("trials", "trials finished", numeric=True),
     Column("pruned_share", "pruned", numeric=True, show=_share),
@@ -57,6 +58,24 @@ FIELDS: tuple[Column, ...] = (
 )
 
 
+def data_differences(runs: list[RunResults]) -> list[str]:
+    """How the runs' data differ, one phrase each; empty when every run was trained and
+    scored on the same data. The files' fingerprints decide where every run has them
+    (``run.json``), else the files' paths; then the label column."""
+    ids = [r.data_identity for r in runs]
+    out = []
+    if all(i["fingerprint"] for i in ids):
+        if len({i["fingerprint"] for i in ids}) > 1:
+            shown = " vs ".join(", ".join(i["fingerprint"]) for i in ids)
+            out.append(f"the data files' fingerprints differ ({shown})")
+    elif all(i["paths"] for i in ids) and len({i["paths"] for i in ids}) > 1:
+        out.append("the data files differ (" + " vs ".join(", ".join(i["paths"]) for i in ids) + ")")
+    labels = [i["label column"] for i in ids]
+    if all(labels) and len(set(labels)) > 1:
+        out.append("the label columns differ (" + " vs ".join(map(str, labels)) + ")")
+    return out
+
+
 def run_record(r: RunResults, reference: RunResults | None = None) -> dict[str, Any]:
     """One run's comparable facts; *reference* (the first run) gives ``delta``."""
     counts = r.counts()
@@ -66,8 +85,10 @@ def run_record(r: RunResults, reference: RunResults | None = None) -> dict[str, 
     test = r.test_metrics
     baseline_test = ((r.baseline or {}).get("test") or {}).get(r.objective)
     delta = None
-    if reference is not None and reference is not r and best is not None and reference.best is not None and reference.objective == r.objective:
-        delta = best.value - reference.best.value  # type: ignore[operator]
+    value, first = r.exported_value, reference.exported_value if reference is not None else None
+    if (reference is not None and reference is not r and value is not None and first is not None
+            and reference.objective == r.objective and not data_differences([reference, r])):
+        delta = value - first
     params = dict(export.get("params") or {}) if export.get("trial") == (best.number if best else None) else {}
     if not params and best is not None:
         params = dict(best.params)
@@ -78,6 +99,8 @@ def run_record(r: RunResults, reference: RunResults | None = None) -> dict[str, 
         "task": r.task,
         "backbone": r.backbone,
         "objective": f"{r.objective} ({'max' if r.maximize else 'min'})",
+        "exported": r.exported_label if r.best_export else None,
+        "exported_value": r.exported_value,
         "best_value": best.value if best else None,
         "delta": delta,
         "best_trial": best.number if best else None,
@@ -107,9 +130,10 @@ class Comparison:
         return render(fmt, columns, self.records)
 
     def _winner(self) -> int | None:
-        """Index of the run with the best validation value (same objective only)."""
-        scored = [(i, rec["best_value"]) for i, rec in enumerate(self.records) if rec["best_value"] is not None]
-        if not scored or len({r.objective for r in self.runs}) != 1:
+        """Index of the run whose exported model has the best validation value (same
+        objective and same data only: otherwise the scores are not comparable)."""
+        scored = [(i, rec["exported_value"]) for i, rec in enumerate(self.records) if rec["exported_value"] is not None]
+        if not scored or len({r.objective for r in self.runs}) != 1 or data_differences(self.runs):
             return None
         pick = max if self.runs[0].maximize else min
         return pick(scored, key=lambda x: x[1])[0]
@@ -129,7 +153,7 @@ class Comparison:
                 if field.key == "delta" and value is not None:
                     better = self.runs[i].is_better(value, 0.0) if value else None
                     text = Text(f"{value:+.4g}", style="green" if better else "red" if better is False else "")
-                elif field.key == "best_value" and i == winner:
+                elif field.key == "exported_value" and i == winner:
                     text.stylize("bold green")
                 cells.append(text)
             if field.key == "delta" and len(self.records) < 2:
@@ -139,16 +163,24 @@ class Comparison:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.table()
+        differences = data_differences(self.runs) if len(self.runs) > 1 else []
+        if differences:
+            yield Text(
+                f"These runs were trained on different data: {'; '.join(differences)}. Their scores are not "
+                "comparable, so no run is ranked.",
+                style="yellow",
+            )
+            return
         winner = self._winner()
         if winner is not None and len(self.records) > 1:
             first = self.records[0]
             best = self.records[winner]
             if winner == 0:
-                yield Text(f"The first run ({first['run']}) is still the best; the changes did not help on validation.")
+                yield Text(f"The first run's exported model ({first['run']}) is still the best; the changes did not help on validation.")
             else:
                 yield Text(
-                    f"{best['run']} is best: {fmt_value(best['best_value'])} vs {fmt_value(first['best_value'])} "
-                    f"for {first['run']} ({best['delta']:+.4g})."
+                    f"{best['run']} is best: its exported model scores {fmt_value(best['exported_value'])} vs "
+                    f"{fmt_value(first['exported_value'])} for {first['run']} ({best['delta']:+.4g}, validation)."
                 )
 
 
@@ -158,4 +190,4 @@ def compare(runs: list[RunResults]) -> Comparison:
     return Comparison(runs=runs, records=[run_record(r, reference) for r in runs])
 
 
-__all__ = ["Comparison", "compare", "run_record"]
+__all__ = ["Comparison", "compare", "data_differences", "run_record"]

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.errors import UserError, did_you_mean
-from automl.results._formats import Column, fmt_seconds, render
+from automl.results._formats import Column, fmt_members, fmt_params, fmt_seconds, render
 from automl.results._gather import STATE_ORDER, RowState, RunResults, TrialRow
 
 STATE_STYLES = {
@@ -124,8 +124,6 @@ class Leaderboard:
         return table
 
     def _params_text(self, rec: dict[str, Any]) -> str:
-        from automl.search.live import fmt_params
-
         return fmt_params({c.header: rec[c.key] for c in self.columns if c.style == PARAM_STYLE and rec.get(c.key) is not None})
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -165,8 +163,6 @@ def _baseline_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
 def _ensemble_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any] | None:
     """The ensemble of the run (validation metrics with its weights); the note names the
     members and weights and the held-out check that decides whether it is exported."""
-    from automl.ensemble import describe
-
     ens = r.ensemble
     if not ens or not ens.get("members"):
         return None
@@ -178,7 +174,7 @@ def _ensemble_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     held = ens.get("held_out") or {}
     verdict = "exported" if r.exported == "ensemble" else "not exported"
     note = (
-        f"{describe(ens['members'])}; held-out half {r.objective} {_num(held.get('ensemble'))} vs "
+        f"{fmt_members(ens['members'])}; held-out half {r.objective} {_num(held.get('ensemble'))} vs "
         f"{_num(held.get('single_model'))} ({held.get('single')}): {verdict}"
     )
     rec.update(epochs_run=None, steps=None, seconds=ens.get("seconds"), reason=note, best=r.exported == "ensemble")

@@ -9,19 +9,30 @@ decision threshold).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from automl import plugins
+from automl.baseline import BaselineModel, prediction_frame
+from automl.data import read_table
+from automl.device import pick_device
+from automl.encoding import encode_split
+from automl.engine import predict_outputs
+from automl.ensemble import EnsembleModel
 from automl.errors import DataError, UserError
+from automl.explain import RowExplanation, explain_model
+from automl.fusion import load_fused
+from automl.onnx_model import load_onnx
+from automl.recipe import DataSpec
+from automl.task import Task, read_options
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from automl.task import Task
 
 META_FILE = "automl.json"
 #: Called with a number of rows (the total, then each batch).
@@ -51,6 +62,10 @@ class ExportedModel:
         """The rows with the task's prediction columns added."""
         return predict_frame(self, frame, file=file, batch_size=batch_size)
 
+    def explain(self, frame: pd.DataFrame, *, file: str = "<input>") -> list[RowExplanation]:
+        """Each row's prediction and its reasons (:mod:`automl.explain`; needs ``automl[explain]``)."""
+        return explain_model(self, frame, file=file)
+
 
 def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     """``(directory, automl.json)``; a run directory stands for its ``best/``."""
@@ -71,19 +86,35 @@ def read_meta(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, meta
 
 
-def load_model(model_dir: str | Path, *, column: str | None = None, device: str = "auto") -> Any:
+@contextlib.contextmanager
+def loading_progress(show: bool) -> Iterator[None]:
+    """transformers' own progress bars (its "Loading weights" bar) on with *show*, off
+    without, for the duration; as they were afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
+
+
+def load_model(model_dir: str | Path, *, column: str | None = None, device: str = "auto", progress: bool = False) -> Any:
     """Load any model automl exported, by the ``kind`` in its ``automl.json``: a fine-tuned
     model, a saved baseline or an ensemble. Each has ``.predict(frame) -> DataFrame`` and
-    ``.outputs(frame) -> np.ndarray``."""
+    ``.outputs(frame) -> np.ndarray``. transformers' "Loading weights" progress bar shows
+    only with *progress*."""
+    with loading_progress(progress):
+        return _load_any(model_dir, column=column, device=device)
+
+
+def _load_any(model_dir: str | Path, *, column: str | None, device: str) -> Any:
     path, meta = read_meta(model_dir)
     kind = meta.get("kind")
     if kind == "ensemble":
-        from automl.ensemble import EnsembleModel
-
-        return EnsembleModel.load(path, meta, device=device, column=column)
+        return EnsembleModel.load(path, meta, device=device, column=column, load_member=load_model)
     if kind == "baseline":
-        from automl.baseline import BaselineModel
-
         meta, task = task_from_meta(path, meta, column)
         return BaselineModel.load(path, meta, task)
     return load_exported(path, column=column, device=device)
@@ -91,10 +122,6 @@ def load_model(model_dir: str | Path, *, column: str | None = None, device: str 
 
 def task_from_meta(path: Path, meta: dict[str, Any], column: str | None = None) -> tuple[dict[str, Any], Task]:
     """The task an export was trained with (*column* replaces the text column)."""
-    from automl import plugins
-    from automl.recipe import DataSpec
-    from automl.task import read_options
-
     meta_file = str(path / META_FILE)
     task_cls = plugins.get_task(meta["task"], file=meta_file)
     options = read_options(task_cls, meta.get("task_options") or {}, file=meta_file, field="task_options")
@@ -104,6 +131,7 @@ def task_from_meta(path: Path, meta: dict[str, Any], column: str | None = None) 
         meta = {**meta, "data": data}
     task = task_cls(options, DataSpec.model_construct(**{k: v for k, v in data.items() if k in DataSpec.model_fields}))
     task.labels = meta.get("labels")
+    task.restore(dict(meta.get("calibration") or {}))
     return meta, task
 
 
@@ -112,13 +140,9 @@ def load_exported(model_dir: str | Path, *, column: str | None = None, device: s
     path, meta = read_meta(model_dir)
     meta, task = task_from_meta(path, meta, column)
     if meta.get("format") == "onnx":  # `automl export --format onnx`: run with ONNX Runtime
-        from automl.deploy import load_onnx
-
         model, tokenizer = load_onnx(path, meta)
         return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
     model, tokenizer, task.features = _load_model(path, meta)
-    from automl.device import pick_device
-
     model.to(pick_device(device).device)
     return ExportedModel(path=path, meta=meta, task=task, model=model, tokenizer=tokenizer)
 
@@ -126,8 +150,6 @@ def load_exported(model_dir: str | Path, *, column: str | None = None, device: s
 def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(model, tokenizer, feature pipeline or ``None``) of an export."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
-
-    from automl.fusion import load_fused
 
     cls = AutoModelForTokenClassification if meta.get("head") == "token-classification" else AutoModelForSequenceClassification
     remote = bool(meta.get("trust_remote_code", False))
@@ -144,11 +166,12 @@ def _load_model(path: Path, meta: dict[str, Any]) -> tuple[Any, Any, Any]:
     return model, tokenizer, features
 
 
-def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = None) -> tuple[pd.DataFrame, str]:
-    """The rows to predict and the name to report for them. ``-`` reads lines of text."""
+def read_input(
+    source: str | Path, text_column: str, stdin: IO[str] | None = None, *, fmt: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The rows to predict and the name to report for them. ``-`` reads lines of text;
+    *fmt* overrides the format the file's suffix says (``--format``)."""
     import pandas as pd
-
-    from automl.data import read_table
 
     if str(source) == "-":
         lines = [line.rstrip("\r\n") for line in (stdin or sys.stdin)]
@@ -156,7 +179,7 @@ def read_input(source: str | Path, text_column: str, stdin: IO[str] | None = Non
         if not lines:
             raise DataError("no lines of text on standard input", file="<stdin>")
         return pd.DataFrame({text_column: lines}), "<stdin>"
-    frame = read_table(source)
+    frame = read_table(source, fmt=fmt)
     if len(frame) == 0:
         raise DataError("has no rows to predict", file=source)
     return frame, str(source)
@@ -173,8 +196,6 @@ def predict_frame(
 ) -> pd.DataFrame:
     """The input rows with the task's prediction columns added (``prediction``, scores).
     A saved baseline or an ensemble (from :func:`load_model`) predicts as a whole."""
-    from automl.baseline import prediction_frame
-
     if not isinstance(exported, ExportedModel):
         if on_total is not None:
             on_total(len(frame))
@@ -196,10 +217,6 @@ def _run(
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[Any, Any, Any]:
     """(split, outputs, encoded) of a fine-tuned model on raw rows."""
-    from automl.device import pick_device
-    from automl.encoding import encode_split
-    from automl.engine import predict_outputs
-
     task = exported.task
     split = task.read(frame, split="predict", file=file, label_names=task.labels)
     max_length = int(exported.meta.get("max_length") or 512)

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automl import importance as importance_mod
 from automl.errors import UserError
-from automl.results._formats import fmt_seconds, fmt_value, md_cell
-from automl.results._gather import RowState, RunResults
+from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
+from automl.results._formats import fmt_members, fmt_seconds, fmt_value, md_cell
+from automl.results._gather import RowState, RunResults, gather
 from automl.results.leaderboard import Leaderboard, leaderboard
+from automl.results.plots import save_plots
 
 
 @dataclass(frozen=True)
@@ -72,31 +75,53 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
     best = r.best
     counts = r.counts()
     out = []
-    if best is not None:
-        out.append((f"best {r.objective}", fmt_metric(best.value), f"validation · trial {best.number}"))
-    else:
-        out.append((f"best {r.objective}", "-", "no trial completed yet"))
     test = r.test_metrics.get(r.objective)
-    if test is not None:
-        out.append((f"test {r.objective}", fmt_metric(test), "exported model"))
+    # The exported model leads: it is what the run delivers. The best trial follows (it
+    # may not be the export: the baseline or an ensemble can win).
+    if r.exported is not None:
+        value, split = (test, "test") if test is not None else (r.exported_value, "validation")
+        out.append((f"exported model {r.objective}", fmt_metric(value), f"{split} · {r.exported_label} · best/"))
+    if best is not None:
+        out.append((f"best trial {r.objective}", fmt_metric(best.value), f"validation · trial {best.number}"))
+    else:
+        out.append((f"best trial {r.objective}", "-", "no trial completed yet"))
     if r.baseline_value is not None:
         btest = ((r.baseline or {}).get("test") or {}).get(r.objective)
         note = str((r.baseline or {}).get("name", "classical baseline"))
         out.append(("baseline", fmt_metric(btest if btest is not None and test is not None else r.baseline_value), note + (" · test" if btest is not None and test is not None else " · validation")))
     if r.ensemble and r.ensemble.get("members"):
-        from automl.ensemble import describe
-
         ens = r.ensemble
         value = (ens.get("test") or {}).get(r.objective) if test is not None else None
-        note = describe(ens["members"]) + (" · test" if value is not None else " · validation")
+        note = fmt_members(ens["members"]) + (" · test" if value is not None else " · validation")
         note += " · exported" if r.exported == "ensemble" else " · not exported (held-out check)"
         out.append(("ensemble", fmt_metric(value if value is not None else (ens.get("validation") or {}).get(r.objective)), note))
-    if r.exported is not None:
-        out.append(("exported", r.exported_label, "best/ (see automl.json)"))
     finished = counts["complete"] + counts["pruned"]
     out.append(("trials", str(finished), f"{counts['complete']} complete · {counts['pruned']} pruned · {counts['failed']} failed" + (f" · {counts['running']} running" if counts["running"] else "")))
     out.append(("time", fmt_seconds(r.total_seconds), f"best after {fmt_seconds(r.seconds_to_best)}"))
     return out
+
+
+def calibration_rows(calibration: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the task tuned on validation (a threshold, its goal, the positive label...) as
+    (setting, value) rows: numbers to 4 significant digits, lists shortened."""
+    rows = []
+    kinds = calibration.get("column_kinds") or []
+    for key, value in calibration.items():
+        if key == "column_kinds":
+            continue
+        if key == "columns" and isinstance(value, list) and len(kinds) == len(value):
+            value = [f"{name} ({str(kind).split(':')[0]})" for name, kind in zip(value, kinds, strict=True)]
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, list | tuple):
+            shown = ", ".join(map(str, value[:8]))
+            text = f"{len(value)}: {shown}" + (", ..." if len(value) > 8 else "")
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        else:
+            text = fmt_value(value)
+        rows.append((key.replace("_", " "), text))
+    return rows
 
 
 def run_facts(r: RunResults) -> list[tuple[str, str]]:
@@ -248,8 +273,6 @@ def _numeric_column(table: dict[str, Any], index: int) -> bool:
 
 
 def _deployment_html(deployment: dict[str, Any]) -> str:
-    from automl.deploy import FIGURE_HEADERS, figure_rows, figures_markdown
-
     where = f"<p><code>{e(deployment.get('directory'))}</code> (trial {e(deployment.get('trial'))})</p>"
     caption = e(figures_markdown(deployment)[0].replace("`", ""))
     if not deployment.get("measured"):
@@ -259,7 +282,30 @@ def _deployment_html(deployment: dict[str, Any]) -> str:
     return where + _table(headers, rows) + f'<p class="caption">{caption}</p>'
 
 
-def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:
+def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:
+    if not found or not (found.get("columns") or found.get("words")):
+        return ""
+    parts = ["<h2>What the model looks at</h2>"]
+    if plot is not None and found.get("columns"):
+        parts.append('<div class="plots task">' + _figure(plot, "Column importance") + "</div>")
+        parts.append(
+            f'<p class="caption">Permutation importance on {e(found["rows"])} validation rows: the drop of '
+            f'{e(found["metric"])} when a column\'s values are shuffled across the rows (mean and one standard '
+            f'deviation over {e(found["repeats"])} shuffles; AutoGluon\'s method). Per-row reasons: <code>automl explain</code>.</p>'
+        )
+        rows = [([(e(c["column"]), False), (e(f"{c['importance']:.4f}"), True), (e(f"{c['stddev']:.4f}"), True)], "")
+                for c in found["columns"]]
+        parts.append(_table([("column", False), ("importance", True), ("± std", True)], rows))
+    words = found.get("words") or {}
+    if words:
+        parts.append(f"<h3>Words that most often push toward each class ({e(found.get('word_rows', ''))} rows explained)</h3>")
+        rows = [([(e(label), False), (e(", ".join(f"{w} ({n})" for w, n in items)), False)], "") for label, items in words.items()]
+        parts.append(_table([("class", False), ("words (rows)", False)], rows))
+    return "".join(parts)
+
+
+def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]],
+                importance: tuple[dict[str, Any] | None, Path | None] = (None, None)) -> str:
     """The whole report as one HTML document."""
     best = r.best
     export = r.best_export or {}
@@ -304,7 +350,8 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
             where = r.run_dir / "best" if r.run_dir else Path("best")
             parts.append(f"<h3>Use it</h3><pre>automl predict {e(where)} data.csv -o predictions.csv</pre>")
             if export.get("calibration"):
-                parts.append(f"<h3>Calibration</h3><pre>{e(json.dumps(export['calibration'], indent=2, default=str))}</pre>")
+                rows = [([(e(name), False), (e(text), False)], "") for name, text in calibration_rows(export["calibration"])]
+                parts.append(f"<h3>Calibration</h3>{_table([('setting', False), ('value', False)], rows)}")
             if export.get("labels"):
                 parts.append(f"<p>Labels: {', '.join(f'<code>{e(x)}</code>' for x in export['labels'])}</p>")
         else:
@@ -325,6 +372,8 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
         parts.append(_table(headers, rows))
         if table.get("caption"):
             parts.append(f'<p class="caption">{e(table["caption"])}</p>')
+
+    parts.append(_importance_html(*importance))
 
     if r.deployment:
         parts.append("<h2>Deployment (ONNX Runtime)</h2>")
@@ -378,7 +427,8 @@ def _yaml(data: Any) -> str:
 
 # ---------------------------------------------------------------------- Markdown
 
-def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]]) -> str:
+def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]],
+                    importance: tuple[dict[str, Any] | None, Path | None] = (None, None)) -> str:
     def rel(path: Path) -> str:
         try:
             return str(path.relative_to(r.run_dir)) if r.run_dir else str(path)
@@ -412,9 +462,12 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
         lines += ["| " + " | ".join(m(_cell(c)) for c in row) + " |" for row in table.get("rows", [])]
         if table.get("caption"):
             lines += ["", m(table["caption"])]
+    found, plot = importance
+    if found and (found.get("columns") or found.get("words")):
+        lines += ["", *importance_mod.markdown(found)]
+        if plot is not None:
+            lines += [f"![Column importance]({rel(plot)})"]
     if r.deployment:
-        from automl.deploy import figures_markdown
-
         lines += ["", "## Deployment (ONNX Runtime)", "", f"`{r.deployment.get('directory')}` (trial {r.deployment.get('trial')})", ""]
         lines += figures_markdown(r.deployment)
     board = leaderboard(r)
@@ -434,9 +487,6 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
 
 def write_report(run_dir: str | Path, *, results: RunResults | None = None, study: Any = None) -> ReportFiles:
     """Write report.html, report.md and report.json into *run_dir* (plots under plots/)."""
-    from automl.results import gather
-    from automl.results.plots import save_plots
-
     run_dir = Path(run_dir).resolve()
     if results is None:
         results = gather(run_dir, study=study)
@@ -444,14 +494,40 @@ def write_report(run_dir: str | Path, *, results: RunResults | None = None, stud
         raise UserError("a report needs the run directory", field="RUN_DIR")
     plots = save_plots(results, run_dir / "plots")
     task_plots = results.task_plots()
+    importance = global_importance(results, run_dir)
     files = ReportFiles(run_dir / "report.html", run_dir / "report.md", run_dir / "report.json")
-    _write(files.html, render_html(results, plots, task_plots))
-    _write(files.markdown, render_markdown(results, plots, task_plots))
+    _write(files.html, render_html(results, plots, task_plots, importance))
+    _write(files.markdown, render_markdown(results, plots, task_plots, importance))
     body = results.to_dict()
+    body["importance"] = importance[0]
     body["leaderboard"] = leaderboard(results).records
     body["metrics_vs_baseline"] = [m.__dict__ for m in metric_rows(results)]
     _write(files.json, json.dumps(body, indent=2, default=str))
     return files
+
+
+def global_importance(r: RunResults, run_dir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """The exported model's column and word importance (:mod:`automl.importance`, computed
+    once and kept in ``best/importance.json``) and its plot; ``(None, None)`` when there is no
+    export or its data is gone. A failure here never stops the report."""
+    best = run_dir / "best"
+    recipe = r.run_info.get("recipe")
+    if not (best / "automl.json").exists() or not isinstance(recipe, dict):
+        return None, None
+    try:
+        found = importance_mod.load_or_compute(best, recipe)
+    except Exception as exc:  # the report must not fail on it
+        return {"error": f"{type(exc).__name__}: {exc}"}, None
+    if not found or not found.get("columns"):
+        return found, None
+    import matplotlib.pyplot as plt
+
+    path = run_dir / "plots" / "importance.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = importance_mod.plot(found)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return found, path
 
 
 def _write(path: Path, text: str) -> None:
@@ -460,4 +536,4 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-__all__ = ["MetricRow", "ReportFiles", "headline", "metric_rows", "render_html", "render_markdown", "run_facts", "write_report"]
+__all__ = ["MetricRow", "ReportFiles", "calibration_rows", "headline", "metric_rows", "render_html", "render_markdown", "run_facts", "write_report"]

@@ -16,26 +16,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from automl.results._formats import fmt_params
 from automl.search.space import user_params
-
-
-def fmt_params(params: dict[str, Any]) -> str:
-    short = {
-        "learning_rate": "lr",
-        "batch_size": "bs",
-        "epochs": "ep",
-        "weight_decay": "wd",
-        "warmup_ratio": "warmup",
-        "lora_r": "r",
-        "lora_alpha": "alpha",
-        "lora_dropout": "drop",
-    }
-    parts = []
-    for key, value in params.items():
-        if isinstance(value, float):
-            value = f"{value:.2g}" if key == "learning_rate" else f"{value:.3g}"
-        parts.append(f"{short.get(key, key)}={value}")
-    return " ".join(parts)
+from automl.search.budget import counts_toward_budget
 
 
 class LiveStatus:
@@ -93,8 +76,6 @@ class LiveStatus:
                 self._announce(t)
         if self.live is None:
             return
-        from automl.search.worker import counts_toward_budget
-
         finished = sum(1 for t in trials if counts_toward_budget(t))
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         best = ""

@@ -14,104 +14,24 @@ and both ends of a numeric range.
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from automl.errors import RecipeError, did_you_mean, one_of
+from automl.adapters import ADAPTERS
+from automl.errors import RecipeError
+from automl.params import POSITIVE_INT, PROBABILITY, Range  # noqa: F401  (imported from here too)
 
 if TYPE_CHECKING:
     from automl.search.space import SearchSpace
     from automl.task import Task
 
 
-@dataclass(frozen=True)
-class Range:
-    """The values one hyperparameter accepts.
-
-    Attributes:
-        kind: ``int`` (whole numbers), ``float`` (any number), ``name`` (a string from
-            *choices* or accepted by *probe*) or ``any`` (not checked).
-        low, high: bounds; ``None`` means unbounded.
-        low_open, high_open: the bound itself is excluded (``> 0`` rather than ``>= 0``).
-        choices: the accepted names, or a function returning them (read when checked, so
-            registries filled later count).
-        probe: returns why a value is refused, or ``None`` when the library accepts it.
-        plausible: ``(low, high)``; values outside are accepted with a warning.
-    """
-
-    kind: Literal["int", "float", "name", "any"] = "float"
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: Iterable[str] | Callable[[], Iterable[str]] | None = None
-    probe: Callable[[Any], str | None] | None = None
-    plausible: tuple[float, float] | None = None
-
-    def describe(self) -> str:
-        """``a whole number >= 1``, ``a number in [0, 1]``, ``one of 'a' or 'b'``."""
-        if self.kind == "name":
-            names = self.names()
-            return f"one of {one_of(names)}" if names is not None else "a name"
-        noun = "a whole number" if self.kind == "int" else "a number"
-        if self.low is not None and self.high is not None:
-            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            return f"{noun} in {left}{self.low:g}, {self.high:g}{right}"
-        if self.low is not None:
-            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
-        if self.high is not None:
-            return f"{noun} {'<' if self.high_open else '<='} {self.high:g}"
-        return noun
-
-    def names(self) -> list[str] | None:
-        if self.choices is None:
-            return None
-        return list(self.choices() if callable(self.choices) else self.choices)
-
-    def refuse(self, value: Any) -> str | None:
-        """Why *value* is not accepted, or ``None``."""
-        if self.kind == "any":
-            return None
-        if self.kind == "name":
-            names = self.names()
-            if not isinstance(value, str):
-                return f"expected {self.describe()}, got {value!r}"
-            if names is not None and value not in names:
-                return f"expected {self.describe()}, got {value!r}{did_you_mean(value, names)}"
-            return self.probe(value) if self.probe is not None else None
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            return f"expected {self.describe()}, got {value!r}"
-        if self.kind == "int" and not float(value).is_integer():
-            return f"expected {self.describe()}, got {value!r}"
-        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        if too_low or too_high or math.isinf(value):
-            return f"expected {self.describe()}, got {value!r}"
-        return self.probe(value) if self.probe is not None else None
-
-    def implausible(self, value: Any) -> bool:
-        if self.plausible is None or isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        return not self.plausible[0] <= value <= self.plausible[1]
-
-
-POSITIVE_INT = Range("int", low=1)
-PROBABILITY = Range("float", low=0, high=1)
-
-
 def adapter_names() -> list[str]:
-    from automl.adapters import ADAPTERS
-
     return list(ADAPTERS)
 
 
 def plausible_learning_rates() -> tuple[float, float]:
     """A hundred times below the lowest and above the highest default learning rate of any
     registered adapter."""
-    from automl.adapters import ADAPTERS
-
     lows = [a.learning_rate[0] for a in ADAPTERS.values()] or [1e-5]
     highs = [a.learning_rate[1] for a in ADAPTERS.values()] or [1e-3]
     return min(lows) / 100, max(highs) * 100
@@ -151,8 +71,6 @@ def engine_ranges() -> dict[str, Range]:
 
 def hyperparameter_ranges(task: Task | type[Task] | None = None) -> dict[str, Range]:
     """Every known range: the engine's, each registered adapter's, the task's."""
-    from automl.adapters import ADAPTERS
-
     ranges = engine_ranges()
     for adapter in ADAPTERS.values():
         ranges.update(getattr(adapter, "ranges", {}) or {})

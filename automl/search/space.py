@@ -22,6 +22,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from automl.adapters import ADAPTERS, quantization_problem
 from automl.errors import RecipeError, did_you_mean
 from automl.recipe import ENGINE_HYPERPARAMETERS, ParamSpec, Scalar, SpaceEntry
 
@@ -88,11 +89,24 @@ class SearchSpace:
         middle choice, or the first of two, for a categorical one). Values outside a range are clipped into it with
         *clip*, else a ``ValueError`` names them."""
         params = dict(partial)
-        for dim in self.active(params):
+        # In the space's order (a condition's parameter comes first), so that a value the
+        # completion gives (e.g. the adapter) decides which conditional ranges apply.
+        used: set[str] = set()
+        for dim in self.dimensions:
+            if not _active(dim.when, {**params, **self.fixed}):
+                continue
+            used.add(dim.name)
             if dim.name in params:
                 params[dim.name] = _inside(dim, params[dim.name], clip=clip)
             else:
                 params[dim.name] = _middle(dim.distribution)
+        unused = [name for name in partial if name not in used and name not in self.fixed]
+        if unused and not clip:
+            name = unused[0]
+            conditions = [d.when for d in self.dimensions if d.name == name and d.when]
+            shown = " or ".join(", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in w.items()) for w in conditions)
+            values = ", ".join(f"{k}={params.get(k, self.fixed.get(k))!r}" for w in conditions[:1] for k in w)
+            raise ValueError(f"{name} is searched only when {shown}, and this configuration has {values}")
         return params
 
     def optuna_params(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -146,8 +160,15 @@ def _inside(dim: Dimension, value: Any, *, clip: bool) -> Any:
             return d.choices[0]
         raise ValueError(f"{dim.name}={value!r} is not one of {list(d.choices)}")
     assert isinstance(d, FloatDistribution | IntDistribution)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{dim.name}={value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{dim.name}={value!r} is not a number")
+    if not clip and isinstance(d, IntDistribution) and not float(value).is_integer():
+        raise ValueError(f"{dim.name}={value!r} is not a whole number")
     if d.low <= value <= d.high:
         return int(value) if isinstance(d, IntDistribution) else float(value)
     if not clip:
@@ -372,8 +393,6 @@ def adapter_defaults(task: Task, backbone: Backbone) -> dict[str, list[ParamSpec
     """For each hyperparameter whose good range depends on the adapter, one range per
     registered adapter (``when: {adapter: NAME}``): the task's :meth:`~automl.task.Task.adapter_space`
     for the adapter, with the backbone's learning-rate prior for its size."""
-    from automl.adapters import ADAPTERS
-
     out: dict[str, list[ParamSpec]] = {}
     for adapter in ADAPTERS.values():
         for name, entry in task.adapter_space(adapter, backbone.learning_rate_prior(adapter)).items():
@@ -393,3 +412,28 @@ def default_space(task: Task, backbone: Backbone) -> dict[str, SpaceEntry]:
     for name, variants in adapter_defaults(task, backbone).items():
         space.setdefault(name, variants)  # type: ignore[arg-type]
     return space
+
+
+def space_adapters(space: SearchSpace) -> list[Any]:
+    """The adapters a trial in *space* can use, in the space's order."""
+    if "adapter" in space.fixed:
+        return [space.fixed["adapter"]]
+    for dim in space.dimensions:
+        if dim.name == "adapter" and not dim.when and isinstance(dim.distribution, CategoricalDistribution):
+            return list(dim.distribution.choices)
+    return ["full"]
+
+
+def check_adapters(space: Any, device: str, *, file: str | None = None) -> None:
+    """Refuse, before anything trains, a space naming an unknown adapter or one this
+    machine cannot run (QLoRA without CUDA): one line naming ``search.space.adapter``."""
+    for name in map(str, space_adapters(space)):
+        if name not in ADAPTERS:
+            raise RecipeError(
+                f"unknown adapter '{name}'{did_you_mean(name, ADAPTERS)}; known: {', '.join(ADAPTERS)}",
+                file=file,
+                field="search.space.adapter",
+            )
+        problem = quantization_problem(ADAPTERS[name], device)
+        if problem:
+            raise RecipeError(problem, file=file, field="search.space.adapter")

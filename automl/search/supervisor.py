@@ -4,6 +4,10 @@ It prepares everything once (run directory, study, tokenised data cache, the cla
 baseline), starts worker processes (one per GPU when there are GPUs), watches them, and
 replaces one that dies: the trial it was running is failed with the reason and queued
 again. At the end (budget, timeout or Ctrl-C) it exports the best model.
+
+The automl modules that import torch (the device, the baseline, the export) are imported
+inside the functions that need them, after :meth:`WorkerLauncher.prestart` has spawned the
+workers: the supervisor's own torch import then overlaps theirs.
 """
 
 from __future__ import annotations
@@ -22,12 +26,24 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from automl.baseline import BUDGET_SHARE
+from automl import plugins
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
+from automl.resolve import check_backbone
 from automl.run import RunContext
+from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry
+from automl.search.live import LiveStatus
+from automl.search.space import check_adapters
 from automl.search.storage import mask_url, open_storage
-from automl.search.worker import WorkerArgs, budget_used, fail_and_retry, waiting_worker_process, worker_process
+from automl.search.warmstart import queue_start
+from automl.search.worker import (
+    Worker,
+    WorkerArgs,
+    plugin_in_traceback,
+    quiet_libraries,
+    waiting_worker_process,
+    worker_process,
+)
 
 
 @dataclass
@@ -100,12 +116,20 @@ def create_study(ctx: RunContext, storage: optuna.storages.BaseStorage) -> optun
         "fingerprint": ctx.recipe.fingerprint(),
     }
     if meta is None:
-        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir)})
+        study.set_user_attr("automl", {**expected, "run_dir": str(ctx.run_dir), "recipe_path": ctx.file})
         study.set_metric_names([ctx.resolved.objective.name])  # plots and Optuna Dashboard show the name
     elif meta.get("fingerprint") != expected["fingerprint"]:
+        theirs = meta.get("recipe_path")
+        if theirs and theirs != ctx.file:
+            origin = f"another recipe, {theirs} (task {meta.get('task')}, fingerprint {meta.get('fingerprint')})"
+        elif theirs:
+            origin = f"an earlier version of this recipe (fingerprint {meta.get('fingerprint')})"
+        else:
+            origin = f"a different recipe (task {meta.get('task')}, fingerprint {meta.get('fingerprint')})"
         raise UserError(
-            f"study '{ctx.study_name}' in the storage was started from a different recipe; "
-            "use the same recipe, or another study name with --study",
+            f"study '{ctx.study_name}' in the storage was started from {origin}, not this one "
+            f"(fingerprint {expected['fingerprint']}); its trials would mix with this recipe's: "
+            "give this run another study name (--study or name:)",
             file=ctx.file,
         )
     if study.direction.name.lower() != ctx.resolved.objective.direction:
@@ -158,16 +182,13 @@ def run_baseline(
         return json.loads(path.read_text())
     task = ctx.resolved.task
     timeout = ctx.recipe.search.timeout
-    task.baseline_budget = BUDGET_SHARE * timeout if timeout else None
+    task.baseline_budget = BASELINE_BUDGET_SHARE * timeout if timeout else None
     try:
         result = task.baseline(data, ctx.recipe.training.seed)
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        from automl import plugins
-        from automl.search.worker import _plugin_in_traceback
-
-        plugin = _plugin_in_traceback(exc) or plugins.owner_of("task", task.name) or type(task).__module__
+        plugin = plugin_in_traceback(exc) or plugins.owner_of("task", task.name) or type(task).__module__
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         (console or Console(stderr=True)).print(
             f"[yellow]warning[/]: no baseline: plugin '{plugin}' raised {type(exc).__name__} in "
@@ -179,7 +200,7 @@ def run_baseline(
     if result is None:
         return None
     if encoded is not None:  # a baseline with a model is saved as one (baseline/)
-        from automl.baseline import save_baseline
+        from automl.baseline import save_baseline  # torch, imported lazily (see the module docstring)
 
         try:
             save_baseline(ctx, result, data, encoded)
@@ -204,8 +225,6 @@ def run_baseline(
 
 def study_start(ctx: RunContext, console: Console) -> None:
     """Call ``automl_study_start``: a UserError stops the run, anything else is a warning."""
-    from automl import plugins
-
     try:
         plugins.get_plugin_manager().hook.automl_study_start(run=ctx.info)
     except UserError:
@@ -383,8 +402,6 @@ class Supervisor:
         target = ctx.recipe.search.trials
         if done:
             console.print(f"resuming study '{ctx.study_name}': {done}/{target} trials already done")
-        from automl.search.warmstart import queue_start
-
         queued = queue_start(study, ctx.resolved.space, list(ctx.resolved.start_from), target)
         if queued:
             console.print(f"warm start: the first {queued} trial(s) are the start configurations (search.start_from)")
@@ -445,13 +462,11 @@ class Supervisor:
             )
         )
         try:  # the report (results helper): a failing report must not fail the run
-            from automl.results.report import write_report
+            from automl.results.report import write_report  # torch (importance loads best/), imported lazily
 
             write_report(ctx.run_dir, study=study)
         except Exception as exc:
             console.print(f"[yellow]warning[/]: report.html not written: {type(exc).__name__}: {exc}")
-        from automl import plugins
-
         try:
             plugins.get_plugin_manager().hook.automl_study_end(run=ctx.info, summary=summary)
         except Exception as exc:
@@ -459,12 +474,12 @@ class Supervisor:
         return outcome
 
     def _export(self, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
-        from automl.ensemble import export_chosen
+        from automl.best import export_chosen  # torch, imported lazily
 
         return export_chosen(self.ctx, study, data, tokenizer, encoded)
 
     def _summary(self, study: optuna.Study, best_dir: Path | None, interrupted: bool) -> StudySummary:
-        from automl.export import best_trial, trial_counts
+        from automl.export import best_trial, trial_counts  # torch, imported lazily
 
         counts = trial_counts(study)
         best = best_trial(study)
@@ -483,9 +498,6 @@ class Supervisor:
             self._start_worker(i, deadline)
 
     def _supervise(self, study: optuna.Study, target: int, deadline: float | None) -> None:
-        from automl.search.live import LiveStatus
-        from automl.search.worker import Worker
-
         if self.options.workers == 0:
             # In-process (tests, debugging, plugins registered at run time): no isolation
             # from hard crashes, but the same bookkeeping.
@@ -549,8 +561,6 @@ def run_recipe(
     console: Console | None = None,
 ) -> RunOutcome:
     """Run a recipe's search: the library function behind ``automl run``."""
-    from automl.search.worker import quiet_libraries
-
     quiet_libraries()
     options = options or RunOptions()
     console = console or Console(stderr=True)
@@ -566,18 +576,15 @@ def run_recipe(
 def _run(
     recipe: Any, storage_url: str | None, study_name: str | None, options: RunOptions, console: Console, launcher: WorkerLauncher
 ) -> RunOutcome:
-    from automl.adapters import check_adapters
-
     ctx = RunContext.create(recipe, storage_url=storage_url, study_name=study_name, artifacts=options.artifacts)
-    from automl.device import machine_problems
+    from automl.device import machine_problems  # torch, imported lazily
 
     file = str(recipe.path) if recipe.path else None
     problems = machine_problems(recipe.training.device, recipe.training.precision)
     if problems:  # `automl recipe check` only warns: the recipe may be meant for another machine
         raise UserError(problems[0][1], file=file, field=problems[0][0])
-    for warning in ctx.resolved.warnings:
+    for warning in (*ctx.resolved.warnings, *check_backbone(ctx.resolved)):
         console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
-    ctx.resolved.backbone.check()
     check_adapters(ctx.resolved.space, recipe.training.device, file=ctx.file)
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")

@@ -14,38 +14,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from optuna.distributions import CategoricalDistribution
-
+from automl.adapters import ADAPTERS
 from automl.errors import RecipeError, did_you_mean
+from automl.search.space import SearchSpace, space_adapters  # noqa: F401  (imported from here too)
 
 if TYPE_CHECKING:
     import optuna
 
     from automl.backbone import Backbone
     from automl.recipe import Recipe
-    from automl.search.space import SearchSpace
     from automl.task import Task
 
 #: Study user attribute: how many start configurations were queued (set once).
 QUEUED = "start_from_queued"
 
 
-def space_adapters(space: SearchSpace) -> list[Any]:
-    """The adapters a trial in *space* can use, in the space's order."""
-    if "adapter" in space.fixed:
-        return [space.fixed["adapter"]]
-    for dim in space.dimensions:
-        if dim.name == "adapter" and not dim.when and isinstance(dim.distribution, CategoricalDistribution):
-            return list(dim.distribution.choices)
-    return ["full"]
-
-
 def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: Task | None = None) -> list[dict[str, Any]]:
     """The configurations ``search.start_from`` asks for, each complete for *space*; a
     configuration that names an unknown parameter or a value outside the space is a
     :class:`~automl.errors.RecipeError`."""
-    from automl.adapters import ADAPTERS
-
     start = recipe.search.start_from
     file = str(recipe.path) if recipe.path else None
     configs: list[dict[str, Any]] = []
@@ -78,7 +65,7 @@ def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: 
             try:
                 configs.append(space.complete(dict(given), clip=False))
             except ValueError as exc:
-                raise RecipeError(f"{exc} (the search space's range)", file=file, field=field) from None
+                raise RecipeError(str(exc), file=file, field=field) from None
     unique: list[dict[str, Any]] = []
     for cfg in configs:
         if cfg not in unique:

@@ -4,6 +4,11 @@ It loads the data (tokenised once, from the run's cache) and the pretrained weig
 then asks the study for trials and runs each through the :class:`~automl.engine.TrialEngine`.
 Every trial ends in the storage as complete, pruned or failed with a reason; nothing a
 trial does can take the study down.
+
+The automl modules that import torch (the device, the engine, checkpoints, weights, the
+baseline's export) are imported inside the functions that need them: the supervisor
+imports this module for the worker processes' entry points before it spawns them, and a
+waiting worker imports them in :func:`preload` while the supervisor sets the run up.
 """
 
 from __future__ import annotations
@@ -24,12 +29,23 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from automl import plugins
+from automl.errors import EXIT_BUG, UserError
 from automl.events import TrialInfo, TrialOutcome
-from automl.search.storage import storage_trial_id
 from automl.events import TrialState as State
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
+from automl.recipe import load_recipe, parse_policy
+from automl.run import RunContext
+from automl.search.samplers import make_pruner, make_sampler, plan_evaluations
+from automl.search.budget import (
+    MAX_UNFIT,
+    budget_used,
+    count_states,
+    counts_toward_budget,
+    fail_and_retry,
+    fits_before,
+    oom_known,
+)
+from automl.search.storage import heartbeat, heartbeat_enabled, open_storage
 
 def worker_tag(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
@@ -60,106 +76,8 @@ class WorkerArgs:
         return cls(**json.loads(raw))
 
 
-def count_states(study: optuna.Study) -> dict[TrialState, int]:
-    counts = dict.fromkeys(TrialState, 0)
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state] += 1
-    return counts
-
-
-def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
-    """A trial that ran to an end: complete, pruned, or failed for a reason of its own
-    (NaN loss, a plugin error...). A trial cut off by a crash or Ctrl-C is retried instead,
-    and a surplus trial (two workers asking at once for the last slot) never ran."""
-    if t.state in FINISHED:
-        return True
-    return t.state == TrialState.FAIL and not t.user_attrs.get("retried") and not t.user_attrs.get("surplus")
-
-
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count toward ``search.trials``, across every worker and every resume."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
-
-
-def fail_and_retry(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, number: int, reason: str, max_retries: int
-) -> tuple[bool, bool]:
-    """Fail running trial *number* (of *study*, kept in *storage*) with *reason* and queue
-    its parameters again (WAITING) unless they were retried *max_retries* times. Returns
-    (failed, retried); failed is False if the trial had already finished."""
-    trial_id = storage_trial_id(storage, study, number)
-    trial = storage.get_trial(trial_id)
-    if trial.state.is_finished():
-        return False, False
-    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
-    retry = len(history) <= max_retries
-    try:
-        storage.set_trial_user_attr(trial_id, "fail_reason", reason + ("; queued again" if retry else "; retries used up"))
-        if retry:
-            storage.set_trial_user_attr(trial_id, "retried", True)
-        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-            return False, False
-    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-        return False, False
-    if retry:
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs={"retry_of": history[0]},
-                system_attrs={"retry_history": history},
-            )
-        )
-    return True, retry
-
-
-#: Drawn trials in a row that may be put aside for not fitting before the deadline.
-MAX_UNFIT = 5
-
-
-def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) -> bool:
-    """Whether a trial can finish before *deadline*. With the *steps* it plans, its length is
-    those steps at the median seconds per step of the trials so far (complete, pruned or
-    cut: every one that trained measured the pace); without, the shortest complete trial
-    (not counting those the deadline cut short) must fit."""
-    left = deadline - time.time()
-    if left <= 0:
-        return False
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    if steps is not None:
-        pace = sorted(
-            float(t.user_attrs["seconds"]) / int(done)
-            for t in finished
-            if "seconds" in t.user_attrs and (done := t.user_attrs.get("steps") or t.user_attrs.get("pruned_at_step"))
-        )
-        if pace:
-            return pace[len(pace) // 2] * steps <= left
-    seconds = [
-        float(t.user_attrs["seconds"])
-        for t in finished
-        if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
-    ]
-    return not seconds or min(seconds) <= left
-
-
-def oom_known(configs: list[dict[str, Any]], params: dict[str, Any], max_length: int) -> bool:
-    """True if a configuration at least this large already ran out of memory at
-    micro-batch 1 (same adapter, batch size and max length at least as large)."""
-    for cfg in configs:
-        if (
-            cfg.get("adapter") == params.get("adapter", "full")
-            and int(params.get("batch_size", 0)) >= int(cfg.get("batch_size", 0))
-            and max_length >= int(cfg.get("max_length", 0))
-        ):
-            return True
-    return False
-
-
-def _plugin_in_traceback(exc: BaseException) -> str | None:
+def plugin_in_traceback(exc: BaseException) -> str | None:
     """Name the plugin whose code raised *exc*, if any."""
-    from automl import plugins
-
     pm = plugins.get_plugin_manager()
     files: dict[str, str] = {}
     for name, plugin in pm.list_name_plugin():
@@ -180,10 +98,6 @@ def _plugin_in_traceback(exc: BaseException) -> str | None:
 
 class Worker:
     def __init__(self, args: WorkerArgs, ctx: Any = None) -> None:
-        from automl.recipe import load_recipe
-        from automl.run import RunContext
-        from automl.search.storage import open_storage
-
         self.args = args
         if ctx is None:
             recipe = load_recipe(args.recipe_path).with_overrides(**args.overrides)
@@ -214,10 +128,8 @@ class Worker:
         return self._engine
 
     def _build_engine(self) -> Any:
-        from automl.device import pick_device
-        from automl.engine import TrialEngine, TrialPolicy
-        from automl.search.samplers import plan_evaluations
-
+        from automl.device import pick_device  # torch, imported lazily (see the module docstring)
+        from automl.engine import TrialEngine, TrialPolicy  # torch, imported lazily
         ctx = self.ctx
         training = self.recipe.training
         setup = pick_device(training.device, training.precision, self.args.threads, training=True)
@@ -253,7 +165,7 @@ class Worker:
     def _checkpoint(self, trial: optuna.Trial, params: dict[str, Any], on_resume: Any) -> Any:
         """The trial's checkpoint when the recipe (or ``auto`` for a large backbone) asks for
         one. A re-run of a trial cut off by a crash (``retry_of``) finds its checkpoint."""
-        from automl.checkpoint import TrialCheckpoint, parse_policy
+        from automl.checkpoint import TrialCheckpoint  # torch, imported lazily
 
         n_parameters = sum(p.numel() for p in self.engine.base_model.parameters())
         policy = parse_policy(self.recipe.training.checkpoint_every, n_parameters)
@@ -264,8 +176,6 @@ class Worker:
         return TrialCheckpoint(directory, params, policy, on_resume=on_resume)
 
     def study(self) -> optuna.Study:
-        from automl.search.samplers import make_pruner, make_sampler
-
         return optuna.load_study(
             study_name=self.args.study_name,
             storage=self.storage,
@@ -277,8 +187,6 @@ class Worker:
 
     def loop(self) -> None:
         from optuna.storages import fail_stale_trials
-
-        from automl.search.storage import heartbeat_enabled
 
         # Build the engine before the first ask, so a slow start holds no trial (and the
         # pruner gets its resources from the evaluation plan).
@@ -347,14 +255,11 @@ class Worker:
             pass
 
     def run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from automl.search.storage import heartbeat
-
         with heartbeat(self.storage, study, trial.number):
             self._run_one(study, trial)
 
     def _run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from automl import plugins
-        from automl.engine import OutOfMemory, TrialFailed, TrialStopped
+        from automl.engine import OutOfMemory, TrialFailed, TrialStopped  # torch, imported lazily
 
         hook = plugins.get_plugin_manager().hook
         run_info = self.ctx.info
@@ -406,7 +311,7 @@ class Worker:
             try:
                 hook.automl_trial_start(run=run_info, trial=info)
             except Exception as exc:
-                name = _plugin_in_traceback(exc) or "a plugin"
+                name = plugin_in_traceback(exc) or "a plugin"
                 raise TrialFailed(f"plugin '{name}' raised in automl_trial_start: {type(exc).__name__}: {exc}") from exc
             result = self.engine.run_trial(params, reporter=report, progress=progress, checkpoint=checkpoint)
         except TrialStopped as stop:
@@ -430,7 +335,7 @@ class Worker:
         except TrialFailed as exc:
             outcome = self._fail(study, trial, str(exc), start)
         except Exception as exc:  # a bug in a plugin or in the data must not stop the search
-            plugin = _plugin_in_traceback(exc)
+            plugin = plugin_in_traceback(exc)
             where = f"plugin '{plugin}' raised " if plugin else ""
             outcome = self._fail(study, trial, f"{where}{type(exc).__name__}: {exc}", start)
         else:
@@ -496,7 +401,7 @@ class Worker:
     def _keep_weights(self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], result: Any) -> None:
         from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-        from automl.engine import save_trial_weights
+        from automl.weights import save_trial_weights  # torch, imported lazily
 
         store = FileSystemArtifactStore(str(self.ctx.artifact_dir))
         with tempfile.TemporaryDirectory(dir=self.ctx.run_dir) as tmp:
@@ -512,7 +417,7 @@ class Worker:
         """Validation and test outputs of a kept trial (npz), for ensembles: no re-inference later."""
         from optuna.artifacts import upload_artifact
 
-        from automl.baseline import save_outputs
+        from automl.baseline import save_outputs  # torch (through the export), imported lazily
 
         if self.ctx.resolved.task.head != "sequence-classification":
             return None
@@ -561,9 +466,7 @@ def preload() -> None:
     import torch  # noqa: F401
     import transformers.modeling_utils  # noqa: F401
 
-    import automl.engine  # noqa: F401
-    from automl import plugins
-
+    import automl.engine  # noqa: F401  (torch: the point of preloading)
     plugins.get_plugin_manager()
 
 
@@ -607,12 +510,10 @@ def worker_process(raw_args: str) -> None:
 def error_line(exc: BaseException) -> str:
     """The one line an exception shows as: a user error's own message, otherwise its type
     and first line, with the plugin whose code raised it where there is one."""
-    from automl.errors import UserError
-
     if isinstance(exc, UserError):
         return str(exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    plugin = _plugin_in_traceback(exc)
+    plugin = plugin_in_traceback(exc)
     where = f"plugin '{plugin}' raised " if plugin else ""
     return f"{where}{type(exc).__name__}: {first}".rstrip(": ")
 
@@ -620,8 +521,6 @@ def error_line(exc: BaseException) -> str:
 def report_error(exc: BaseException, error_file: str | None) -> int:
     """Hand a worker's fatal error to the supervisor as one line in *error_file*; the
     traceback goes to stderr only with ``--debug`` (``AUTOML_DEBUG``). Returns the exit code."""
-    from automl.errors import EXIT_BUG, UserError
-
     code = exc.exit_code if isinstance(exc, UserError) else EXIT_BUG
     line = error_line(exc)
     if os.environ.get("AUTOML_DEBUG", "").lower() not in ("", "0", "false", "no"):

@@ -58,6 +58,34 @@ def label_list(values: Any, *, file: str, column: str) -> list[str]:
     return labels
 
 
+def match_label(value: Any, names: list[str]) -> str | None:
+    """The label among *names* (as :func:`label_text` writes the column's values) that a
+    recipe's scalar *value* means: ``1``, ``"1"`` and ``1.0`` are the label ``1``; ``true``
+    and ``"true"`` the label ``True`` of a boolean column. ``None`` when none is."""
+    if value is None:
+        return None
+    text = label_text(value)
+    if text in names:
+        return text
+    if isinstance(value, bool) or str(value).strip().lower() in ("true", "false"):
+        wanted = str(value).strip().lower()
+        hits = [n for n in names if n.strip().lower() == wanted]
+        return hits[0] if len(hits) == 1 else None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        hits = [n for n in names if n.strip() == text.strip()]
+        return hits[0] if len(hits) == 1 else None
+    hits = []
+    for name in names:
+        try:
+            if float(name) == number:
+                hits.append(name)
+        except ValueError:
+            continue
+    return hits[0] if len(hits) == 1 else None
+
+
 def label_text(value: Any) -> str:
     """A label cell as text. A whole-number float is written as an integer: pandas reads an
     integer label column with one empty cell as floats, and ``1.0`` must stay the label ``1``."""

@@ -50,7 +50,16 @@ from automl.features import stray_value as _mostly_numbers
 from automl.search.ranges import PROBABILITY
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
-from ._classify import Columns, binary_curves, confusion_plot, label_list, label_text, read_labels, softmax
+from ._classify import (
+    Columns,
+    binary_curves,
+    confusion_plot,
+    label_list,
+    label_text,
+    match_label,
+    read_labels,
+    softmax,
+)
 
 automl_api_version = "1"
 
@@ -80,9 +89,10 @@ class FraudOptions(BaseModel):
     #: Columns that make up the model input, in this order; default: every column except
     #: the label column, in file order.
     columns: list[str] | None = None
-    #: The label value that means fraud; default: "1", "true", "fraud"... if present,
-    #: otherwise the minority class.
-    positive_label: str | None = None
+    #: The label value that means fraud, as the column holds it (``1``, ``"1"`` and ``1.0``
+    #: all name the label 1; ``true`` the label True of a boolean column); default: "1",
+    #: "true", "fraud"... if present, otherwise the minority class.
+    positive_label: str | bool | int | float | None = None
     #: How the decision threshold is tuned on validation: best F1, or a target precision
     #: (``{target_precision: 0.9}``) or recall (``{target_recall: 0.8}``).
     threshold: Literal["f1"] | TargetPrecision | TargetRecall = "f1"
@@ -243,6 +253,8 @@ class FraudDetection(Columns, Task):
         #: ``[negative, positive]`` loss weights before the power, set by :meth:`prepare`.
         self.ratio = 1.0
         self._file = ""
+        #: The input columns of the training data, from an export's calibration (:meth:`restore`).
+        self._trained: list[str] = []
 
     @property
     def opts(self) -> FraudOptions:
@@ -261,13 +273,14 @@ class FraudDetection(Columns, Task):
                 file=file,
                 field="data.label_column",
             )
-        positive = self.opts.positive_label
-        if positive is not None and positive not in names:
+        given = self.opts.positive_label
+        positive = match_label(given, names)
+        if given is not None and positive is None:
             raise DataError(
-                f"task_options.positive_label '{positive}' is not a value of column '{column}' "
-                f"(found: {', '.join(names)})",
+                f"task_options.positive_label {given!r} is not a value of column '{column}'; "
+                f"the column holds: {', '.join(names)}",
                 file=file,
-                field="data.label_column",
+                field="task_options.positive_label",
             )
         if positive is None:
             named = [n for n in names if n.strip().lower() in POSITIVE_NAMES]
@@ -324,14 +337,53 @@ class FraudDetection(Columns, Task):
 
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
         self._file = file
-        schema = self.schema if self.schema is not None else self._schema(frame, file=file)
-        require_columns(frame, [c.name for c in schema], file=file, field="task_options.columns")
+        field = "data" if split == "predict" else "task_options.columns"
+        schema = self.schema
+        if schema is None:
+            # A model exported before its column kinds were saved infers them from the rows
+            # it is given (its trained columns, when it names them). Rows with the same
+            # columns as the last ones read keep those kinds: an explanation scores edited
+            # copies of a row (words deleted), whose kinds must not drift.
+            names = list(self._trained) if self._trained else [str(c) for c in frame.columns if c != self.label_column]
+            require_columns(frame, names, file=file, field=field)
+            last = getattr(self, "_read_schema", None)
+            schema = last if last is not None and [c.name for c in last] == names else self._schema(frame[names], file=file)
+        self._read_schema = schema
+        # Matched by name: a missing column is named; extra columns and their order do not matter.
+        require_columns(frame, [c.name for c in schema], file=file, field=field)
         segments = serialise(frame, self.text_schema(schema), file=file)
         labels = read_labels(frame, split, self.label_column, label_names, file=file)
         return Split(inputs=[" | ".join(s) for s in segments], labels=labels, frame=frame)
 
     def stratify(self, split: Split) -> Any:
         return split.labels
+
+    # ------------------------------------------------------------------ explanations
+
+    def explain_columns(self):  # type: ignore[no-untyped-def]
+        """Every input column: free text by its words, numbers and categories as values."""
+        schema = self.schema if self.schema is not None else getattr(self, "_read_schema", None)
+        if schema is None:
+            return super().explain_columns()
+        return [(c.name, "text" if c.kind == "text" else "value") for c in schema]
+
+    def text_segments(self, split, index):  # type: ignore[no-untyped-def]
+        """The ``column: value`` segments of the text (the value part of each)."""
+        schema = self.schema if self.schema is not None else getattr(self, "_read_schema", None)
+        if schema is None:
+            schema = self._schema(split.frame, file=self._file)
+        text, out, position = split.inputs[index], [], 0
+        for col in self.text_schema(schema):
+            head = f"{col.name}: "
+            start = text.find(head, position)
+            if start < 0:
+                break
+            lo = start + len(head)
+            hi = text.find(" | ", lo)
+            hi = len(text) if hi < 0 else hi
+            out.append((col.name, lo, hi))
+            position = hi
+        return out
 
     def encode(self, split, tokenizer, max_length):  # type: ignore[no-untyped-def]
         schema = self.schema if self.schema is not None else self._schema(split.frame, file=self._file)
@@ -386,7 +438,19 @@ class FraudDetection(Columns, Task):
             result["positive_label"] = self.labels[-1]
         if self.schema is not None:
             result["columns"] = [c.name for c in self.schema]
+            result["column_kinds"] = [f"{c.kind}:{c.decimals}" if c.kind == "number" else c.kind for c in self.schema]
         return result
+
+    def restore(self, calibration: dict[str, Any]) -> None:
+        columns = [str(c) for c in calibration.get("columns") or []]
+        kinds = calibration.get("column_kinds") or []
+        if columns and len(kinds) == len(columns):
+            schema = []
+            for name, kind in zip(columns, kinds, strict=True):
+                base, _, decimals = str(kind).partition(":")
+                schema.append(Column(name, base, int(decimals or 0)))  # type: ignore[arg-type]
+            self.schema = schema
+        self._trained = columns
 
     def compute_metrics(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
         if "threshold" not in calibration:
@@ -394,18 +458,6 @@ class FraudDetection(Columns, Task):
         return binary_metrics(self.scores(outputs), np.asarray(encoded["labels"]), float(calibration["threshold"]))
 
     def predict(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
-        trained = calibration.get("columns")
-        if trained is not None and split.frame is not None:
-            given = [c for c in split.frame.columns if c != self.label_column]
-            if self.opts.columns is None and set(given) != set(trained):
-                extra = sorted(set(given) - set(trained))
-                missing = sorted(set(trained) - set(given))
-                what = f"extra column(s) {', '.join(extra)}" if extra else f"missing column(s) {', '.join(missing)}"
-                raise DataError(
-                    f"{what}: the model was trained on columns {', '.join(trained)}; drop or add columns, "
-                    "or list them in task_options.columns",
-                    file=self._file or None,
-                )
         threshold = float(calibration.get("threshold", 0.5))
         names = list(self.labels) if self.labels else ["0", "1"]
         rows = []

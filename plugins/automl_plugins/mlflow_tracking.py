@@ -11,7 +11,8 @@ is anything MLflow takes as a tracking URI: a local store (``file:///abs/mlruns`
   every evaluation as a step metric, the final validation metrics, state, prune or fail
   reason, duration), one for the baseline and one for the ensemble (when the run built
   one), and on the parent run the best model's
-  metrics, the exported ``best/`` directory as the artifact ``model`` and the report.
+  metrics, the exported model as the MLflow pyfunc model ``model`` (signature, input
+  example; ``mlflow.pyfunc.load_model("runs:/<id>/model")``) and the report.
   Trials already logged are not logged again, so a resumed run adds only its new trials.
 
 Everything is read from the run's results (:func:`automl.results.gather`), the same data
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 
 from automl import hookimpl
 from automl.errors import UserError
+from automl.mlflow_model import save_pyfunc
 
 automl_api_version = "1"
 
@@ -262,13 +265,21 @@ class Tracker:
         self._log(parent_id, metrics=metrics, tags=tags)
         best_dir = summary.best_dir
         if best_dir is not None and Path(best_dir).is_dir() and self.state.get("model_trial") != export.get("trial"):
-            self.client.log_artifacts(parent_id, str(best_dir), artifact_path="model")
+            self.log_model(parent_id, Path(best_dir))
             self.state["model_trial"] = export.get("trial")
         for name in ("report.html", "report.md"):
             if (self.run_dir / name).exists():
                 self.client.log_artifact(parent_id, str(self.run_dir / name))
         self.client.set_terminated(parent_id, status="KILLED" if summary.interrupted else "FINISHED")
         _write_state(self.run_dir, self.state)
+
+
+    def log_model(self, parent_id: str, best_dir: Path) -> None:
+        """The exported model as the MLflow pyfunc model ``model`` (signature and input
+        example from the run's split), loadable as ``runs:/<id>/model``."""
+        with tempfile.TemporaryDirectory(prefix="automl-mlflow-") as tmp:
+            written = save_pyfunc(best_dir, Path(tmp) / "model", run_dir=self.run_dir)
+            self.client.log_artifacts(parent_id, str(written), artifact_path="model")
 
 
 def _number(value: Any) -> bool:

@@ -29,7 +29,7 @@ from automl import hookimpl
 from automl.data import is_missing
 from automl.errors import DataError
 from automl.search.ranges import Range
-from automl.task import BaselineResult, Metric, Split, Task, TaskData
+from automl.task import BaselineResult, ExplainTarget, Metric, Split, Task, TaskData
 
 from ._classify import label_list, softmax
 
@@ -213,6 +213,7 @@ class TokenClassification(Task):
 
     def read(self, frame, *, split, file, label_names):  # type: ignore[no-untyped-def]
         words_column = self._require(frame, "text", file=file)
+        self._words_column = words_column
         words = self._lists(frame, words_column, file=file, what="words")
         for row, w in enumerate(words):
             if not w and split != "predict":  # an empty row to predict gets no tags
@@ -310,6 +311,39 @@ class TokenClassification(Task):
                 "entities": entities,
             })
         return rows
+
+    # ------------------------------------------------------------------ explanations
+
+    def explain_columns(self):  # type: ignore[no-untyped-def]
+        """The words column (its cells are lists of words)."""
+        return [(getattr(self, "_words_column", None) or self._column_name(), "text")]
+
+    def _column_name(self) -> str:
+        return str(getattr(self.data, "text_column", None) or "text") if self.data else "text"
+
+    def token_units(self, split, encoded, index, tokenizer):  # type: ignore[no-untyped-def]
+        """Each sub-token stands for the word it is part of (the encoding's word ids)."""
+        column = self.explain_columns()[0][0]
+        return [None if w is None else (column, int(w)) for w in encoded["word_ids"][index]]
+
+    def explain_targets(self, outputs, split, encoded, index):  # type: ignore[no-untyped-def]
+        """One target per predicted entity: the log-probabilities of its predicted tags at
+        the first sub-token of each of its words."""
+        words = split.inputs[index]
+        probs = self.word_probs([outputs], {"word_ids": [encoded["word_ids"][index]]}, [len(words)])[0]
+        names = self._names(probs.shape[1])
+        tags = [names[i] for i in probs.argmax(axis=1)]
+        first: dict[int, int] = {}
+        for position, w in enumerate(encoded["word_ids"][index][: len(outputs)]):
+            if w is not None and w not in first:
+                first[w] = position
+        targets = []
+        for kind, start, end in entity_spans(tags):
+            positions = [first[w] for w in range(start, end) if w in first]
+            if positions:
+                classes = [int(probs[w].argmax()) for w in range(start, end) if w in first]
+                targets.append(ExplainTarget(f"{kind}: {' '.join(words[start:end])}", positions, classes))
+        return targets
 
     def plots(self, outputs, split, encoded, calibration):  # type: ignore[no-untyped-def]
         scores = entity_scores(self.gold_tags(split), self.predicted_tags(outputs, split, encoded))

@@ -53,3 +53,13 @@ def test_predict_on_an_onnx_directory_without_onnxruntime(tmp_path: Path):
     meta = {"task": "text-classification", "format": "onnx", "head": "sequence-classification", "data": {"text_column": "text"}}
     (tmp_path / "automl.json").write_text(json.dumps(meta))
     one_error_line(automl_without(["onnxruntime"], "predict", str(tmp_path), "-"), "onnx")
+
+
+@pytest.mark.parametrize("module", ["fastapi", "uvicorn"])
+def test_serve_without_the_serve_extra(tmp_path: Path, module: str):
+    line = one_error_line(automl_without([module], "serve", str(tmp_path)), "serve")
+    assert module in line
+
+
+def test_export_mlflow_without_mlflow(tmp_path: Path):
+    one_error_line(automl_without(["mlflow"], "export", str(tmp_path), "--format", "mlflow"), "mlflow")

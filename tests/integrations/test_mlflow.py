@@ -1,6 +1,6 @@
 """The MLflow callback plugin against a real local file store and a real ``mlflow server``
 process on 127.0.0.1: a parent run, one nested run per trial with a metric per
-evaluation, the baseline, the exported model as an artifact; a server that is down gives
+evaluation, the baseline, the exported model as an MLflow pyfunc model; a server that is down gives
 one warning and the run goes on."""
 
 from __future__ import annotations
@@ -50,9 +50,12 @@ def check_logged(uri: str, run_dir: Path) -> None:
     export = json.loads((run_dir / "best" / "automl.json").read_text())
     for split, values in export["metrics"].items():
         assert parent.data.metrics[f"{split}_f1_macro"] == pytest.approx(values["f1_macro"])
+    # The model: an MLflow pyfunc model holding the export (a trial, the baseline or the ensemble).
     model_files = {Path(f.path).name for f in client.list_artifacts(parent.info.run_id, "model")}
-    exported = {p.name for p in (run_dir / "best").iterdir()}  # a trial, the baseline or the ensemble
-    assert {"automl.json", "README.md"} <= model_files and model_files == exported
+    assert {"MLmodel", "input_example.json", "data"} <= model_files
+    data_files = {Path(f.path).name for f in client.list_artifacts(parent.info.run_id, "model/data/best")}
+    exported = {p.name for p in (run_dir / "best").iterdir()}
+    assert {"automl.json", "README.md"} <= data_files and data_files == exported
     assert "report.html" in {f.path for f in client.list_artifacts(parent.info.run_id)}
 
     # One nested run per trial: parameters, every evaluation as a step, state and reason.

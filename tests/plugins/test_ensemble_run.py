@@ -19,7 +19,8 @@ from rich.console import Console
 import automl
 from automl.baseline import load_outputs, save_model
 from automl.cli import cli
-from automl.ensemble import EnsembleResult, build_ensemble, combine, export_ensemble
+from automl.best import export_ensemble
+from automl.ensemble import EnsembleResult, build_ensemble, combine
 from automl.errors import UserError
 from automl.recipe import load_recipe
 from automl.results._gather import gather

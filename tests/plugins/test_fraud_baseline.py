@@ -196,8 +196,9 @@ def test_a_run_exports_the_lightgbm_baseline_when_it_wins(tmp_path):
     from rich.console import Console
 
     import automl
-    from automl.baseline import BUDGET_SHARE, load_outputs
+    from automl.baseline import load_outputs
     from automl.recipe import load_recipe
+    from automl.search.budget import BASELINE_BUDGET_SHARE
     from automl.search.supervisor import RunOptions, run_recipe
 
     paths = {}
@@ -213,7 +214,7 @@ def test_a_run_exports_the_lightgbm_baseline_when_it_wins(tmp_path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     outcome = run_recipe(load_recipe(tmp_path / "recipe.yaml"), options=RunOptions(workers=0), console=Console(file=io.StringIO()))
     baseline = json.loads((outcome.run_dir / "baseline.json").read_text())
-    assert baseline["extra"]["budget_seconds"] == pytest.approx(BUDGET_SHARE * 600)
+    assert baseline["extra"]["budget_seconds"] == pytest.approx(BASELINE_BUDGET_SHARE * 600)
     assert baseline["extra"]["family"] == "lightgbm", baseline["name"]
     meta = json.loads((outcome.best_dir / "automl.json").read_text())
     assert meta["kind"] == "baseline" and meta["name"] == baseline["name"]

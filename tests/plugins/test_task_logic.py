@@ -126,17 +126,22 @@ def test_fraud_metrics_use_the_calibrated_threshold(data_root, tokenizer):
     assert {r["prediction"] for r in rows} <= {"0", "1"}
 
 
-def test_fraud_predict_refuses_other_columns(data_root, tokenizer):
+def test_fraud_predict_matches_columns_by_name(data_root, tokenizer):
+    """A loaded model reads the columns it was trained on by name: an extra column is
+    ignored and another order changes nothing; a missing one is named."""
     task, data = load("fraud-detection", data_root)
     encoded = task.encode(data.validation, tokenizer, 48)
     outputs = fake_outputs(task, data.validation, encoded)
     calibration = task.calibrate(outputs, data.validation, encoded)
     fresh = FraudDetection(FraudOptions(), DataSpec(train="t.csv", label_column="is_fraud"))
     fresh.labels = task.labels
-    frame = data.validation.frame.assign(customer_id=7)
-    split = fresh.read(frame, split="predict", file="new.csv", label_names=fresh.labels)
-    with pytest.raises(DataError, match="customer_id"):
-        fresh.predict(outputs, split, encoded, calibration)
+    fresh.restore(calibration)
+    frame = data.validation.frame
+    expected = fresh.read(frame, split="predict", file="new.csv", label_names=fresh.labels).inputs
+    shuffled = frame.assign(customer_id=7)[["customer_id", *reversed(list(frame.columns))]]
+    assert fresh.read(shuffled, split="predict", file="new.csv", label_names=fresh.labels).inputs == expected
+    with pytest.raises(DataError, match="column 'amount' not found"):
+        fresh.read(frame.drop(columns=["amount"]), split="predict", file="new.csv", label_names=fresh.labels)
 
 
 # ----------------------------------------------------------------------------- regression

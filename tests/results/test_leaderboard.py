@@ -106,9 +106,61 @@ def test_compare_side_by_side(tiny_run, render):
     a = gather(tiny_run)
     comparison = compare([a, a])
     text = render(comparison, width=120)
-    assert "best (validation)" in text and "test (exported model)" in text and "vs first run" in text
+    assert "exported (validation)" in text and "test (exported model)" in text and "vs first run" in text
     assert text.count(tiny_run.name) >= 2
     rows = json.loads(invoke("compare", str(tiny_run), str(tiny_run), "--format", "json").stdout)
     assert len(rows) == 2 and rows[0]["best_value"] == a.best.value and rows[1]["delta"] == 0
+    assert rows[0]["exported_value"] == a.exported_value is not None
     assert rows[0]["test_objective"] is not None and rows[0]["baseline"] is not None
     assert render(comparison, width=80).splitlines()[0].startswith("runs compared")
+
+
+def results_of(name: str, *, trial: float, exported: float, data: str, label: str = "label"):
+    """The facts ``gather`` reads from a run directory, for a run whose best trial scored
+    *trial* and whose exported model (here the baseline) scored *exported* on validation."""
+    from datetime import datetime
+
+    from automl.results._gather import RowState, RunResults, TrialRow
+
+    start = datetime(2026, 12, 6, 1, 0)
+    return RunResults(
+        study_name=name, task="fraud-detection", backbone="tiny-bert", objective="pr_auc", direction="maximize",
+        trials=[TrialRow(number=0, state=RowState.COMPLETE, value=trial, metrics={"pr_auc": trial}, params={},
+                         started=start, finished=start)],
+        best_export={"kind": "baseline", "metrics": {"validation": {"pr_auc": exported}, "test": {"pr_auc": exported}}},
+        run_info={"recipe": {"data": {"train": f"/data/{data}/train.csv", "label_column": label}},
+                  "data_files": {"train": f"{data}-hash"}},
+    )
+
+
+def test_compare_ranks_runs_by_the_exported_model(render):
+    """0.52 vs 0.09 for the best trials, 0.57 vs 0.69 for the exported baselines: the
+    second run is better."""
+    first = results_of("first", trial=0.52, exported=0.57, data="same")
+    second = results_of("second", trial=0.09, exported=0.69, data="same")
+    comparison = compare([first, second])
+    text = render(comparison, width=140)
+    assert "second ★" in text and "first ★" not in text
+    assert "second is best: its exported model scores 0.69 vs 0.57" in text
+    assert comparison.records[1]["delta"] == pytest.approx(0.12)
+    assert "exported (validation)" in text and "best trial (validation)" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "label", "words"),
+    [("other", "label", "the data files' fingerprints differ"), ("same", "is_fraud", "the label columns differ")],
+)
+def test_compare_gives_no_verdict_when_the_data_differ(render, data, label, words):
+    first = results_of("first", trial=0.9, exported=0.8, data="same")
+    second = results_of("second", trial=0.5, exported=0.4, data=data, label=label)
+    comparison = compare([first, second])
+    text = " ".join(render(comparison, width=160).split())
+    assert "★" not in text and "is best" not in text and "still the best" not in text
+    assert "trained on different data" in text and words in text and "not comparable" in text
+    assert comparison.records[1]["delta"] is None
+
+
+def test_compare_of_a_run_with_itself_has_the_same_data(tiny_run, render):
+    a = gather(tiny_run)
+    assert "different data" not in render(compare([a, a]), width=120)
+    assert a.run_info["data_files"]["train"]  # run.json names the data files' fingerprints

@@ -4,6 +4,8 @@ one-line errors with exit code 2."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -108,3 +110,96 @@ def test_predict_accepts_the_run_directory(tiny_run, data_dir):
     result = invoke("predict", str(tiny_run), "-", input="love it\n")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[1].split(",")[1] in meta["labels"]
+
+
+# ---------------------------------------------------------------------- columns by name
+
+
+EXPORTS = ["best", "baseline"]
+
+
+@pytest.mark.parametrize("export", EXPORTS)
+def test_predict_names_a_missing_feature_column(columns_run, tmp_path, export):
+    """Only ``b`` (categories) given to a model trained on ``a`` (numbers) and ``b``: the
+    message names ``a``, not a type error about ``b``."""
+    source = tmp_path / "only_b.csv"
+    pd.read_csv(columns_run.parent / "data" / "test.csv")[["b", "memo"]].to_csv(source, index=False)
+    result = invoke("predict", str(columns_run / export), str(source))
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1 and "column 'a' not found" in errors[0] and str(source) in errors[0], result.stderr
+
+
+@pytest.mark.parametrize("export", EXPORTS)
+def test_predict_matches_columns_by_name_extra_and_reordered(columns_run, tmp_path, export):
+    test = pd.read_csv(columns_run.parent / "data" / "test.csv")
+    plain = tmp_path / "plain.csv"
+    test.to_csv(plain, index=False)
+    shuffled = tmp_path / "shuffled.csv"
+    moved = test[["memo", "is_fraud", "b", "a"]].assign(note="extra column", id=range(len(test)))
+    moved.to_csv(shuffled, index=False)
+    outputs = []
+    for source in (plain, shuffled):
+        out = tmp_path / f"pred-{source.stem}.csv"
+        result = invoke("predict", str(columns_run / export), str(source), "-o", str(out))
+        assert result.exit_code == 0, result.output
+        outputs.append(pd.read_csv(out))
+    assert outputs[1]["note"].eq("extra column").all() and outputs[1]["id"].tolist() == list(range(len(test)))
+    assert outputs[0]["prediction"].tolist() == outputs[1]["prediction"].tolist()
+    assert (outputs[0]["score"] - outputs[1]["score"]).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("export", EXPORTS)
+def test_predict_takes_a_category_training_never_saw(columns_run, tmp_path, export):
+    """``b`` is an input column: a value training never saw is scored, not refused."""
+    frame = pd.read_csv(columns_run.parent / "data" / "test.csv").head(6)
+    frame.loc[0, "b"] = "never-seen-in-training"
+    source = tmp_path / "new_category.csv"
+    frame.to_csv(source, index=False)
+    result = invoke("predict", str(columns_run / export), str(source), "-o", str(tmp_path / "out.csv"))
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 6 and out["score"].between(0, 1).all()
+
+
+def test_predict_reads_a_csv_with_bom_and_crlf(columns_run, tmp_path):
+    frame = pd.read_csv(columns_run.parent / "data" / "test.csv").head(8)
+    source = tmp_path / "windows.csv"
+    source.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False, lineterminator="\r\n").encode())
+    result = invoke("predict", str(columns_run / "best"), str(source), "-o", str(tmp_path / "out.csv"))
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns[:3]) == ["a", "b", "memo"] and out["memo"].tolist() == frame["memo"].tolist()
+
+
+def test_load_model_keeps_the_loading_bar_quiet_unless_asked(tiny_run, capfd):
+    from transformers.utils import logging as hf_logging
+
+    import automl
+
+    hf_logging.enable_progress_bar()  # as in a fresh program (an in-process run switches it off)
+    capfd.readouterr()
+    automl.load_model(str(tiny_run))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the program's own setting is kept
+    automl.load_model(str(tiny_run), progress=True)
+    assert "Loading weights" in capfd.readouterr().err
+
+
+def test_predict_prints_no_loading_bar(tiny_run, data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "automl", "predict", str(tiny_run / "best"), str(data_dir / "test.csv"), "-o", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr + result.stdout
+
+
+def test_predict_format_reads_a_file_whose_suffix_misleads(tiny_run, data_dir, tmp_path):
+    source = tmp_path / "rows.txt"  # tab-separated, but .txt reads as CSV
+    pd.read_csv(data_dir / "test.csv").head(10).to_csv(source, sep="\t", index=False)
+    result = invoke("predict", str(tiny_run / "best"), str(source))
+    assert result.exit_code == 2 and "column 'text' not found" in result.stderr, result.output
+    result = invoke("predict", str(tiny_run / "best"), str(source), "--format", "tsv", "-o", str(tmp_path / "out.csv"))
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 10

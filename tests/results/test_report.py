@@ -80,3 +80,29 @@ def test_summary_fits_and_tells_the_story(tiny_run, render, width):
     best = gather(tiny_run).best
     for part in (f"trial {best.number}: f1_macro", "baseline", "metrics of the exported model", "automl predict", "report.html"):
         assert part in text, part
+
+
+def test_report_leads_with_the_exported_model_and_shows_calibration_as_a_table(columns_run):
+    from automl.results.report import headline
+
+    results = gather(columns_run)
+    cards = headline(results)
+    exported = results.test_metrics[results.objective]
+    assert cards[0][0] == f"exported model {results.objective}" and cards[0][1] == f"{exported:.4f}"
+    assert results.exported_label in cards[0][2] and "test" in cards[0][2]
+    assert cards[1][0] == f"best trial {results.objective}" and f"trial {results.best.number}" in cards[1][2]
+    html = render_html(results, [], [])
+    first_card = html[html.index('<section class="cards">'):]
+    assert first_card.index("exported model") < first_card.index("best trial")
+    calibration = html[html.index("<h3>Calibration</h3>"):]
+    calibration = calibration[: calibration.index("</table>")]
+    assert "<pre>" not in calibration and "<table>" in calibration
+    assert "<td>threshold</td>" in calibration and "<td>positive label</td><td>1</td>" in calibration
+    assert "<td>3: a (number), b (category), memo (category)</td>" in calibration
+
+
+def test_summary_names_the_positive_class(columns_run, render):
+    from automl.summary import RunSummary
+
+    text = render(RunSummary(gather(columns_run)), width=120)
+    assert re.search(r"positive class\s+'1' \(column 'is_fraud'\)", text), text

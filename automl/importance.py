@@ -1,0 +1,211 @@
+"""Global importance of an exported model: which input columns and which words matter.
+
+* **Columns**: permutation importance (Breiman 2001, as AutoGluon's
+  ``feature_importance``): on up to :data:`ROWS` validation rows, each input column's
+  values are shuffled across the rows, :data:`REPEATS` times, and the objective's drop
+  (signed so that positive means the model needed the column) is recorded; the result is
+  the mean and standard deviation over the repeats. It takes only ``model.outputs``, so
+  every exported kind is measured the same way.
+* **Words**: each of up to :data:`WORD_ROWS` validation rows is explained
+  (:mod:`automl.explain`); a word counts toward a class each time its contribution pushes
+  the row's explained output toward that class (for a binary classifier a negative
+  contribution pushes toward the other class). The most frequent words per class are kept.
+  Needs ``automl[explain]``; without it only the columns are measured.
+
+It is computed lazily, when a report is written (at the end of ``automl run`` or by
+``automl report``), and kept in ``best/importance.json`` so that the next report reads it;
+the model card (``best/README.md``) gets the same figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from automl.data import carve, read_table
+from automl.encoding import encode_split
+from automl.explain import explain_columns, explain_model, is_word
+from automl.results.predict import load_model
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+IMPORTANCE_FILE = "importance.json"
+#: Validation rows the columns are shuffled over, and repeats per column.
+ROWS = 200
+REPEATS = 3
+#: Validation rows explained for the words of each class.
+WORD_ROWS = 16
+#: Words kept per class.
+TOP_WORDS = 10
+
+
+def objective_value(model: Any, frame: pd.DataFrame, metric: str, *, file: str = "<validation>") -> float:
+    """The model's *metric* on labelled rows, with the export's calibration."""
+    task = model.task
+    outputs = model.outputs(frame, file=file)
+    split = task.read(frame, split="validation", file=file, label_names=task.labels)
+    if getattr(model, "tokenizer", None) is not None:
+        encoded = encode_split(task, split, model.tokenizer, int(model.meta.get("max_length") or 512), file=file)
+    else:
+        encoded = {"labels": list(split.labels or [])}
+    metrics = task.compute_metrics(outputs, split, encoded, model.meta.get("calibration") or {})
+    return float(metrics[metric])
+
+
+def permutation_importance(
+    model: Any, frame: pd.DataFrame, *, metric: str, maximize: bool, repeats: int = REPEATS, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Each explained input column's importance: the objective's mean drop when the column
+    is shuffled, its standard deviation and the single repeats, largest first."""
+    frame = frame.reset_index(drop=True)
+    base = objective_value(model, frame, metric)
+    rng = np.random.default_rng(seed)
+    out = []
+    for column, _ in explain_columns(model.task, frame):
+        drops = []
+        for _ in range(repeats):
+            shuffled = frame.copy()
+            values = frame[column].tolist()
+            shuffled[column] = [values[i] for i in rng.permutation(len(values))]
+            value = objective_value(model, shuffled, metric)
+            drops.append(base - value if maximize else value - base)
+        finite = [d for d in drops if math.isfinite(d)]
+        mean = float(np.mean(finite)) if finite else float("nan")
+        std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+        out.append({"column": column, "importance": mean, "stddev": std, "repeats": drops})
+    out.sort(key=lambda r: -r["importance"] if math.isfinite(r["importance"]) else math.inf)
+    return out
+
+
+def class_words(model: Any, frame: pd.DataFrame, *, top: int = TOP_WORDS) -> dict[str, list[list[Any]]]:
+    """The words that most often push rows toward each class: ``{class: [[word, count], ...]}``
+    (English stop words such as "the" and "and" left out)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS as STOP_WORDS
+
+    labels = list(model.task.labels or [])
+    counts: dict[str, Counter[str]] = {}
+    for explanation in explain_model(model, frame.reset_index(drop=True)):
+        for t in explanation.targets:
+            other = [c for c in labels if c != t.target]
+            for unit in explanation.units:
+                value = t.contributions.get(unit.key, 0.0)
+                if unit.word is None or not is_word(unit.text) or unit.text.lower() in STOP_WORDS or value == 0.0:
+                    continue
+                if value > 0:
+                    toward = t.target
+                elif len(labels) == 2 and other:
+                    toward = other[0]
+                else:
+                    continue
+                counts.setdefault(toward, Counter())[unit.text.lower()] += 1
+    return {k: [[w, n] for w, n in c.most_common(top)] for k, c in sorted(counts.items())}
+
+
+def validation_frame(recipe: dict[str, Any], model: Any) -> pd.DataFrame | None:
+    """The run's validation rows, read as the run read them (a file, or the share split off
+    the training file with the run's seed); ``None`` when the data is gone."""
+    data = recipe.get("data") or {}
+    try:
+        if data.get("validation"):
+            return read_table(data["validation"], max_rows=data.get("max_rows"))
+        train = read_table(data["train"], max_rows=data.get("max_rows"))
+    except Exception:
+        return None
+    task = model.task
+    split = task.read(train, split="train", file=str(data["train"]), label_names=task.labels)
+    seed = int((recipe.get("training") or {}).get("seed", 42))
+    test_fraction = float(data.get("test_fraction") or 0)
+    if not data.get("test") and test_fraction > 0:
+        split, _ = carve(split, test_fraction, seed, task.stratify(split))
+    _, validation = carve(split, float(data.get("validation_fraction") or 0.2), seed + 1, task.stratify(split))
+    return validation.frame
+
+
+def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats: int = REPEATS,
+            word_rows: int = WORD_ROWS, seed: int = 0) -> dict[str, Any] | None:
+    """The importance of the export in *best_dir* on the run's validation rows."""
+    start = time.perf_counter()
+    model = load_model(best_dir, device="cpu")
+    frame = validation_frame(recipe, model)
+    if frame is None or len(frame) == 0:
+        return None
+    if len(frame) > rows:
+        frame = frame.sample(n=rows, random_state=seed)
+    objective = model.meta.get("objective") or {}
+    metric = str(objective.get("metric") or model.task.default_metric)
+    maximize = (objective.get("direction") or model.task.metric(metric).direction) == "maximize"
+    result: dict[str, Any] = {
+        "metric": metric, "rows": len(frame), "repeats": repeats,
+        "columns": permutation_importance(model, frame, metric=metric, maximize=maximize, repeats=repeats, seed=seed)
+        if model.task.head == "sequence-classification" else [],
+    }
+    try:
+        result["words"] = class_words(model, frame.head(word_rows))
+        result["word_rows"] = min(word_rows, len(frame))
+    except Exception as exc:  # the optional extra is missing, or the model cannot be explained
+        result["words"], result["words_note"] = {}, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def load_or_compute(best_dir: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """``best/importance.json``, computed (and the model card extended) when missing."""
+    path = best_dir / IMPORTANCE_FILE
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass
+    result = compute(best_dir, recipe)
+    if result is None:
+        return None
+    path.write_text(json.dumps(result, indent=1, default=str))
+    card = best_dir / "README.md"
+    if card.exists():
+        text = card.read_text()
+        if "## What the model looks at" not in text:
+            card.write_text(text.rstrip("\n") + "\n\n" + "\n".join(markdown(result)) + "\n")
+    return result
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The importance as Markdown (model card and report)."""
+    lines = ["## What the model looks at", ""]
+    if result.get("columns"):
+        lines += [
+            f"Permutation importance on {result['rows']} validation rows ({result['repeats']} shuffles per column): "
+            f"the drop of {result['metric']} when the column's values are shuffled across rows.", "",
+            "| column | importance | ± std |", "|---|---:|---:|",
+        ]
+        lines += [f"| {r['column']} | {r['importance']:.4f} | {r['stddev']:.4f} |" for r in result["columns"]]
+        lines.append("")
+    for label, words in (result.get("words") or {}).items():
+        lines.append(f"Words that most often push toward **{label}**: " + ", ".join(f"{w} ({n})" for w, n in words))
+        lines.append("")
+    return lines
+
+
+def plot(result: dict[str, Any]) -> Any:
+    """A bar chart of the column importance with its spread (one standard deviation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(reversed(result["columns"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(rows) + 1.4))
+    values = [r["importance"] for r in rows]
+    ax.barh([r["column"] for r in rows], values, xerr=[r["stddev"] for r in rows],
+            color=["#d62728" if v > 0 else "#7f7f7f" for v in values], capsize=3)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(f"drop of {result['metric']} when shuffled (mean ± std over {result['repeats']})")
+    ax.set_title(f"Column importance ({result['rows']} validation rows)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,119 @@
+"""The study's budget, as every process of a run counts it: which trials count toward
+``search.trials`` (:func:`counts_toward_budget`), how many are used, a trial cut off by a
+crash failed and queued again (:func:`fail_and_retry`), and whether a trial can still
+finish before the run's deadline (:func:`fits_before`).
+
+The supervisor, the live status and the workers read the study through these, so they
+agree on when a run is done.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from automl.search.storage import storage_trial_id
+
+#: Share of ``search.timeout`` the task's baseline is given (``Task.baseline_budget``).
+BASELINE_BUDGET_SHARE = 0.2
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def count_states(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    return counts
+
+
+def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial that ran to an end: complete, pruned, or failed for a reason of its own
+    (NaN loss, a plugin error...). A trial cut off by a crash or Ctrl-C is retried instead,
+    and a surplus trial (two workers asking at once for the last slot) never ran."""
+    if t.state in FINISHED:
+        return True
+    return t.state == TrialState.FAIL and not t.user_attrs.get("retried") and not t.user_attrs.get("surplus")
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count toward ``search.trials``, across every worker and every resume."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
+
+
+def fail_and_retry(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, number: int, reason: str, max_retries: int
+) -> tuple[bool, bool]:
+    """Fail running trial *number* (of *study*, kept in *storage*) with *reason* and queue
+    its parameters again (WAITING) unless they were retried *max_retries* times. Returns
+    (failed, retried); failed is False if the trial had already finished."""
+    trial_id = storage_trial_id(storage, study, number)
+    trial = storage.get_trial(trial_id)
+    if trial.state.is_finished():
+        return False, False
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    retry = len(history) <= max_retries
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason + ("; queued again" if retry else "; retries used up"))
+        if retry:
+            storage.set_trial_user_attr(trial_id, "retried", True)
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False, False
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        return False, False
+    if retry:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={"retry_of": history[0]},
+                system_attrs={"retry_history": history},
+            )
+        )
+    return True, retry
+
+
+#: Drawn trials in a row that may be put aside for not fitting before the deadline.
+MAX_UNFIT = 5
+
+
+def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) -> bool:
+    """Whether a trial can finish before *deadline*. With the *steps* it plans, its length is
+    those steps at the median seconds per step of the trials so far (complete, pruned or
+    cut: every one that trained measured the pace); without, the shortest complete trial
+    (not counting those the deadline cut short) must fit."""
+    left = deadline - time.time()
+    if left <= 0:
+        return False
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if steps is not None:
+        pace = sorted(
+            float(t.user_attrs["seconds"]) / int(done)
+            for t in finished
+            if "seconds" in t.user_attrs and (done := t.user_attrs.get("steps") or t.user_attrs.get("pruned_at_step"))
+        )
+        if pace:
+            return pace[len(pace) // 2] * steps <= left
+    seconds = [
+        float(t.user_attrs["seconds"])
+        for t in finished
+        if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
+    ]
+    return not seconds or min(seconds) <= left
+
+
+def oom_known(configs: list[dict[str, Any]], params: dict[str, Any], max_length: int) -> bool:
+    """True if a configuration at least this large already ran out of memory at
+    micro-batch 1 (same adapter, batch size and max length at least as large)."""
+    for cfg in configs:
+        if (
+            cfg.get("adapter") == params.get("adapter", "full")
+            and int(params.get("batch_size", 0)) >= int(cfg.get("batch_size", 0))
+            and max_length >= int(cfg.get("max_length", 0))
+        ):
+            return True
+    return False
