@@ -4,8 +4,10 @@ A task whose :meth:`~automl.task.Task.baseline` hands back a fitted model (and i
 on validation and test) gets it saved here, without pickle:
 
 * ``model.skops``: the model in skops' secure format. Loading trusts only types from
-  scikit-learn, numpy and scipy (and ``functools.partial`` over those); anything else is
-  refused, so a model file cannot run arbitrary code;
+  scikit-learn, numpy and scipy (and ``functools.partial`` over those) and LightGBM's
+  scikit-learn classifier and booster (:data:`TRUSTED_TYPES`: a booster is rebuilt from
+  LightGBM's own text model format, which is parsed, not run); anything else is refused,
+  so a model file cannot run arbitrary code;
 * ``outputs.npz``: its validation and test outputs (what ensembles average);
 * ``automl.json``: ``kind: "baseline"``, the task and its options, labels, calibration and
   metrics, like an exported fine-tuned model's.
@@ -41,14 +43,22 @@ OUTPUTS_FILE = "outputs.npz"
 META_FILE = "automl.json"
 #: Top-level modules whose types a saved baseline may contain.
 TRUSTED_MODULES = ("sklearn", "numpy", "scipy")
+#: Single types a saved baseline may contain besides those modules' (LightGBM's booster
+#: restores itself from its text model string).
+TRUSTED_TYPES = frozenset({
+    "functools.partial",
+    "collections.OrderedDict",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.basic.Booster",
+})
 
 
 def trusted_type(name: str) -> bool:
-    return name.split(".", 1)[0] in TRUSTED_MODULES or name == "functools.partial"
+    return name.split(".", 1)[0] in TRUSTED_MODULES or name in TRUSTED_TYPES
 
 
 def save_model(model: Any, path: Path) -> None:
-    """Save a scikit-learn model with skops (no pickle)."""
+    """Save a scikit-learn (or LightGBM) model with skops (no pickle)."""
     import skops.io as sio
 
     sio.dump(model, path)
@@ -59,7 +69,7 @@ def save_model(model: Any, path: Path) -> None:
 
 
 def load_model_file(path: Path) -> Any:
-    """Load a model saved by :func:`save_model`, trusting scikit-learn/numpy/scipy types only."""
+    """Load a model saved by :func:`save_model`, trusting only :func:`trusted_type` types."""
     import skops.io as sio
 
     try:
@@ -130,7 +140,7 @@ def model_card(meta: dict[str, Any]) -> str:
         "```",
         "",
         "or `automl predict PATH/TO/model data.csv` (applies the task's calibration). It does not load",
-        "with `transformers`: it is a scikit-learn model.",
+        "with `transformers`: it is a scikit-learn (or LightGBM) model.",
         "",
         *metrics_table(meta["metrics"]),
         "",

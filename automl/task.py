@@ -142,7 +142,7 @@ class BaselineResult:
     Attributes:
         model: the fitted model, when the task can score new rows with it through
             :meth:`Task.baseline_outputs`. The core saves it with skops' secure format
-            (never pickle), so it must be built from scikit-learn (and numpy/scipy) parts;
+            (never pickle), so it must be built from scikit-learn (numpy/scipy) and LightGBM parts;
             it can then be exported, scored by ``automl predict`` and join ensembles.
         outputs: ``{"validation": ..., "test": ...}``: the model's outputs on those splits
             in the same space as the fine-tuned model's (what :meth:`Task.compute_metrics`
@@ -181,6 +181,10 @@ class Task(abc.ABC):
     #: The values those hyperparameters accept (``automl.search.ranges.Range``), checked
     #: before a run trains anything; a parameter left out is not checked.
     hyperparameter_ranges: ClassVar[dict[str, Range]] = {}
+    #: Seconds :meth:`baseline` should fit within, set by the core before it calls it (a
+    #: share of ``search.timeout``, :data:`automl.search.budget.BASELINE_BUDGET_SHARE`); ``None``: the
+    #: run has no time limit.
+    baseline_budget: float | None = None
 
     def __init__(self, options: BaseModel | None = None, data: DataSpec | None = None) -> None:
         self.options = options if options is not None else self.Options()

@@ -17,6 +17,9 @@ from optuna.trial import TrialState
 
 from automl.search.storage import storage_trial_id
 
+#: Share of ``search.timeout`` the task's baseline is given (``Task.baseline_budget``).
+BASELINE_BUDGET_SHARE = 0.2
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

@@ -31,7 +31,7 @@ from automl.errors import StorageError, UserError
 from automl.events import StudySummary
 from automl.resolve import check_backbone
 from automl.run import RunContext
-from automl.search.budget import budget_used, fail_and_retry
+from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry
 from automl.search.live import LiveStatus
 from automl.search.space import check_adapters
 from automl.search.storage import mask_url, open_storage
@@ -181,6 +181,8 @@ def run_baseline(
     if path.exists():
         return json.loads(path.read_text())
     task = ctx.resolved.task
+    timeout = ctx.recipe.search.timeout
+    task.baseline_budget = BASELINE_BUDGET_SHARE * timeout if timeout else None
     try:
         result = task.baseline(data, ctx.recipe.training.seed)
     except KeyboardInterrupt:
