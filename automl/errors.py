@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -90,3 +91,16 @@ def one_of(choices: Iterable[str]) -> str:
     if len(items) == 1:
         return items[0]
     return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def require_modules(names: Iterable[str], *, install: str, field: str) -> None:
+    """One line naming the missing optional libraries among *names* and the extra that
+    brings them (*install*), for the command or option *field*."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UserError(f"needs {', '.join(missing)}, not installed: {install}", field=field)

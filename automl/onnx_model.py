@@ -12,7 +12,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from automl.errors import UserError
+from automl.errors import UserError, require_modules
 
 INSTALL = 'pip install "automl[onnx]"'
 ONNX_DIR = "onnx"
@@ -23,16 +23,7 @@ LATENCY_ROWS = 300
 
 def require_onnx() -> None:
     """One line naming the extra when ONNX export or ONNX Runtime is missing."""
-    import importlib
-
-    missing = []
-    for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise UserError(f"needs {', '.join(missing)}, not installed: {INSTALL}", field="--format onnx")
+    require_modules(("onnx", "onnxscript", "onnxruntime"), install=INSTALL, field="--format onnx")
 
 
 # --------------------------------------------------------------------------- ONNX Runtime model

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from automl import __version__
-from automl.errors import UserError
+from automl.errors import UserError, require_modules
 from automl.results.predict import load_model, predict_frame, read_meta
 
 INSTALL = 'pip install "automl[serve]"'
@@ -58,16 +58,7 @@ NUMBER, CATEGORY, STRING, ANY = "number", "category", "string", "any"
 
 def require_serve() -> None:
     """One line naming the extra when FastAPI or uvicorn is missing."""
-    import importlib
-
-    missing = []
-    for name in ("fastapi", "uvicorn"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise UserError(f"needs {', '.join(missing)}, not installed: {INSTALL}", field="automl serve")
+    require_modules(("fastapi", "uvicorn"), install=INSTALL, field="automl serve")
 
 
 @dataclass(frozen=True)
