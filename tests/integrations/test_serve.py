@@ -280,9 +280,9 @@ def test_bad_requests_get_4xx_with_one_line_and_the_service_stays_up(fraud_run):
         assert client.post("/predict", json=good).json() == first.json()
 
 
-def test_a_request_the_model_refuses_does_not_fail_its_batch(fraud_run):
-    """Concurrent requests scored together: the one the model refuses (an extra column,
-    which only the model knows) gets its 422, the others their predictions."""
+def test_concurrent_requests_one_with_an_unknown_field(fraud_run):
+    """Concurrent requests: the one with a field the model does not take gets its 422
+    (the service's check, before batching), the others their predictions."""
     fused, _, test_file = fraud_run
     rows = records(pd.read_csv(test_file).head(6))
     with serving(fused, max_batch_size=64, max_wait_ms=300) as url, httpx.Client(base_url=url, timeout=60) as client:
@@ -293,6 +293,35 @@ def test_a_request_the_model_refuses_does_not_fail_its_batch(fraud_run):
     assert [a.status_code for a in answers] == [200, 200, 200, 422, 200, 200]
     for i in (0, 1, 2, 4, 5):
         assert_same(answers[i].json()["predictions"], pd.DataFrame([alone[i]]))
+
+
+def test_the_batcher_scores_a_refused_request_alone_and_the_rest_together(fraud_run):
+    """Rows that the model refuses (here a word in a number column, sent straight to the
+    batcher, past the service's checks) fail only their own request: the batch is scored
+    again request by request."""
+    import asyncio
+
+    from automl.serve import BadRequest, Batcher, Scorer
+
+    fused, _, test_file = fraud_run
+    rows = records(pd.read_csv(test_file).head(4))
+    scorer = Scorer(fused, device="cpu")
+    alone = [scorer.score([row])[0] for row in rows]
+    broken = {**rows[0], "amount": "lots"}
+
+    async def main():  # type: ignore[no-untyped-def]
+        batcher = Batcher(scorer, max_batch_size=64, max_wait_ms=300)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit([r]) for r in [*rows, broken]), return_exceptions=True), batcher
+        finally:
+            await batcher.stop()
+
+    answers, batcher = asyncio.run(main())
+    assert isinstance(answers[-1], BadRequest) and answers[-1].status == 422 and "amount" in answers[-1].reason
+    for got, want in zip(answers[:-1], alone, strict=True):
+        assert got == [want]
+    assert batcher.rows == len(rows)  # the good rows were scored, once each, after the split
 
 
 def test_metadata_and_openapi_page(fraud_run):
