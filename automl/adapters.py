@@ -62,6 +62,7 @@ class Adapter:
         description: one line for docs and ``automl recipe check``.
         quantization: ``"4bit"`` when the frozen base weights are loaded 4-bit through
             bitsandbytes (QLoRA; CUDA only), else ``None``.
+        private: Opacus can train it (a recipe with ``privacy:`` may use it).
     """
 
     name: str
@@ -75,6 +76,9 @@ class Adapter:
     #: (:mod:`automl.search.ranges`).
     ranges: dict[str, Range] = field(default_factory=dict)
     quantization: str | None = None
+    #: Opacus can train it privately (per-example gradients of every weight it trains;
+    #: checked by tests/test_privacy.py), so recipes with a ``privacy:`` block may use it.
+    private: bool = False
 
 
 def peft_task_type(head: str) -> Any:
@@ -262,11 +266,12 @@ _LORA_RANGES = {
 }
 
 for _adapter in (
-    Adapter("full", _full, (1e-5, 1e-4), peft=False, description="every weight is trained"),
+    Adapter("full", _full, (1e-5, 1e-4), peft=False, private=True, description="every weight is trained"),
     Adapter(
         "lora", _lora, (1e-4, 1e-3),
         _space(lora_r=_RANKS, lora_alpha=[8, 16, 32], lora_dropout=(0.0, 0.2), lora_rslora=_BOOL, target_modules=_TARGETS),
         ranges=_LORA_RANGES,
+        private=True,
         description="low-rank updates of the chosen linear layers (peft LoRA; lora_rslora scales by alpha/sqrt(r))",
     ),
     # DoRA's trained magnitude makes it more sensitive to the learning rate than LoRA.

@@ -73,6 +73,8 @@ class TrialResult:
     resumed_from_step: int | None = None
     #: Peak GPU memory of the trial (torch.cuda.max_memory_allocated), bytes; None on CPU.
     peak_memory: int | None = None
+    #: A private trial's accounting (:mod:`automl.private_training`); None otherwise.
+    privacy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -279,10 +281,17 @@ class TrialEngine:
         *checkpoint*, resume from it if it holds a state for *params* and save when due."""
         batch_size = int(params.get("batch_size", 32))
         micro = min(batch_size, max_micro_batch or batch_size)
+        return self.halving_on_oom(
+            batch_size, micro, lambda micro, retries: self._train(params, batch_size, micro, retries, reporter, progress, checkpoint)
+        )
+
+    def halving_on_oom(self, batch_size: int, micro: int, attempt: Callable[[int, int], TrialResult]) -> TrialResult:
+        """``attempt(micro, retries)``, again with half the micro-batch after each
+        out-of-memory error, down to 1."""
         retries = 0
         while True:
             try:
-                return self._train(params, batch_size, micro, retries, reporter, progress, checkpoint)
+                return attempt(micro, retries)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -466,19 +475,9 @@ class TrialEngine:
                 late = policy.deadline is not None and time.time() >= policy.deadline
                 if step % eval_every == 0 or step == total_steps or late:
                     t1 = time.perf_counter()
-                    value, metrics, calibration = self.evaluate(model)
-                    model.train()
-                    if not math.isfinite(value):
-                        raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
-                    stopped = best.observe(model, step, step == total_steps, value, metrics, calibration)
+                    stopped = self.evaluation_point(model, step, total_steps, best, reporter)
                     evaluations += 1
                     eval_time += time.perf_counter() - t1
-                    # At the last evaluation the work is done: a pruner's "stop" would only
-                    # throw the finished model away, so the trial completes instead; and
-                    # none before a share of the steps (a slow start is not a bad trial).
-                    prune = reporter is not None and reporter(step, value, metrics)
-                    if prune and step < total_steps and stopped is None and step >= policy.prune_after * total_steps:
-                        raise TrialStopped(step, value)
                     if checkpoint is not None and step < total_steps and stopped is None and checkpoint.due():
                         loop = LoopState(step, epoch, step - epoch_start, epoch_rng, seen, evaluations, loss_value)
                         checkpoint.save(model=model, adapter=adapter, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loop=loop, best=best)
@@ -507,6 +506,22 @@ class TrialEngine:
             resumed_from_step=resumed.step if resumed is not None else None,
             peak_memory=torch.cuda.max_memory_allocated(self.setup.device) if self.setup.device.type == "cuda" else None,
         )
+
+    def evaluation_point(self, model: torch.nn.Module, step: int, total_steps: int, best: BestSoFar, reporter: Reporter | None) -> str | None:
+        """Evaluate at *step*, record it in *best*, and ask the *reporter* whether to prune
+        (raises :class:`TrialStopped`). Returns why the trial should end now, or None."""
+        value, metrics, calibration = self.evaluate(model)
+        model.train()
+        if not math.isfinite(value):
+            raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
+        stopped = best.observe(model, step, step == total_steps, value, metrics, calibration)
+        # At the last evaluation the work is done: a pruner's "stop" would only throw the
+        # finished model away, so the trial completes instead; and none before a share of
+        # the steps (a slow start is not a bad trial).
+        prune = reporter is not None and reporter(step, value, metrics)
+        if prune and step < total_steps and stopped is None and step >= self.policy.prune_after * total_steps:
+            raise TrialStopped(step, value)
+        return stopped
 
     def eval_interval(self, batch_size: int, steps_per_epoch: int) -> int:
         """Optimiser steps between evaluations (the last step is always evaluated too)."""

@@ -41,6 +41,7 @@ ENGINE_HYPERPARAMETERS: dict[str, str] = {
     "fusion_width": "width of the feature tower and fusion layer (tasks with table-column features)",
     "fusion_dropout": "dropout in the feature tower and fusion head",
     "fusion_lr_factor": "learning rate of the feature tower and fusion head, as a multiple of learning_rate",
+    "max_grad_norm": "private training (a privacy: block): the per-example gradient clipping norm; default privacy.max_grad_norm",
 }
 #: Each adapter's own settings (lora_rslora, target_modules, loha_r...), named in the
 #: adapter registry.
@@ -207,6 +208,30 @@ class TrainingSpec(_Model):
         return value
 
 
+class PrivacySpec(_Model):
+    """Differentially private training (DP-SGD through Opacus) for every trial, and the
+    accounting of the search as a whole (docs/privacy.md).
+
+    Attributes:
+        epsilon: the privacy budget ε: of the whole search (``accounting: search``, the
+            default) or of each trial (``accounting: trial``).
+        delta: δ, or ``auto``: 1 / (10 n) for n training rows (always below 1/n).
+        max_grad_norm: per-example gradient clipping norm, unless the space searches
+            ``max_grad_norm``.
+        accounting: ``search``: ε is the budget of the whole search, split over
+            ``search.trials`` by the accountant; ``trial``: ε holds for each trial, and the
+            search's ε (their composition) is reported.
+        physical_batch_size: examples per forward/backward pass; a logical batch
+            (``batch_size``, Poisson-sampled) is made of as many as it takes.
+    """
+
+    epsilon: Annotated[float, Field(gt=0, le=100)]
+    delta: Literal["auto"] | Annotated[float, Field(gt=0, lt=1)] = "auto"
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    accounting: Literal["search", "trial"] = "search"
+    physical_batch_size: Annotated[int, Field(gt=0)] = 32
+
+
 class Recipe(_Model):
     """A whole recipe."""
 
@@ -218,6 +243,8 @@ class Recipe(_Model):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    #: Differentially private training; off (None) by default.
+    privacy: PrivacySpec | None = None
     output: Path | None = None
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     #: MLflow tracking URI the run is logged to (the ``mlflow`` callback plugin); not part

@@ -11,15 +11,16 @@ from automl import plugins
 from automl.backbone import model_dir_problems
 from automl.data import load_task_data
 from automl.errors import PluginError, RecipeError, UserError, did_you_mean
+from automl.privacy import check_privacy, delta_problem, private_space
 from automl.search.ranges import check_space, hyperparameter_ranges
-from automl.search.space import SearchSpace, build_space, check_adapters, default_space
+from automl.search.space import SearchSpace, build_space, check_adapters, default_space, space_adapters
 from automl.search.warmstart import start_configs
-from automl.task import Metric, read_options
+from automl.task import Metric, Task, read_options
 
 if TYPE_CHECKING:
     from automl.backbone import Backbone
     from automl.recipe import Recipe
-    from automl.task import Task, TaskData
+    from automl.task import TaskData
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,10 @@ def resolve(recipe: Recipe) -> Resolved:
     metric = task.metric(metric_name)
     if recipe.objective.direction and recipe.objective.direction != metric.direction:
         metric = Metric(metric.name, recipe.objective.direction, metric.description)
-    space = build_space(
-        recipe.search.space, default_space(task, backbone), extra_names=task.extra_hyperparameters, file=file
-    )
+    defaults = default_space(task, backbone)
+    if recipe.privacy is not None:
+        defaults = private_space(defaults)
+    space = build_space(recipe.search.space, defaults, extra_names=task.extra_hyperparameters, file=file)
     if recipe.search.sampler == "grid":
         space.grid()
     warnings = check_space(space, hyperparameter_ranges(task), file=file)
@@ -73,12 +75,34 @@ def check(recipe: Recipe, *, load_data: bool = True) -> tuple[Resolved, TaskData
     """Everything ``automl recipe check`` checks: plugins, options, objective, space,
     backbone weights and (optionally) the data, without training."""
     resolved = resolve(recipe)
-    check_adapters(resolved.space, recipe.training.device, file=str(recipe.path) if recipe.path else None)
+    check_trainable(resolved)
     warnings = check_backbone(resolved)
     if warnings:
         resolved = replace(resolved, warnings=resolved.warnings + tuple(warnings))
     data = load_task_data(resolved.task, recipe) if load_data else None
+    if data is not None:
+        check_private_data(recipe, len(data.train))
     return resolved, data
+
+
+def check_trainable(resolved: Resolved) -> None:
+    """Refuse what the trials cannot run: an adapter this machine lacks, or, with a
+    ``privacy:`` block, what private training cannot do (one line, the recipe's field)."""
+    recipe = resolved.recipe
+    check_adapters(resolved.space, recipe.training.device, file=str(recipe.path) if recipe.path else None)
+    task_type = type(resolved.task)
+    check_privacy(
+        recipe, map(str, space_adapters(resolved.space)), task_name=resolved.task.name,
+        loss_overridden=task_type.loss is not Task.loss and task_type.example_losses is Task.example_losses,
+    )
+
+
+def check_private_data(recipe: Recipe, n_train: int) -> None:
+    """With privacy on, δ must be below 1/n for the *n_train* training rows."""
+    if recipe.privacy is not None:
+        problem = delta_problem(recipe.privacy, n_train)
+        if problem:
+            raise RecipeError(problem, file=str(recipe.path) if recipe.path else None, field="privacy.delta")
 
 
 def check_backbone(resolved: Resolved) -> list[str]:

@@ -11,7 +11,8 @@ When the core calls what:
   ``feature_columns`` (after reading), ``encode`` (each split; cached on disk),
   ``baseline``;
 * at export and in ``automl predict`` of a saved baseline or an ensemble: ``baseline_outputs``;
-* each trial: ``loss`` (each step, when overridden), ``compute_metrics`` and
+* each trial: ``loss`` (each step, when overridden; ``example_losses`` in private
+  training), ``compute_metrics`` and
   ``calibrate`` (each evaluation);
 * at the end of each completed trial: ``diagnose`` (on its final validation metrics);
 * at export and in ``automl predict``: ``read(split="predict")``, ``encode``, ``predict``,
@@ -315,6 +316,16 @@ class Task(abc.ABC):
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]) -> torch.Tensor | None:
         """The training loss, or ``None`` for the model head's own loss."""
+        return None
+
+    def example_losses(self, logits: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]) -> torch.Tensor | None:
+        """Private training (a recipe's ``privacy:`` block): one loss per example, shape
+        ``[batch]``, whose mean the engine minimises. Each must depend on its own example
+        only (no normalisation over the batch, as a weighted mean would do), so that
+        clipping each example's gradient bounds its influence. ``None``: the engine's plain
+        per-example loss (cross-entropy; its mean over the scored tokens of a sequence for
+        token heads; squared error for regression). A task that overrides :meth:`loss`
+        trains privately only if it overrides this too."""
         return None
 
     @abc.abstractmethod

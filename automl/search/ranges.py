@@ -66,6 +66,7 @@ def engine_ranges() -> dict[str, Range]:
         "scheduler": Range("name", probe=probe_scheduler),
         "adapter": Range("name", choices=adapter_names),
         "lora_target_modules": Range("any"),
+        "max_grad_norm": Range("float", low=0, low_open=True, plausible=(1e-3, 100)),
     }
 
 

@@ -29,11 +29,11 @@ from rich.console import Console
 from automl import plugins
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
-from automl.resolve import check_backbone
+from automl.privacy import STUDY_ATTR, privacy_settings
+from automl.resolve import check_backbone, check_private_data, check_trainable
 from automl.run import RunContext
 from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry
 from automl.search.live import LiveStatus
-from automl.search.space import check_adapters
 from automl.search.storage import mask_url, open_storage
 from automl.search.warmstart import queue_start
 from automl.search.worker import (
@@ -211,6 +211,7 @@ def run_baseline(
                 soft_wrap=True,
             )
     body = {
+        **({"not_private": True} if ctx.recipe.privacy is not None else {}),
         "name": result.name,
         "validation": result.validation,
         "test": result.test,
@@ -391,8 +392,11 @@ class Supervisor:
         console = self.console
         # Data first: bad data is reported before anything is written for the run.
         data, tokenizer, encoded = ctx.load_data()
+        check_private_data(ctx.recipe, len(data.train))
         storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
+        if ctx.recipe.privacy is not None:
+            study.set_user_attr(STUDY_ATTR, privacy_settings(ctx.recipe.privacy, len(data.train)))
         ctx.write_run_file()
         study_start(ctx, console)
         recovered = recover_orphans(study, storage, ctx.recipe.search.retries + 1)
@@ -414,7 +418,9 @@ class Supervisor:
             if done < target:
                 self._start_workers(deadline)  # the first trial starts while the baseline trains
             if self.options.baseline:
-                baseline = run_baseline(ctx, data, console, encoded)
+                # With privacy on, the baseline (trained without it) is a reference row only:
+                # not saved as a model, so it can neither be exported nor join an ensemble.
+                baseline = run_baseline(ctx, data, console, None if ctx.recipe.privacy else encoded)
             if done < target:
                 self._supervise(study, target, deadline)
         except KeyboardInterrupt:
@@ -585,7 +591,7 @@ def _run(
         raise UserError(problems[0][1], file=file, field=problems[0][0])
     for warning in (*ctx.resolved.warnings, *check_backbone(ctx.resolved)):
         console.print(f"[yellow]warning[/]: {file + ': ' if file else ''}{warning}", highlight=False, soft_wrap=True)
-    check_adapters(ctx.resolved.space, recipe.training.device, file=ctx.file)
+    check_trainable(ctx.resolved)
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")
     moved = ctx.prepare_dir(fresh=options.fresh)

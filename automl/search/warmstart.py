@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl.adapters import ADAPTERS
 from automl.errors import RecipeError, did_you_mean
+from automl.privacy import PRIVATE_WARM_START
 from automl.search.space import SearchSpace, space_adapters  # noqa: F401  (imported from here too)
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: 
             hint = backbone.warm_start(adapter) if adapter is not None else {}
             if adapter is not None and task is not None:
                 hint = {**hint, **task.warm_start(adapter)}  # the task knows its head's needs
+            if recipe.privacy is not None:  # hints for non-private training do not carry over
+                hint = dict(PRIVATE_WARM_START)
             # A hint for a parameter the space fixes or lacks says nothing; None sends a
             # parameter back to the middle of its range (a task undoing a backbone's hint).
             hint = {k: v for k, v in hint.items() if k in searched and v is not None}

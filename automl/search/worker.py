@@ -33,6 +33,8 @@ from automl import plugins
 from automl.errors import EXIT_BUG, UserError
 from automl.events import TrialInfo, TrialOutcome
 from automl.events import TrialState as State
+from automl.privacy import ATTR as PRIVACY_ATTR
+from automl.privacy import BudgetSpent, epsilon, resolve_delta, search_history, share_budget, trials_spent
 from automl.recipe import load_recipe, parse_policy
 from automl.run import RunContext
 from automl.search.samplers import make_pruner, make_sampler, plan_evaluations
@@ -144,7 +146,17 @@ class Worker:
             min_delta=training.early_stopping_min_delta,
             deadline=self.args.deadline,
         )
-        return TrialEngine(
+        engine_class: Any = TrialEngine
+        private: dict[str, Any] = {}
+        if self.recipe.privacy is not None:
+            from automl.private_training import PrivateTrialEngine  # torch, imported lazily
+
+            engine_class = PrivateTrialEngine
+            spec = self.recipe.privacy
+            private = {"delta": resolve_delta(spec, len(data.train)), "max_grad_norm": spec.max_grad_norm,
+                       "physical_batch_size": spec.physical_batch_size}
+        return engine_class(
+            **private,
             task=ctx.resolved.task,
             base_model=base,
             encoded=encoded,
@@ -288,6 +300,17 @@ class Worker:
             self._tell(study, trial, state=TrialState.FAIL)
             return
 
+        target = None
+        if self.recipe.privacy is not None:
+            try:
+                target = self._private_target(study, trial, params)
+            except BudgetSpent as exc:
+                set_attr("surplus", True)
+                set_attr("fail_reason", f"not started: {exc}")
+                self._tell(study, trial, state=TrialState.FAIL)
+                self.exhausted = True
+                return
+
         evals = 0
 
         def report(step: int, value: float, metrics: dict[str, float]) -> bool:
@@ -305,7 +328,9 @@ class Worker:
             evals = loop.evaluations
             set_attr("resumed_from_step", loop.step)
 
-        checkpoint = self._checkpoint(trial, params, resumed)
+        # A private trial is not resumed from a checkpoint: cut off, it is accounted in
+        # full (its plan) and a fresh one runs instead.
+        checkpoint = self._checkpoint(trial, params, resumed) if target is None else None
 
         try:
             try:
@@ -313,7 +338,10 @@ class Worker:
             except Exception as exc:
                 name = plugin_in_traceback(exc) or "a plugin"
                 raise TrialFailed(f"plugin '{name}' raised in automl_trial_start: {type(exc).__name__}: {exc}") from exc
-            result = self.engine.run_trial(params, reporter=report, progress=progress, checkpoint=checkpoint)
+            if target is None:
+                result = self.engine.run_trial(params, reporter=report, progress=progress, checkpoint=checkpoint)
+            else:
+                result = self.engine.run_trial(params, reporter=report, progress=progress, **self._private_books(trial, params, target))
         except TrialStopped as stop:
             set_attr("pruned_at_step", stop.step)
             set_attr("seconds", time.perf_counter() - start)
@@ -348,6 +376,58 @@ class Worker:
             hook.automl_trial_end(run=run_info, trial=info, outcome=outcome)
         except Exception as exc:
             print(f"warning: automl_trial_end raised {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    # ------------------------------------------------------------------ privacy
+
+    def _private_target(self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> float:
+        """The ε this trial may spend: ``privacy.epsilon`` (``accounting: trial``), or its
+        share of what the search's budget has left (:func:`automl.privacy.share_budget`)."""
+        spec = self.recipe.privacy
+        assert spec is not None
+        if spec.accounting == "trial":
+            return spec.epsilon
+        engine = self.engine
+        trials = self._earlier_plans(study, trial.number)
+        return share_budget(
+            spec.epsilon, engine.delta, search_history(trials, before=trial.number),
+            self.recipe.search.trials - trials_spent(trials, before=trial.number),
+            engine.sample_rate(params), engine.planned_steps(params),
+        )
+
+    @staticmethod
+    def _earlier_plans(study: optuna.Study, number: int, wait: float = 120.0) -> list[Any]:
+        """The study's trials, once every trial numbered below *number* that is running has
+        booked its plan (another worker may have started one a moment earlier): the budget
+        is shared in trial order."""
+        end = time.time() + wait
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            pending = [t for t in trials if t.number < number and t.state == TrialState.RUNNING and PRIVACY_ATTR not in t.user_attrs]
+            if not pending or time.time() > end:
+                return trials
+            time.sleep(0.5)
+
+    def _private_books(self, trial: optuna.Trial, params: dict[str, Any], target: float) -> dict[str, Any]:
+        """The engine's callbacks that book a private trial in the study: its plan before
+        the first step, what it spent when it ends (trial attribute ``privacy``)."""
+        engine = self.engine
+        spec = self.recipe.privacy
+        assert spec is not None
+        books: dict[str, Any] = {
+            "target_epsilon": target, "delta": engine.delta, "history": [], "finished": False,
+            "max_grad_norm": float(params.get("max_grad_norm", spec.max_grad_norm)),
+        }
+
+        def on_plan(noise: float, sample_rate: float, steps: int) -> None:
+            books.update(planned=[noise, sample_rate, steps], noise_multiplier=noise, sample_rate=sample_rate, finished=False)
+            trial.set_user_attr(PRIVACY_ATTR, dict(books))
+
+        def on_spent(history: list[tuple[float, float, int]]) -> None:
+            books.update(history=[list(h) for h in history], finished=True, steps=sum(int(h[2]) for h in history),
+                         epsilon=round(epsilon(history, engine.delta), 4))
+            trial.set_user_attr(PRIVACY_ATTR, dict(books))
+
+        return {"target_epsilon": target, "on_plan": on_plan, "on_spent": on_spent}
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, reason: str, start: float) -> TrialOutcome:
         trial.set_user_attr("fail_reason", reason[:500])

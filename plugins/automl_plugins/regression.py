@@ -124,6 +124,10 @@ class TextRegression(Columns, Task):
         target = (labels.view(-1).float() - self.stats["mean"]) / self.stats["std"]
         return torch.nn.functional.mse_loss(logits.view(-1).float(), target)
 
+    def example_losses(self, logits, labels, params):  # type: ignore[no-untyped-def]
+        target = (labels.view(-1).float() - self.stats["mean"]) / self.stats["std"]
+        return (logits.view(-1).float() - target) ** 2
+
     def calibrate(self, outputs, split, encoded):  # type: ignore[no-untyped-def]
         return dict(self.stats)
 

@@ -388,6 +388,22 @@ class TokenClassification(Task):
             ignore_index=IGNORE, label_smoothing=smoothing,
         )
 
+    def example_losses(self, logits, labels, params):  # type: ignore[no-untyped-def]
+        """Per sentence: the mean over its scored tokens of the loss above (entity weight
+        and label smoothing as set), not normalised over the batch."""
+        import torch
+
+        classes = logits.shape[-1]
+        weights = torch.full((classes,), float(params.get("entity_weight", 1.0)), dtype=torch.float32, device=logits.device)
+        if self.labels and "O" in self.labels:
+            weights[self.labels.index("O")] = 1.0
+        per_token = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, classes).float(), labels.reshape(-1), weight=weights, ignore_index=IGNORE,
+            label_smoothing=float(params.get("label_smoothing", 0.0)), reduction="none",
+        ).view(labels.shape)
+        scored = (labels != IGNORE).float()
+        return (per_token * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1.0)
+
     def baseline(self, data: TaskData, seed: int) -> BaselineResult:
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
