@@ -122,6 +122,8 @@ def prepare(dataset: str, args: argparse.Namespace, seed: int, out: Path) -> tup
     """Write the train/validation/test files of *dataset* for *seed* (columns text,label);
     returns the recipe's ``data`` section and a line saying what was written."""
     if dataset == "banking77":
+        if not (args.banking77 / "train.csv").exists():
+            sys.exit(f"error: {args.banking77 / 'train.csv'} not found (give banking77's folder with --banking77 DIR)")
         rows = read_rows(args.banking77 / "train.csv", "text", "category")
         train = stratified(rows, args.per_class, seed)
         taken = set(map(id, train))
@@ -267,8 +269,10 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     study, _ = open_study(run_dir)
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    out.update(trials=len(trials), complete=states.count(TrialState.COMPLETE), pruned=states.count(TrialState.PRUNED),
-               failed=states.count(TrialState.FAIL))
+    counts = {name: states.count(state) for name, state in
+              (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED), ("failed", TrialState.FAIL))}
+    # A queued start configuration the deadline left waiting never ran.
+    out.update(trials=sum(counts.values()), **counts)
     privacy = run_privacy(study.user_attrs.get(STUDY_ATTR), trials)
     if privacy is not None:
         out.update(search_epsilon=privacy["search_epsilon"], max_trial_epsilon=privacy["max_trial_epsilon"],
