@@ -20,7 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from automl.baseline import BASELINE_DIR, MODEL_FILE, export_baseline
 from automl.ensemble import ENSEMBLE_FILE, EnsembleModel, EnsembleResult, build_ensemble, ensemble_metrics
-from automl.export import BEST_DIR, META_FILE, best_trial, export_best, install_dir, metrics_table, report_tables, task_fields, write_plots
+from automl.export import (
+    BEST_DIR,
+    META_FILE,
+    best_trial,
+    export_best,
+    install_dir,
+    metrics_table,
+    privacy_section,
+    report_tables,
+    study_privacy,
+    task_fields,
+    write_plots,
+)
 from automl.results._formats import fmt_members
 from automl.results.predict import load_model
 
@@ -81,6 +93,9 @@ def export_ensemble(ctx: Any, study: optuna.Study, result: EnsembleResult, data:
             "metrics": {"validation": result.validation, "held_out": result.held_out},
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        privacy = study_privacy(study)
+        if privacy:
+            meta["privacy"] = privacy
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         plots: list[tuple[str, Any]] = []
         if data.test is not None and data.test.frame is not None:
@@ -123,4 +138,6 @@ def ensemble_card(meta: dict[str, Any]) -> str:
         *metrics_table(meta["metrics"]),
         "",
     ]
+    if meta.get("privacy"):
+        lines += [*privacy_section(meta["privacy"]), ""]
     return "\n".join(lines)

@@ -39,6 +39,8 @@ from automl.device import pick_device
 from automl.engine import predict_outputs
 from automl.errors import UserError
 from automl.fusion import save_fused
+from automl.privacy import STUDY_ATTR as PRIVACY_STUDY_ATTR
+from automl.privacy import run_privacy
 from automl.run import package_versions
 from automl.search.space import user_params
 from automl.weights import load_trial_weights
@@ -87,7 +89,8 @@ def export_best(
         return None
     run_dir: Path = ctx.run_dir
     best_dir = dest or run_dir / BEST_DIR
-    if dest is None and exported_trial(run_dir) == trial.number and (best_dir / META_FILE).exists():
+    privacy = study_privacy(study)
+    if dest is None and exported_trial(run_dir) == trial.number and _same_privacy(best_dir / META_FILE, privacy):
         return best_dir
     artifact_id = trial.user_attrs.get("artifact_id")
     if not artifact_id:
@@ -165,6 +168,7 @@ def export_best(
             "versions": package_versions(),
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "trust_remote_code": recipe.training.trust_remote_code,
+            **({"privacy": privacy} if privacy else {}),
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         (staging / "README.md").write_text(model_card(meta))
@@ -173,6 +177,22 @@ def export_best(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return best_dir
+
+
+def study_privacy(study: optuna.Study) -> dict[str, Any] | None:
+    """The run's privacy as the export states it (:func:`automl.privacy.run_privacy` over every
+    trial so far), or None when the run is not private."""
+    return run_privacy(study.user_attrs.get(PRIVACY_STUDY_ATTR), study.get_trials(deepcopy=False))
+
+
+def _same_privacy(meta_file: Path, privacy: dict[str, Any] | None) -> bool:
+    """Whether the export in *meta_file* exists and states *privacy* (a resumed private run
+    that trained more trials has spent more ε: its export must say so)."""
+    try:
+        stated = json.loads(meta_file.read_text()).get("privacy")
+    except (OSError, ValueError):
+        return False
+    return stated == json.loads(json.dumps(privacy))
 
 
 def report_tables(task: Any, outputs: Any, split: Any, encoded: Any, calibration: dict[str, Any], split_name: str) -> list[dict[str, Any]]:
@@ -300,6 +320,8 @@ def model_card(meta: dict[str, Any]) -> str:
         lines += ["", "## Calibration", "", "```json", json.dumps(meta["calibration"], indent=2, default=str), "```"]
     if meta.get("labels"):
         lines += ["", "## Labels", "", ", ".join(f"`{x}`" for x in meta["labels"])]
+    if meta.get("privacy"):
+        lines += ["", *privacy_section(meta["privacy"])]
     lines += [
         "",
         "## Provenance",
@@ -312,6 +334,45 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def privacy_facts(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """A private run's privacy (:func:`automl.privacy.run_privacy`) as (fact, value) rows,
+    for the model card and the report."""
+    budget = f"ε = {info['epsilon']:g} " + ("for the whole search" if info["accounting"] == "search" else "per trial")
+    rule = f"1/(10n) for n = {info['rows']} training rows" if info.get("delta_rule") == "1/(10n)" else "from the recipe"
+    per_trial = info.get("max_trial_epsilon")
+    return [
+        ("ε of the whole search", f"{info['search_epsilon']:.2f}"),
+        ("largest ε of one trial", f"{per_trial:.2f}" if per_trial is not None else "-"),
+        ("δ", f"{info['delta']:.3g} ({rule})"),
+        ("accounting", f"{info['accounting']} ({budget})"),
+        ("trials on the training rows", str(info["trials"])),
+        ("accountant", f"{str(info['accountant']).upper()} (Opacus)"),
+    ]
+
+
+def privacy_section(info: dict[str, Any]) -> list[str]:
+    """The Markdown "Privacy" section of a private run's model card and report: the
+    guarantee is the search's ε, since the export was chosen by looking at every trial."""
+    trials = info["trials"]
+    lines = [
+        "## Privacy",
+        "",
+        "Trained with differential privacy (DP-SGD through Opacus). The guarantee that holds for this "
+        f"model is the whole search's, **ε = {info['search_epsilon']:.2f}, δ = {info['delta']:.3g}**: the exported "
+        f"model was chosen by looking at every trial, so its ε is that of all {trials} trial{'s' if trials != 1 else ''} "
+        "that trained on the training rows together, not one trial's.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in privacy_facts(info)),
+        "",
+        "Not covered by this ε:",
+        "",
+        *(f"- {item}" for item in info.get("not_covered") or []),
+    ]
+    return lines
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:

@@ -84,8 +84,11 @@ def estimate(
     weight_bytes: float,
     activation_bytes: int,
     gradient_checkpointing: bool = False,
+    per_example_gradients: bool = False,
 ) -> MemoryEstimate:
     """Estimate one trial of *adapter* with *params* on the meta-device *model*.
+    With *per_example_gradients* (private training, *batch_size* the physical batch),
+    Opacus keeps an fp32 gradient per example of the batch and a summed one.
 
     Args:
         weight_bytes: bytes per weight as loaded (4 fp32, 2 bf16); QLoRA's linear layers
@@ -114,7 +117,8 @@ def estimate(
         activations = int(layers * tokens * 2 * hidden * scale + per_layer)
     else:
         activations = int(layers * per_layer)
-    return MemoryEstimate(adapter, total, trainable, weights, trainable * 12, activations)
+    state = trainable * 12 + (trainable * 4 * (batch_size + 1) if per_example_gradients else 0)
+    return MemoryEstimate(adapter, total, trainable, weights, state, activations)
 
 
 def device_memory(device: str) -> tuple[str, int | None]:
@@ -157,6 +161,10 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     bf16 = recipe.training.weights_dtype == "bf16" or (
         recipe.training.weights_dtype == "auto" and torch.cuda.is_available() and all(ADAPTERS[a].peft for a in names)
     )
+
+    def physical(batch_size: int) -> int:  # private trials run logical batches in physical ones
+        return min(batch_size, recipe.privacy.physical_batch_size) if recipe.privacy is not None else batch_size
+
     out = []
     for name in names:
         params = _largest(space, name)
@@ -168,11 +176,12 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
                 params=params,
                 head=task.head,
                 default_targets=targets,
-                batch_size=int(params.get("batch_size", 32)),
+                batch_size=physical(int(params.get("batch_size", 32))),
                 max_length=recipe.training.max_length,
                 weight_bytes=2 if bf16 else 4,
                 activation_bytes=2 if autocast else 4,
                 gradient_checkpointing=recipe.training.gradient_checkpointing,
+                per_example_gradients=recipe.privacy is not None,
             )
         )
     return out

@@ -162,6 +162,7 @@ class PrivateTrialEngine(TrialEngine):
         model = self._fresh_model(params)  # on its device before Opacus attaches (opacus#820)
         if str(params.get("adapter", "full")) == "full":
             freeze_embeddings(model)
+        self._freeze_unused(model, params)
         n = len(self.train_lengths)
         train = self.encoded["train"]
         steps_per_epoch = math.ceil(n / batch_size)
@@ -277,6 +278,23 @@ class PrivateTrialEngine(TrialEngine):
             peak_memory=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
             privacy=accounting,
         )
+
+    def _freeze_unused(self, model: torch.nn.Module, params: dict[str, Any]) -> list[str]:
+        """Freeze trainable weights the forward pass never uses (a pooler the head skips):
+        Opacus needs a per-example gradient for every weight it trains. Found with one
+        forward and backward pass on two validation rows (not training rows), undone."""
+        rows = np.arange(min(2, len(self.encoded["validation"]["input_ids"])))
+        if len(rows) == 0:
+            return []
+        batch = {k: v.to(self.setup.device) for k, v in pad_batch(self.encoded["validation"], rows, self.pad_id, self.float_labels).items()}
+        model.train()
+        self._example_losses(model, batch, params).mean().backward()
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        for name, p in model.named_parameters():
+            p.grad = None
+            if name in unused:
+                p.requires_grad_(False)
+        return unused
 
     def _example_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], params: dict[str, Any]) -> torch.Tensor:
         """One loss per row of *batch*: the task's, else cross-entropy (per sequence, the

@@ -14,11 +14,13 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,8 +212,23 @@ class RunContext:
                 self.recipe.training.max_length,
                 task.name,
             )
-            encoded, _ = encode_splits(task, splits, tokenizer, self.recipe.training.max_length, self.run_dir / "cache", key)
+            encoded, _ = encode_splits(task, splits, tokenizer, self.recipe.training.max_length, self.cache_dir, key)
         return data, tokenizer, encoded
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where the tokenised splits are cached: ``<run>/cache``; with privacy on, a
+        folder of the system's temporary directory instead (the cache holds the training
+        rows as token ids, and nothing in a private run's directory may hold training
+        rows), removed when the run ends (:meth:`drop_private_cache`)."""
+        if self.recipe.privacy is None:
+            return self.run_dir / "cache"
+        digest = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"automl-private-cache-{digest}"
+
+    def drop_private_cache(self) -> None:
+        if self.recipe.privacy is not None:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def load_base_model(self, *, quantization: str | None = None) -> Any:
         """The backbone with a freshly initialised head, seeded for reproducibility.

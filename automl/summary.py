@@ -14,7 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from automl.results._formats import fmt_members, fmt_seconds, fmt_value
+from automl.privacy import describe
+from automl.results._formats import NOT_PRIVATE, fmt_members, fmt_seconds, fmt_value
 from automl.results._gather import gather, importances  # noqa: F401  (importances: kept for callers of automl.summary.importances)
 from automl.results.report import fmt_gain, fmt_metric, metric_rows
 
@@ -46,7 +47,8 @@ class RunSummary:
             head.add_row("best", line)
         if r.baseline_value is not None:
             name = str((r.baseline or {}).get("name", "baseline"))
-            head.add_row("baseline", Text(f"{name}: {r.objective} = {fmt_metric(r.baseline_value)} (validation)"))
+            private = f" {NOT_PRIVATE}" if r.privacy else ""
+            head.add_row("baseline", Text(f"{name}: {r.objective} = {fmt_metric(r.baseline_value)} (validation){private}"))
         if r.ensemble and r.ensemble.get("members"):
             ens, held = r.ensemble, r.ensemble.get("held_out") or {}
             verdict = "exported" if r.exported == "ensemble" else "not exported"
@@ -55,6 +57,8 @@ class RunSummary:
                 f"(validation); held-out half {fmt_metric(held.get('ensemble'))} vs {fmt_metric(held.get('single_model'))} "
                 f"({held.get('single')}): {verdict}"
             ))
+        if r.privacy:
+            head.add_row("privacy", Text(describe(r.privacy)))
         positive = r.positive_label
         if positive is not None:
             column = ((r.run_info.get("recipe") or {}).get("data") or {}).get("label_column")
@@ -103,7 +107,7 @@ class RunSummary:
                 cells += [fmt_value(m.baseline), Text(fmt_gain(m.gain), style=style)]
             table.add_row(*cells)
         if r.baseline:
-            table.caption = f"Δ: {'test' if has_test else 'validation'} vs baseline, + is better"
+            table.caption = f"Δ: {'test' if has_test else 'validation'} vs baseline, + is better" + (" (baseline not private)" if r.privacy else "")
             table.caption_justify = "left"
         return table
 

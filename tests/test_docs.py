@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from automl import hookspecs
-from automl.recipe import ENGINE_HYPERPARAMETERS, DataSpec, ObjectiveSpec, ParamSpec, Recipe, SearchSpec, TrainingSpec
+from automl.recipe import ENGINE_HYPERPARAMETERS, DataSpec, ObjectiveSpec, ParamSpec, PrivacySpec, Recipe, SearchSpec, TrainingSpec
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: The pages this suite checks (data.md, benchmarks.md and reliability.md have their own owners).
@@ -58,7 +58,7 @@ def documented_default(field) -> str:  # type: ignore[no-untyped-def]
     return f"`{value}`"
 
 
-MODELS = [Recipe, DataSpec, ObjectiveSpec, SearchSpec, ParamSpec, TrainingSpec]
+MODELS = [Recipe, DataSpec, ObjectiveSpec, SearchSpec, ParamSpec, TrainingSpec, PrivacySpec]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)

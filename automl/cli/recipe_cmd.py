@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from automl import plugins
+from automl.privacy import resolve_delta
 from automl.recipe import load_recipe
 
 
@@ -40,7 +41,16 @@ def check_cmd(recipe_path: Path, no_data: bool, no_memory: bool) -> None:
     obj = resolved.objective
     console.print(f"  objective: {obj.name} ({obj.direction})")
     console.print(f"  search: {recipe.search.trials} trials, sampler {recipe.search.sampler}, pruner {recipe.search.pruner}")
-    console.print("  space (the task's default, with the recipe's search.space over it):")
+    if recipe.privacy is not None:
+        spec = recipe.privacy
+        mode = f"the budget of the whole search ({recipe.search.trials} trials share it)" if spec.accounting == "search" else "for each trial"
+        delta = "auto: 1/(10n) for n training rows" if spec.delta == "auto" else f"{spec.delta:g}"
+        if data is not None:
+            delta += f" = {resolve_delta(spec, len(data.train)):.2g}" if spec.delta == "auto" else ""
+        console.print(f"  privacy: DP-SGD (Opacus), ε = {spec.epsilon:g} {mode}; δ {delta}; max_grad_norm {spec.max_grad_norm:g} unless searched")
+        console.print("  space (the private defaults, with the recipe's search.space over them):")
+    else:
+        console.print("  space (the task's default, with the recipe's search.space over it):")
     for dim in resolved.space.dimensions:
         console.print(f"    {dim.describe()}")
     for name, value in resolved.space.fixed.items():
@@ -71,7 +81,8 @@ def print_memory(console: Console, resolved: Any, recipe: Any) -> None:
 
     what, available = device_memory(recipe.training.device)
     room = f"{what} {human_bytes(available)}" if available else what
-    console.print(f"  memory per trial (estimate at the largest batch size, max_length {recipe.training.max_length}; {room}):")
+    at = "the physical batch, with per-example gradients" if recipe.privacy is not None else "the largest batch size"
+    console.print(f"  memory per trial (estimate at {at}, max_length {recipe.training.max_length}; {room}):")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         estimates = recipe_estimates(resolved, recipe)

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 FORMATS = ("table", "csv", "json", "markdown")
+#: How every view labels the classical baseline of a private run: trained without privacy,
+#: it is shown for reference and never exported (see :mod:`automl.privacy`).
+NOT_PRIVATE = "(not private: reference only, never exported)"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from automl import plugins
-from automl.errors import StorageError, UserError
+from automl.errors import StorageError, UserError, require_modules
+from automl.privacy import ATTR as PRIVACY_ATTR
+from automl.privacy import STUDY_ATTR as PRIVACY_STUDY_ATTR
+from automl.privacy import run_privacy
 from automl.search.space import user_params
 from automl.search.storage import mask_url, open_storage
 
@@ -63,6 +66,8 @@ class TrialRow:
     intermediate: dict[int, float] = field(default_factory=dict)
     retry_of: int | None = None
     worker: str | None = None
+    #: The ε a private trial spent (its own, at the run's δ); None outside private runs.
+    epsilon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ class RunResults:
     param_kinds: dict[str, str] = field(default_factory=dict)
     #: ``deployment.json``: what ``automl export --format onnx`` measured, when it ran.
     deployment: dict[str, Any] | None = None
+    #: What the run's differential privacy amounts to (:func:`automl.privacy.run_privacy`:
+    #: the search's ε, δ, mode, what is not covered); None when the run is not private.
+    privacy: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ derived facts
 
@@ -257,6 +265,7 @@ class RunResults:
             "deployment": self.deployment,
             "baseline": self.baseline,
             "ensemble": self.ensemble,
+            **({"privacy": self.privacy} if self.privacy else {}),
             "importances": self.importances,
             "seconds": self.total_seconds,
             "seconds_to_best": self.seconds_to_best,
@@ -280,6 +289,7 @@ def _trial_dict(t: TrialRow) -> dict[str, Any]:
         "finished": t.finished.isoformat() if t.finished else None,
         "reason": t.reason,
         "retry_of": t.retry_of,
+        **({"epsilon": t.epsilon} if t.epsilon is not None else {}),
     }
 
 
@@ -319,6 +329,7 @@ def trial_rows(study: Any) -> list[TrialRow]:
             end = t.datetime_complete or datetime.now()
             seconds = (end - t.datetime_start).total_seconds()
         steps = attrs.get("steps", attrs.get("pruned_at_step"))
+        spent = (attrs.get(PRIVACY_ATTR) or {}).get("epsilon")
         rows.append(
             TrialRow(
                 number=t.number,
@@ -335,6 +346,7 @@ def trial_rows(study: Any) -> list[TrialRow]:
                 intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
                 retry_of=attrs.get("retry_of"),
                 worker=attrs.get("worker"),
+                epsilon=float(spent) if _finite(spent) else None,
             )
         )
     return rows
@@ -487,4 +499,15 @@ def gather(
         metric_directions=directions,
         param_kinds=param_kinds(study),
         deployment=deployment,
+        privacy=privacy_of(study),
     )
+
+
+def privacy_of(study: Any) -> dict[str, Any] | None:
+    """The run's privacy (:func:`automl.privacy.run_privacy`) from its study, or None when
+    the run is not private. Its figures come from Opacus' accountant, which must be installed."""
+    settings = study.user_attrs.get(PRIVACY_STUDY_ATTR)
+    if not settings:
+        return None
+    require_modules(["opacus"], install='pip install "automl[privacy]"', field="privacy")
+    return run_privacy(settings, study.get_trials(deepcopy=False))

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.errors import UserError, did_you_mean
-from automl.results._formats import Column, fmt_members, fmt_params, fmt_seconds, render
+from automl.results._formats import NOT_PRIVATE, Column, fmt_members, fmt_params, fmt_seconds, render
 from automl.results._gather import STATE_ORDER, RowState, RunResults, TrialRow
 
 STATE_STYLES = {
@@ -58,8 +58,9 @@ class Leaderboard:
             table = self._table(columns)
             if Measurement.get(console, console.options.update_width(10_000), table).maximum <= room:
                 return self._table(columns + note)
-        # Narrow: the note goes under the hyperparameters.
-        return self._table([c for c in columns if c.key != "params"][:4] + [Column("params", "hyperparameters · note")] + columns[-1:], note_in_params=True)
+        # Narrow: the note goes under the hyperparameters; a private trial's ε stays.
+        lead = [c for c in columns if c.key != "params"][:4] + [c for c in columns if c.key == "epsilon"]
+        return self._table(lead + [Column("params", "hyperparameters · note")] + columns[-1:], note_in_params=True)
 
     def _all(self) -> list[Column]:
         return [c for c in self.columns if c.key != "best"]
@@ -84,9 +85,12 @@ class Leaderboard:
         r = self.results
         counts = r.counts()
         caption = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        caption = (caption or "no trials yet") + (f" · {BEST_MARK} exported model" if r.exported else f" · {BEST_MARK} best trial" if r.best else "")
+        if r.privacy:
+            caption += "\n" + privacy_line(r.privacy)
         table = Table(
             title=f"{r.study_name} · {r.objective} ({'higher' if r.maximize else 'lower'} is better)",
-            caption=(caption or "no trials yet") + (f" · {BEST_MARK} exported model" if r.exported else f" · {BEST_MARK} best trial" if r.best else ""),
+            caption=caption,
             box=box.SIMPLE_HEAD,
             title_justify="left",
             caption_justify="left",
@@ -141,6 +145,8 @@ def _record(r: RunResults, t: TrialRow, param_keys: dict[str, str], best: TrialR
         rec[name] = metrics.get(name)
     for name, key in param_keys.items():
         rec[key] = t.params.get(name)
+    if r.privacy:
+        rec["epsilon"] = t.epsilon
     exported = r.exported in (None, "trial")
     rec.update(epochs_run=t.epochs, steps=t.steps, seconds=t.seconds, reason=t.reason, best=exported and best is not None and t.number == best.number)
     return rec
@@ -156,7 +162,10 @@ def _baseline_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     if rec.get(r.objective) is None:
         rec[r.objective] = r.baseline_value
     rec.update(dict.fromkeys(param_keys.values()))
-    rec.update(epochs_run=None, steps=None, seconds=r.baseline.get("seconds"), reason=r.baseline.get("name"), best=r.exported == "baseline")
+    note = r.baseline.get("name")
+    if r.privacy:
+        note, rec["epsilon"] = f"{note or 'baseline'} {NOT_PRIVATE}", None
+    rec.update(epochs_run=None, steps=None, seconds=r.baseline.get("seconds"), reason=note, best=r.exported == "baseline")
     return rec
 
 
@@ -171,6 +180,8 @@ def _ensemble_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     for name in r.metric_names:
         rec[name] = validation.get(name)
     rec.update(dict.fromkeys(param_keys.values()))
+    if r.privacy:
+        rec["epsilon"] = None
     held = ens.get("held_out") or {}
     verdict = "exported" if r.exported == "ensemble" else "not exported"
     note = (
@@ -179,6 +190,16 @@ def _ensemble_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     )
     rec.update(epochs_run=None, steps=None, seconds=ens.get("seconds"), reason=note, best=r.exported == "ensemble")
     return rec
+
+
+def privacy_line(info: dict[str, Any]) -> str:
+    """The run's privacy in one short line (the table's caption): the search's ε, δ and
+    the accounting mode with its budget."""
+    mode = f"budget ε = {info['epsilon']:g} for the whole search" if info["accounting"] == "search" else f"ε = {info['epsilon']:g} per trial"
+    return (
+        f"privacy: search ε = {info['search_epsilon']:.2f}, δ = {info['delta']:.2g} "
+        f"(accounting: {info['accounting']}, {mode}); ε column: each trial's own"
+    )
 
 
 def _num(value: Any) -> str:
@@ -233,6 +254,8 @@ def leaderboard(
     if state is not None and state not in FILTER_STATES:
         raise UserError(f"unknown state '{state}'; expected one of {', '.join(FILTER_STATES)}", field="--state")
     reserved = {"rank", "trial", "state", "epochs_run", "steps", "params", "seconds", "reason", "best", *r.metric_names}
+    if r.privacy:
+        reserved.add("epsilon")
     param_keys = {name: f"param_{name}" if name in reserved else name for name in r.param_names}
     best = r.best
     rows = [_record(r, t, param_keys, best) for t in r.trials]
@@ -281,6 +304,8 @@ def _columns(r: RunResults, param_keys: dict[str, str]) -> list[Column]:
     cols = [Column("rank", "#", numeric=True, style="dim"), Column("trial", "trial"), Column("state", "state")]
     cols.append(Column(r.objective, r.objective, numeric=True, style="bold"))
     cols += [Column(name, name, numeric=True) for name in r.metric_names[1:]]
+    if r.privacy:  # each private trial's own ε (the search's is in the caption)
+        cols.append(Column("epsilon", "ε", numeric=True, show=fmt_epsilon))
     cols += [Column(key, name, numeric=True, style=PARAM_STYLE) for name, key in param_keys.items()]
     cols += [
         Column("epochs_run", "epochs run", numeric=True),
@@ -292,4 +317,8 @@ def _columns(r: RunResults, param_keys: dict[str, str]) -> list[Column]:
     return cols
 
 
-__all__ = ["FILTER_STATES", "Leaderboard", "leaderboard"]
+def fmt_epsilon(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+__all__ = ["FILTER_STATES", "Leaderboard", "leaderboard", "privacy_line"]

@@ -18,8 +18,9 @@ from typing import Any
 
 from automl import importance as importance_mod
 from automl.errors import UserError
+from automl.export import privacy_facts, privacy_section
 from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
-from automl.results._formats import fmt_members, fmt_seconds, fmt_value, md_cell
+from automl.results._formats import NOT_PRIVATE, fmt_members, fmt_seconds, fmt_value, md_cell
 from automl.results._gather import RowState, RunResults, gather
 from automl.results.leaderboard import Leaderboard, leaderboard
 from automl.results.plots import save_plots
@@ -87,7 +88,7 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
         out.append((f"best trial {r.objective}", "-", "no trial completed yet"))
     if r.baseline_value is not None:
         btest = ((r.baseline or {}).get("test") or {}).get(r.objective)
-        note = str((r.baseline or {}).get("name", "classical baseline"))
+        note = str((r.baseline or {}).get("name", "classical baseline")) + (f" {NOT_PRIVATE}" if r.privacy else "")
         out.append(("baseline", fmt_metric(btest if btest is not None and test is not None else r.baseline_value), note + (" · test" if btest is not None and test is not None else " · validation")))
     if r.ensemble and r.ensemble.get("members"):
         ens = r.ensemble
@@ -95,6 +96,9 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
         note = fmt_members(ens["members"]) + (" · test" if value is not None else " · validation")
         note += " · exported" if r.exported == "ensemble" else " · not exported (held-out check)"
         out.append(("ensemble", fmt_metric(value if value is not None else (ens.get("validation") or {}).get(r.objective)), note))
+    if r.privacy:
+        info = r.privacy
+        out.append(("privacy ε (whole search)", f"{info['search_epsilon']:.2f}", f"δ = {info['delta']:.3g} · accounting: {info['accounting']}"))
     finished = counts["complete"] + counts["pruned"]
     out.append(("trials", str(finished), f"{counts['complete']} complete · {counts['pruned']} pruned · {counts['failed']} failed" + (f" · {counts['running']} running" if counts["running"] else "")))
     out.append(("time", fmt_seconds(r.total_seconds), f"best after {fmt_seconds(r.seconds_to_best)}"))
@@ -304,6 +308,21 @@ def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:
     return "".join(parts)
 
 
+def _privacy_html(info: dict[str, Any] | None) -> str:
+    if not info:
+        return ""
+    facts = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in privacy_facts(info))
+    items = "".join(f"<li>{e(item)}</li>" for item in info.get("not_covered") or [])
+    guarantee = f"ε = {info['search_epsilon']:.2f}, δ = {info['delta']:.3g}"
+    return (
+        '<h2 id="privacy">Privacy</h2>'
+        f"<p>Trained with differential privacy (DP-SGD through Opacus). The guarantee that holds for the exported model "
+        f"is the whole search's, <b>{e(guarantee)}</b>: it was chosen "
+        "by looking at every trial. The leaderboard's ε column is each trial's own.</p>"
+        f'<dl class="facts">{facts}</dl><h3>Not covered by this ε</h3><ul>{items}</ul>'
+    )
+
+
 def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[tuple[str, Path]],
                 importance: tuple[dict[str, Any] | None, Path | None] = (None, None)) -> str:
     """The whole report as one HTML document."""
@@ -341,7 +360,8 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
                 for m in mrows
             ],
         )
-        note = f'<p class="caption">vs baseline: {"test" if has_test else "validation"} difference to the {e((r.baseline or {}).get("name", "baseline"))}, signed so that positive is better.</p>' if r.baseline else ""
+        private = f" {e(NOT_PRIVATE)}" if r.privacy else ""
+        note = f'<p class="caption">vs baseline: {"test" if has_test else "validation"} difference to the {e((r.baseline or {}).get("name", "baseline"))}{private}, signed so that positive is better.</p>' if r.baseline else ""
         # The exported model may be the baseline or an ensemble: then these are the best
         # trial's settings, and the heading must not pass them off as the export's.
         heading = f"Hyperparameters of trial {e(best.number)}" if r.trial_exported else f"Hyperparameters of the best trial (trial {e(best.number)}), not the exported model"
@@ -356,6 +376,8 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
                 parts.append(f"<p>Labels: {', '.join(f'<code>{e(x)}</code>' for x in export['labels'])}</p>")
         else:
             parts.append("<p>No exported model (the best trial's weights were not kept, or the run has not finished).</p>")
+
+    parts.append(_privacy_html(r.privacy))
 
     if plots:
         parts.append("<h2>Search</h2>")
@@ -450,6 +472,8 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
         params = (export.get("params") if export.get("trial") == best.number else None) or best.params
         lines += ["", "| hyperparameter | value |", "|---|---:|"]
         lines += [f"| {m(k)} | {m(fmt_value(v))} |" for k, v in sorted(params.items())]
+    if r.privacy:
+        lines += ["", *privacy_section(r.privacy)]
     task_tables = (r.best_export or {}).get("tables") or []
     for heading, items in (("Search", plots), ("The best model on held-out data", task_plots)):
         if items or (task_tables and items is task_plots):

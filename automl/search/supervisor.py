@@ -430,6 +430,7 @@ class Supervisor:
         finally:
             self.launcher.cancel()
             self._stop_workers()
+            ctx.drop_private_cache()
 
         best_dir = None
         if self.options.export:
@@ -477,6 +478,7 @@ class Supervisor:
             plugins.get_plugin_manager().hook.automl_study_end(run=ctx.info, summary=summary)
         except Exception as exc:
             console.print(f"[yellow]warning[/]: automl_study_end raised {type(exc).__name__}: {exc}")
+        ctx.drop_private_cache()  # again: the report may have read the data
         return outcome
 
     def _export(self, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:

@@ -194,6 +194,8 @@ class Tracker:
             metrics += [(name, value, end or stamp, last) for name, value in row.metrics.items()]
             if row.seconds is not None:
                 metrics.append(("duration_s", row.seconds, end or stamp, last))
+            if row.epsilon is not None:  # a private trial's own ε
+                metrics.append(("privacy_epsilon", row.epsilon, end or stamp, last))
             tags = {}
             if row.reason:
                 tags["automl.reason"] = row.reason
@@ -220,7 +222,9 @@ class Tracker:
         metrics += [(f"test_{k}", v, 0, 0) for k, v in (baseline.get("test") or {}).items() if _number(v)]
         if _number(baseline.get("seconds")):
             metrics.append(("duration_s", baseline["seconds"], 0, 0))
-        self._log(run_id, params={"model": str(baseline.get("name"))}, metrics=metrics)
+        # The baseline of a private run is trained without privacy: a reference, never exported.
+        tags = {"automl.not_private": "true"} if baseline.get("not_private") else {}
+        self._log(run_id, params={"model": str(baseline.get("name"))}, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, status="FINISHED")
         self.state["baseline_run_id"] = run_id
         _write_state(self.run_dir, self.state)
@@ -262,6 +266,12 @@ class Tracker:
         export = results.best_export or {}
         for split, values in (export.get("metrics") or {}).items():
             metrics += [(f"{split}_{k}", v, 0, 0) for k, v in values.items() if _number(v)]
+        privacy = results.privacy
+        if privacy:  # the guarantee of the exported model: the whole search's ε at the run's δ
+            metrics += [("privacy_search_epsilon", privacy["search_epsilon"], 0, 0), ("privacy_delta", privacy["delta"], 0, 0)]
+            if privacy.get("max_trial_epsilon") is not None:
+                metrics.append(("privacy_max_trial_epsilon", privacy["max_trial_epsilon"], 0, 0))
+            tags["automl.privacy_accounting"] = str(privacy["accounting"])
         self._log(parent_id, metrics=metrics, tags=tags)
         best_dir = summary.best_dir
         if best_dir is not None and Path(best_dir).is_dir() and self.state.get("model_trial") != export.get("trial"):
