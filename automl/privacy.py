@@ -141,12 +141,18 @@ PRIVATE_LR_FACTOR = 3.0
 PRIVATE_SPACE: dict[str, SpaceEntry] = {
     "adapter": "lora",
     "batch_size": [128, 256],
-    "epochs": ParamSpec(low=4, high=10),
+    "epochs": ParamSpec(low=3, high=8),
     "max_grad_norm": ParamSpec(low=0.1, high=1.0, log=True),
+    # The noise added to a step grows with the square root of the weights trained: LoRA of
+    # low rank on the attention layers only.
+    "lora_r": ParamSpec(choices=[4, 8], when={"adapter": "lora"}),
+    "target_modules": ParamSpec(choices=["attention", "attention+mlp"], when={"adapter": "lora"}),
 }
 #: The warm-start trial of each adapter in a private search; the learning rate is the
 #: middle of its (private) range.
-PRIVATE_WARM_START: dict[str, Any] = {"batch_size": 128, "epochs": 6, "max_grad_norm": 0.5}
+PRIVATE_WARM_START: dict[str, Any] = {
+    "batch_size": 128, "epochs": 5, "max_grad_norm": 0.5, "lora_r": 8, "target_modules": "attention",
+}
 
 
 def private_space(defaults: dict[str, SpaceEntry]) -> dict[str, SpaceEntry]:
@@ -242,6 +248,20 @@ def search_history(trials: Iterable[Any], before: int | None = None) -> History:
         if attr and (before is None or t.number < before):
             out.extend(trial_history(attr))
     return out
+
+
+def trials_that_fit(trials: Iterable[Any], seconds_left: float, rows: int, n_train: int) -> int | None:
+    """How many private trials that each train *rows* rows (steps times logical batch)
+    fit in *seconds_left*, at the median pace (seconds per row, evaluations included) of
+    the private trials that finished; None before any has."""
+    paces = sorted(
+        float(t.user_attrs["seconds"]) / (a["steps"] * a["sample_rate"] * n_train)
+        for t in trials
+        if (a := t.user_attrs.get(ATTR)) and a.get("finished") and a.get("steps") and "seconds" in t.user_attrs
+    )
+    if not paces:
+        return None
+    return int(seconds_left // (paces[len(paces) // 2] * rows))
 
 
 def trials_spent(trials: Iterable[Any], before: int | None = None) -> int:

@@ -34,7 +34,7 @@ from automl.errors import EXIT_BUG, UserError
 from automl.events import TrialInfo, TrialOutcome
 from automl.events import TrialState as State
 from automl.privacy import ATTR as PRIVACY_ATTR
-from automl.privacy import BudgetSpent, epsilon, resolve_delta, search_history, share_budget, trials_spent
+from automl.privacy import BudgetSpent, epsilon, resolve_delta, search_history, share_budget, trials_spent, trials_that_fit
 from automl.recipe import load_recipe, parse_policy
 from automl.run import RunContext
 from automl.search.samplers import make_pruner, make_sampler, plan_evaluations
@@ -388,10 +388,17 @@ class Worker:
             return spec.epsilon
         engine = self.engine
         trials = self._earlier_plans(study, trial.number)
+        steps = engine.planned_steps(params)
+        remaining = self.recipe.search.trials - trials_spent(trials, before=trial.number)
+        if self.args.deadline is not None:
+            # Trials the timeout will not leave room for get no share: a trial that is the
+            # last to fit gets what the budget has left.
+            n = len(engine.train_lengths)
+            fit = trials_that_fit(trials, self.args.deadline - time.time(), round(steps * engine.sample_rate(params) * n), n)
+            if fit is not None:
+                remaining = min(remaining, max(1, fit))
         return share_budget(
-            spec.epsilon, engine.delta, search_history(trials, before=trial.number),
-            self.recipe.search.trials - trials_spent(trials, before=trial.number),
-            engine.sample_rate(params), engine.planned_steps(params),
+            spec.epsilon, engine.delta, search_history(trials, before=trial.number), remaining, engine.sample_rate(params), steps
         )
 
     @staticmethod

@@ -213,3 +213,18 @@ def test_private_defaults_suit_dp():
     out = private_space(base)
     assert out["learning_rate"][0].low == pytest.approx(3e-4) and out["learning_rate"][0].when == {"adapter": "lora"}
     assert out["batch_size"] != [16, 32] and "max_grad_norm" in out
+
+
+def test_the_trials_that_fit_before_the_deadline_share_the_budget():
+    import optuna
+
+    from automl.privacy import trials_that_fit
+
+    # A finished private trial trained 20 steps of 0.1 x 1000 rows in 100 s: 0.05 s a row.
+    done = optuna.trial.create_trial(value=0.5, user_attrs={"seconds": 100.0, "privacy": {
+        "finished": True, "steps": 20, "sample_rate": 0.1, "planned": [1.0, 0.1, 20]}})
+    running = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, user_attrs={"privacy": {
+        "finished": False, "planned": [1.0, 0.1, 20]}})
+    assert trials_that_fit([running], 500.0, 2000, 1000) is None  # no pace measured yet
+    assert trials_that_fit([done, running], 500.0, 2000, 1000) == 5  # 100 s a trial
+    assert trials_that_fit([done], 90.0, 2000, 1000) == 0

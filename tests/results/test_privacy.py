@@ -207,7 +207,8 @@ def test_mlflow_logs_the_search_epsilon(private_run):
 def test_no_training_row_is_shown(private_run):
     """No text of a training row in the report, the run's files, the export, the study or
     MLflow's parameters and tags; validation and test rows may appear (error tables, input
-    examples). The tokenised cache of the splits is the run's working data, not a view."""
+    examples). The tokenised splits are cached outside the run directory and removed at
+    its end: no file of the run holds the training rows, not even as token ids."""
     import pandas as pd
 
     run = private_run.run_dir
@@ -216,9 +217,11 @@ def test_no_training_row_is_shown(private_run):
     held_out = set(pd.read_csv(data / "validation.csv")["text"]) | set(pd.read_csv(data / "test.csv")["text"])
     only_train = {t for t in train if t not in held_out and len(t) > 12}
     assert len(only_train) > 50
+    assert not (run / "cache").exists()
+    assert not [p for p in run.rglob("*.npz") if "train" in p.name]
     texts = []
     for path in run.rglob("*"):
-        if path.is_file() and path.suffix in (".json", ".md", ".html", ".journal", ".txt", ".csv", ".yaml") and "cache" not in path.parts:
+        if path.is_file() and path.suffix in (".json", ".md", ".html", ".journal", ".txt", ".csv", ".yaml"):
             texts.append((path, path.read_text(errors="replace")))
     study = private_run.study()
     texts.append(("study", json.dumps([study.user_attrs, [t.user_attrs for t in study.trials]], default=str)))
