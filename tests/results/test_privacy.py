@@ -20,6 +20,7 @@ from automl.cli import cli
 from automl.privacy import ATTR, STUDY_ATTR, describe, run_privacy
 from automl.results import gather, leaderboard
 from automl.results._formats import NOT_PRIVATE
+from automl.results.compare import compare
 from automl.search.storage import open_storage
 from automl.summary import RunSummary, print_summary
 from automl.testing import tiny_recipe, write_recipe, write_toy_text_data
@@ -232,3 +233,10 @@ def test_no_training_row_is_shown(private_run):
     for where, text in texts:
         leaked = [row for row in only_train if row in text]
         assert not leaked, f"{where} shows training rows: {leaked[:3]}"
+
+
+def test_compare_states_each_runs_privacy(private_run, tiny_run):
+    info = private_run.privacy()
+    records = compare([gather(private_run.run_dir), gather(tiny_run)]).records
+    assert records[0]["privacy"] == f"ε {info['search_epsilon']:.2f}, δ {info['delta']:.2g}"
+    assert records[1]["privacy"] == "not private"
