@@ -132,9 +132,11 @@ def check_privacy(recipe: Recipe, adapters: Iterable[str], *, loss_overridden: b
 # ----------------------------------------------------------------------------- defaults
 
 #: A private trial's learning-rate range is the adapter's (with the backbone's prior)
-#: times this: noise and clipping shrink the steps, which higher rates make up for (Li et
-#: al. 2022 found private fine-tuning best at rates several times the usual).
-PRIVATE_LR_FACTOR = 3.0
+#: times this: clipping and noise shrink the steps and the large batches leave few of them,
+#: which higher rates make up for (Li et al. 2022 found private fine-tuning best at rates
+#: several times the usual). On banking77 (2,310 rows, LoRA on MiniLM, ε = 8, batch 256,
+#: 6 epochs) 1e-2 gave macro F1 0.25 where 3e-3 gave 0.10 even at ε = 100 (3 epochs).
+PRIVATE_LR_FACTOR = 10.0
 #: What a private search starts from for what the recipe's space leaves out: LoRA (few
 #: weights, so little noise in all; Yu et al. 2022), large logical batches (the noise is
 #: spread over more rows), more epochs, and the clipping norm searched.
@@ -151,7 +153,7 @@ PRIVATE_SPACE: dict[str, SpaceEntry] = {
 #: The warm-start trial of each adapter in a private search; the learning rate is the
 #: middle of its (private) range.
 PRIVATE_WARM_START: dict[str, Any] = {
-    "batch_size": 128, "epochs": 5, "max_grad_norm": 0.5, "lora_r": 8, "target_modules": "attention",
+    "batch_size": 256, "epochs": 5, "max_grad_norm": 0.5, "lora_r": 8, "target_modules": "attention",
 }
 
 

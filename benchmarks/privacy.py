@@ -8,7 +8,7 @@ budget (``search.timeout``), backbone (``minilm-l6``), data files and seed:
 * ``B``: private, ``privacy: {epsilon: 3}`` (``accounting: search``: ε is the budget of the
   whole search; ``delta: auto``), the privacy-aware default space and warm start
   (``automl.privacy.PRIVATE_SPACE`` / ``PRIVATE_WARM_START``: LoRA, logical batches of 128
-  or 256, 4-10 epochs, learning rates x3, ``max_grad_norm`` searched);
+  or 256, 3-8 epochs, learning rates x10, ``max_grad_norm`` searched);
 * ``C``: the same at ``epsilon: 8``;
 * ``D``: private at ``epsilon: 8``, but with A's space and warm start forced: A's recipe is
   resolved through automl's API (``automl.resolve.resolve``), and its space (fixed values

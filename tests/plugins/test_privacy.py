@@ -19,7 +19,7 @@ from rich.console import Console
 
 from automl.cli import cli
 from automl.device import pick_device
-from automl.privacy import BudgetSpent, epsilon, private_space, run_privacy, search_history, share_budget
+from automl.privacy import PRIVATE_LR_FACTOR, BudgetSpent, epsilon, private_space, run_privacy, search_history, share_budget
 from automl.private_training import PrivateTrialEngine, _LongestFirst
 from automl.recipe import load_recipe
 from automl.run import RunContext
@@ -211,7 +211,8 @@ def test_private_defaults_suit_dp():
 
     base = {"learning_rate": [ParamSpec(low=1e-4, high=1e-3, log=True, when={"adapter": "lora"})], "batch_size": [16, 32]}
     out = private_space(base)
-    assert out["learning_rate"][0].low == pytest.approx(3e-4) and out["learning_rate"][0].when == {"adapter": "lora"}
+    assert out["learning_rate"][0].low == pytest.approx(1e-4 * PRIVATE_LR_FACTOR) > 1e-4
+    assert out["learning_rate"][0].when == {"adapter": "lora"}
     assert out["batch_size"] != [16, 32] and "max_grad_norm" in out
 
 
