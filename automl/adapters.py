@@ -77,7 +77,7 @@ class Adapter:
     ranges: dict[str, Range] = field(default_factory=dict)
     quantization: str | None = None
     #: Opacus can train it privately (per-example gradients of every weight it trains;
-    #: checked by tests/test_privacy.py), so recipes with a ``privacy:`` block may use it.
+    #: checked by tests/plugins/test_private_training.py), so recipes with a ``privacy:`` block may use it.
     private: bool = False
 
 
