@@ -211,7 +211,7 @@ def test_private_defaults_suit_dp():
 
     base = {"learning_rate": [ParamSpec(low=1e-4, high=1e-3, log=True, when={"adapter": "lora"})], "batch_size": [16, 32]}
     out = private_space(base)
-    assert out["learning_rate"][0].low == pytest.approx(1e-4 * PRIVATE_LR_FACTOR) > 1e-4
+    assert PRIVATE_LR_FACTOR > 1 and out["learning_rate"][0].low == pytest.approx(1e-4 * PRIVATE_LR_FACTOR)
     assert out["learning_rate"][0].when == {"adapter": "lora"}
     assert out["batch_size"] != [16, 32] and "max_grad_norm" in out
 
