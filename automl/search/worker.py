@@ -536,6 +536,12 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*TRANSFORMERS_CACHE.*")
+    # Opacus, in every private trial: its noise generator is not a cryptographically secure
+    # one (docs/privacy.md says so once), and a note on the RDP orders its PRV accountant
+    # bounds the domain with.
+    warnings.filterwarnings("ignore", message="Secure RNG turned off")
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging
