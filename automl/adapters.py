@@ -1,6 +1,7 @@
 """The adapter registry: how a trial turns the pretrained model into what it trains.
 
-One entry per method (``full`` fine-tuning, peft's LoRA, DoRA, IA3, LoHa, LoKr, QLoRA):
+One entry per method (``full`` fine-tuning, peft's LoRA, DoRA, IA3, LoHa, LoKr, QLoRA, and
+``head``: the pretrained model frozen, only a head trained on its mean-pooled output):
 its name as recipes write it (``adapter: lora``), the function that wraps a fresh copy of
 the base model, the default learning-rate range that suits it (LoRA wants roughly ten times
 the learning rate of full fine-tuning, IA3 ten times more again), the defaults of its own
@@ -63,6 +64,11 @@ class Adapter:
         quantization: ``"4bit"`` when the frozen base weights are loaded 4-bit through
             bitsandbytes (QLoRA; CUDA only), else ``None``.
         private: Opacus can train it (a recipe with ``privacy:`` may use it).
+        trains_body: the pretrained model's own weights change. ``False`` (``head``): the
+            model is read as a frozen sentence encoder, its last hidden states mean-pooled
+            (the pooling sentence-embedding models such as MiniLM are trained with), and a
+            small head is trained on top (:mod:`automl.fusion`); each row's pooled vector
+            is computed once per process and reused by every epoch and trial.
     """
 
     name: str
@@ -79,6 +85,7 @@ class Adapter:
     #: Opacus can train it privately (per-example gradients of every weight it trains;
     #: checked by tests/plugins/test_private_training.py), so recipes with a ``privacy:`` block may use it.
     private: bool = False
+    trains_body: bool = True
 
 
 def peft_task_type(head: str) -> Any:
@@ -168,6 +175,12 @@ def targets_for(model: torch.nn.Module, params: dict[str, Any], default: list[st
 
 
 def _full(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+    return model
+
+
+def _head(model: torch.nn.Module, params: dict[str, Any], head: str, targets: list[str]) -> torch.nn.Module:
+    """The pretrained body frozen; what lies outside it (a task head) keeps training."""
+    getattr(model, "base_model", model).requires_grad_(False)  # a bare encoder is its own base model
     return model
 
 
@@ -267,6 +280,11 @@ _LORA_RANGES = {
 
 for _adapter in (
     Adapter("full", _full, (1e-5, 1e-4), peft=False, private=True, description="every weight is trained"),
+    # A head on frozen features learns at the rates of a small network trained from scratch.
+    Adapter(
+        "head", _head, (3e-4, 3e-3), peft=False, private=True, trains_body=False,
+        description="the pretrained model frozen and mean-pooled; only a small head on top is trained (fastest; strongest under privacy)",
+    ),
     Adapter(
         "lora", _lora, (1e-4, 1e-3),
         _space(lora_r=_RANKS, lora_alpha=[8, 16, 32], lora_dropout=(0.0, 0.2), lora_rslora=_BOOL, target_modules=_TARGETS),

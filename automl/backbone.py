@@ -177,8 +177,12 @@ class Backbone(abc.ABC):
     def learning_rate_prior(self, adapter: Adapter) -> tuple[float, float]:
         """The default learning-rate range ``(low, high)`` for *adapter* on this backbone:
         the registry's range times :attr:`learning_rate_scale`. Called when the default
-        search space is built; the task may still override it per adapter."""
+        search space is built; the task may still override it per adapter. An adapter
+        that leaves the pretrained weights as they are (``head``) keeps the registry's range:
+        the size of the frozen model says nothing of its head's."""
         low, high = adapter.learning_rate
+        if not adapter.trains_body:
+            return low, high
         return low * self.learning_rate_scale, high * self.learning_rate_scale
 
     def warm_start(self, adapter: Adapter) -> dict[str, Any]:

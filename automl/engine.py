@@ -24,7 +24,7 @@ from automl.adapters import ADAPTERS
 from automl.checkpoint import LoopState, TrialCheckpoint
 from automl.device import DeviceSetup
 from automl.features import CATEGORICAL, FEATURE_KEYS, NUMERIC
-from automl.fusion import build_fused, lr_factor
+from automl.fusion import build_fused, fuses, lr_factor
 from automl.task import Encoded, Outputs, Split, Task
 from automl.weights import load_trainable_state, load_trial_weights, save_trial_weights, trainable_state  # noqa: F401  (imported from here too)
 
@@ -266,6 +266,9 @@ class TrialEngine:
         self.float_labels = task.problem_type == "regression"
         self.train_lengths = np.fromiter((len(x) for x in encoded["train"]["input_ids"]), dtype=np.int64)
         self.timings: dict[str, float] = {"compute": 0.0, "evaluation": 0.0}
+        #: The frozen encoder's pooled vector of each row, for the trials of adapters that
+        #: leave the pretrained weights as they are (``head``): computed once, reused.
+        self.text_cache: dict[bytes, torch.Tensor] = {}
 
     # -- public
 
@@ -333,8 +336,10 @@ class TrialEngine:
             # Non-reentrant: works with frozen embeddings (peft) without extra hooks.
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
-        if self.task.features is not None:  # table columns fused with the backbone
-            model = build_fused(model, params, self.task.features, self.task.num_labels(), self.lora_targets)
+        if fuses(self.task, adapter):  # table columns fused with the backbone, or a head on the frozen encoder
+            model = build_fused(
+                model, params, self.task.features, self.task.num_labels(), self.lora_targets, text_cache=self.text_cache
+            )
         else:
             model = spec.build(model, params, self.task.head, self.lora_targets)
         # Weights loaded in bf16 (large models on GPUs) are frozen; what trains is kept in

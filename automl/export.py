@@ -4,10 +4,11 @@ Two kinds of export (``kind`` in ``automl.json``):
 
 * ``transformers`` (text only): a directory ``transformers`` loads directly
   (``pipeline(...)``, ``AutoModelFor...from_pretrained``), and ``automl.load_model``;
-* ``fused`` (text fused with table-column features, :mod:`automl.fusion`): the merged
-  encoder in ``best/backbone/``, the feature tower and head in ``fusion.safetensors``, the
-  feature statistics and vocabularies in ``features.json``; ``automl.load_model`` and
-  ``automl predict`` load it (``transformers`` alone cannot: it needs the feature tower).
+* ``fused`` (text fused with table-column features, or a head on the frozen, mean-pooled
+  encoder: :mod:`automl.fusion`): the merged encoder in ``best/backbone/``, the feature
+  tower and head in ``fusion.safetensors``, the feature statistics and vocabularies in
+  ``features.json``; ``automl.load_model`` and ``automl predict`` load it (``transformers``
+  alone cannot: it has no mean-pooling head, nor a feature tower).
 
 Both have:
 
@@ -38,7 +39,7 @@ from automl.adapters import ADAPTERS, adapter_params
 from automl.device import pick_device
 from automl.engine import predict_outputs
 from automl.errors import UserError
-from automl.fusion import save_fused
+from automl.fusion import FusionModel, save_fused
 from automl.privacy import STUDY_ATTR as PRIVACY_STUDY_ATTR
 from automl.privacy import run_privacy
 from automl.run import package_versions
@@ -123,7 +124,8 @@ def export_best(
         backbone = ctx.resolved.backbone
         model = load_trial_weights(base, params, task.head, backbone.lora_target_modules(base), weights, task=task)
         weights.unlink()
-        if task.features is not None:  # table columns fused with the backbone
+        fused = isinstance(model, FusionModel)  # table columns fused with the backbone, or a head on it
+        if fused:
             model = save_fused(model, adapter, staging, task.features)
         else:
             if spec.peft:
@@ -153,7 +155,7 @@ def export_best(
 
         meta = {
             **task_fields(ctx),
-            "kind": "fused" if task.features is not None else "transformers",
+            "kind": "fused" if fused else "transformers",
             "backbone": recipe.backbone,
             "backbone_options": recipe.backbone_options,
             "max_length": recipe.training.max_length,
@@ -273,10 +275,23 @@ def model_card(meta: dict[str, Any]) -> str:
     """A model card (README.md) written from the facts in automl.json."""
     pipeline_task = "token-classification" if meta["head"] == "token-classification" else "text-classification"
     fused = meta.get("kind") == "fused"
-    if fused:
+    columns = (meta.get("data") or {}).get("feature_columns") or []
+    if fused and not columns:
+        use = [
+            "A head (in `fusion.safetensors`) on the mean-pooled output of the encoder in "
+            "`backbone/`, whose weights are the pretrained ones. Load it with automl; "
+            "`transformers.pipeline` cannot load it (transformers has no mean-pooling head):",
+            "",
+            "```python",
+            "import automl",
+            'model = automl.load_model("PATH/TO/best")',
+            "scored = model.predict(frame)   # a pandas DataFrame with the text column",
+            "```",
+        ]
+    elif fused:
         use = [
             "Text fused with the table columns "
-            + ", ".join(f"`{c}`" for c in (meta.get("data") or {}).get("feature_columns") or [])
+            + ", ".join(f"`{c}`" for c in columns)
             + " (feature tower in `fusion.safetensors`, statistics and vocabularies in "
             "`features.json`, encoder in `backbone/`). Load it with automl; "
             "`transformers.pipeline` cannot load it (it would miss the table columns):",

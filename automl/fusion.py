@@ -9,6 +9,12 @@ Three parts that know nothing of each other, as in AutoGluon MultiModal:
 * :class:`FusionHead`, which only concatenates the parts' vectors and projects them to
   the outputs. It knows the parts' output sizes, nothing else.
 
+A text-only task takes the same model without a tower when a trial's adapter leaves the
+pretrained weights frozen (``head``): the mean-pooled encoder is then a sentence encoder
+with a head on top, and each row's pooled vector is computed once and reused
+(:attr:`FusionModel.text_cache`), so that a trial costs one pass over the rows, whatever
+its epochs.
+
 :class:`FusionModel` holds the three and is trained end to end by the engine. Its
 settings are hyperparameters (``fusion_width``, ``fusion_dropout``, ``fusion_lr_factor``:
 the learning rate of the parts that are not pretrained, as a multiple of the
@@ -41,6 +47,17 @@ BACKBONE_DIR = "backbone"
 DEFAULTS: dict[str, float] = {"fusion_width": 128, "fusion_dropout": 0.1, "fusion_lr_factor": 20.0}
 
 
+def fuses(task: Any, adapter: str) -> bool:
+    """Whether a trial of *adapter* for *task* (an :class:`automl.task.Task`, which sits
+    above this module) trains a :class:`FusionModel`: the task has
+    table-column features, or the adapter freezes the pretrained model and the task wants
+    one output per row (the frozen encoder is then mean-pooled under a head)."""
+    if task.features is not None:
+        return True
+    spec = ADAPTERS.get(adapter)
+    return spec is not None and not spec.trains_body and task.head == "sequence-classification"
+
+
 def fusion_space() -> dict[str, SpaceEntry]:
     """Default search ranges of the fusion settings, for tasks that use fusion."""
     return {
@@ -61,10 +78,10 @@ class FusionShape:
     dropout: float
 
     @classmethod
-    def of(cls, pipeline: FeaturePipeline, num_labels: int, params: dict[str, Any]) -> FusionShape:
+    def of(cls, pipeline: FeaturePipeline | None, num_labels: int, params: dict[str, Any]) -> FusionShape:
         return cls(
-            numeric_width=pipeline.numeric_width,
-            cardinalities=tuple(pipeline.cardinalities),
+            numeric_width=pipeline.numeric_width if pipeline is not None else 0,
+            cardinalities=tuple(pipeline.cardinalities) if pipeline is not None else (),
             num_labels=num_labels,
             width=int(params.get("fusion_width", DEFAULTS["fusion_width"])),
             dropout=float(params.get("fusion_dropout", DEFAULTS["fusion_dropout"])),
@@ -137,6 +154,27 @@ class FusionModel(nn.Module):
         )
         sizes = [hidden_size] + [m.out_features for m in (self.numeric, self.categorical) if m is not None]
         self.fusion = FusionHead(sizes, shape.width, shape.num_labels, shape.dropout)
+        #: Pooled text vectors by row (the row's unpadded token ids), shared by the trials
+        #: of a process, for an encoder whose weights are all frozen; ``None`` otherwise.
+        self.text_cache: dict[bytes, torch.Tensor] | None = None
+
+    def pooled_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states, mean-pooled over each row's tokens; read from
+        :attr:`text_cache` (and computed in evaluation mode, without gradients) when the
+        encoder is frozen."""
+        if self.text_cache is None:
+            return _mean_pool(self.encoder, input_ids, attention_mask)
+        keys = [row[mask.bool()].cpu().numpy().tobytes() for row, mask in zip(input_ids, attention_mask, strict=True)]
+        missing = sorted({i for i, k in enumerate(keys) if k not in self.text_cache})
+        if missing:
+            training = self.encoder.training
+            self.encoder.eval()
+            with torch.no_grad():
+                pooled = _mean_pool(self.encoder, input_ids[missing], attention_mask[missing])
+            self.encoder.train(training)
+            for i, vector in zip(missing, pooled, strict=True):
+                self.text_cache[keys[i]] = vector.float().cpu()
+        return torch.stack([self.text_cache[k] for k in keys]).to(input_ids.device)
 
     def forward(
         self,
@@ -145,11 +183,9 @@ class FusionModel(nn.Module):
         numeric: torch.Tensor | None = None,
         categorical: torch.Tensor | None = None,
     ) -> FusionOutput:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        parts = [(hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)]
+        parts = [self.pooled_text(input_ids, attention_mask)]
         if self.numeric is not None:
-            parts.append(self.numeric(self.numeric_input(numeric.to(hidden.dtype))))  # type: ignore[union-attr]
+            parts.append(self.numeric(self.numeric_input(numeric.to(parts[0].dtype))))  # type: ignore[union-attr]
         if self.categorical is not None:
             parts.append(self.categorical(categorical))
         return FusionOutput(logits=self.fusion([p.to(parts[-1].dtype) for p in parts]))
@@ -161,6 +197,8 @@ class FusionModel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(ENCODER_PREFIX)}
 
     def trainable_state(self, adapter: str) -> dict[str, torch.Tensor]:
+        if not ADAPTERS[adapter].trains_body:
+            return self.head_state()
         if not ADAPTERS[adapter].peft:
             return self.state_dict()
         from peft import get_peft_model_state_dict
@@ -169,6 +207,9 @@ class FusionModel(nn.Module):
         return {**encoder, **self.head_state()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], adapter: str) -> None:
+        if not ADAPTERS[adapter].trains_body:
+            self.load_state_dict(state, strict=False)
+            return
         if not ADAPTERS[adapter].peft:
             self.load_state_dict(state)
             return
@@ -179,22 +220,40 @@ class FusionModel(nn.Module):
         self.load_state_dict({k: v for k, v in state.items() if not k.startswith(ENCODER_PREFIX)}, strict=False)
 
 
+def _mean_pool(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 def build_fused(
-    base_model: nn.Module, params: dict[str, Any], pipeline: FeaturePipeline, num_labels: int, lora_targets: list[str]
+    base_model: nn.Module,
+    params: dict[str, Any],
+    pipeline: FeaturePipeline | None,
+    num_labels: int,
+    lora_targets: list[str],
+    text_cache: dict[bytes, torch.Tensor] | None = None,
 ) -> FusionModel:
     """A trial's fusion model from a fresh copy of the pretrained model (its task head is
-    dropped): the adapter wraps the encoder, the tower and head are new."""
+    dropped): the adapter wraps the encoder, the tower (none without a *pipeline*) and
+    head are new. An adapter that freezes the encoder reads pooled vectors from
+    *text_cache* (a new one if not given), which may be shared by trials on the same
+    pretrained weights and data."""
     encoder = getattr(base_model, "base_model", base_model)
     adapter = params.get("adapter", "full")
     encoder = ADAPTERS[adapter].build(encoder, params, ENCODER_HEAD, lora_targets)
     hidden = int(base_model.config.hidden_size)  # type: ignore[union-attr]
-    return FusionModel(encoder, FusionShape.of(pipeline, num_labels, params), hidden)
+    model = FusionModel(encoder, FusionShape.of(pipeline, num_labels, params), hidden)
+    if not ADAPTERS[adapter].trains_body:
+        model.text_cache = {} if text_cache is None else text_cache
+    return model
 
 
 def lr_factor(model: nn.Module, name: str, params: dict[str, Any]) -> float:
     """Learning-rate multiplier of parameter *name*: ``fusion_lr_factor`` for the parts of a
     fusion model that are not pretrained, 1 otherwise."""
-    if isinstance(model, FusionModel) and not name.startswith(ENCODER_PREFIX):
+    trains_body = ADAPTERS[str(params.get("adapter", "full"))].trains_body
+    if isinstance(model, FusionModel) and not name.startswith(ENCODER_PREFIX) and trains_body:
         return float(params.get("fusion_lr_factor", DEFAULTS["fusion_lr_factor"]))
     return 1.0
 
@@ -202,7 +261,7 @@ def lr_factor(model: nn.Module, name: str, params: dict[str, Any]) -> float:
 # ----------------------------------------------------------------------------- export
 
 
-def save_fused(model: FusionModel, adapter: str, directory: Path, pipeline: FeaturePipeline) -> FusionModel:
+def save_fused(model: FusionModel, adapter: str, directory: Path, pipeline: FeaturePipeline | None) -> FusionModel:
     """Write a trained fusion model to *directory* (LoRA merged into the encoder, the
     adapter alone kept in ``adapter/``). Returns the model as saved (merged)."""
     from safetensors.torch import save_file
@@ -213,13 +272,13 @@ def save_fused(model: FusionModel, adapter: str, directory: Path, pipeline: Feat
     model.encoder.save_pretrained(str(directory / BACKBONE_DIR), safe_serialization=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.head_state().items()}
     save_file(state, str(directory / WEIGHTS_FILE))
-    body = {"shape": asdict(model.shape), "pipeline": pipeline.to_json()}
+    body = {"shape": asdict(model.shape), "pipeline": pipeline.to_json() if pipeline is not None else None}
     (directory / FEATURES_FILE).write_text(json.dumps(body, indent=1))
     return model
 
 
-def load_fused(directory: Path, *, trust_remote_code: bool = False) -> tuple[FusionModel, FeaturePipeline]:
-    """The fusion model and feature pipeline an export wrote to *directory*."""
+def load_fused(directory: Path, *, trust_remote_code: bool = False) -> tuple[FusionModel, FeaturePipeline | None]:
+    """The fusion model and feature pipeline (``None``: text only) an export wrote to *directory*."""
     from safetensors.torch import load_file
     from transformers import AutoModel
 
@@ -235,5 +294,5 @@ def load_fused(directory: Path, *, trust_remote_code: bool = False) -> tuple[Fus
     if missing or unexpected:
         raise ValueError(f"{directory / WEIGHTS_FILE} does not match features.json: {(missing + unexpected)[:3]}")
     model.eval()
-    return model, FeaturePipeline.from_json(body["pipeline"])
+    return model, FeaturePipeline.from_json(body["pipeline"]) if body["pipeline"] is not None else None
 

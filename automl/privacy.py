@@ -137,13 +137,27 @@ def check_privacy(recipe: Recipe, adapters: Iterable[str], *, loss_overridden: b
 #: several times the usual). On banking77 (2,310 rows, LoRA on MiniLM, ε = 8, batch 256,
 #: 6 epochs) 1e-2 gave macro F1 0.25 where 3e-3 gave 0.10 even at ε = 100 (3 epochs).
 PRIVATE_LR_FACTOR = 10.0
-#: What a private search starts from for what the recipe's space leaves out: LoRA (few
-#: weights, so little noise in all; Yu et al. 2022), large logical batches (the noise is
-#: spread over more rows), more epochs, and the clipping norm searched.
+#: What a private search starts from for what the recipe's space leaves out: a head on the
+#: frozen, mean-pooled backbone (``adapter: head``). Its few weights take little noise in
+#: all, and its trial costs one pass of the backbone over the rows whatever its epochs, so
+#: that many noisy epochs fit in the budget (Tramèr & Boneh 2021: private learning on good
+#: frozen features beats private end-to-end training at small ε). Measured on banking77
+#: (2,310 rows, 77 classes, MiniLM, ε = 8 for one trial), test macro F1: the head 0.81,
+#: LoRA 0.25 (batch 256, 6 epochs), a linear layer on the pooler's output 0.70. The
+#: adapters that train the backbone (``full``, ``lora``, which a recipe may still choose)
+#: keep large batches and a few epochs; the clipping norm is searched for all.
 PRIVATE_SPACE: dict[str, SpaceEntry] = {
-    "adapter": "lora",
-    "batch_size": [128, 256],
-    "epochs": ParamSpec(low=3, high=8),
+    "adapter": "head",
+    "batch_size": [
+        ParamSpec(choices=[512, 1024], when={"adapter": "head"}),
+        ParamSpec(choices=[128, 256], when={"adapter": "lora"}),
+        ParamSpec(choices=[128, 256], when={"adapter": "full"}),
+    ],
+    "epochs": [
+        ParamSpec(low=20, high=60, when={"adapter": "head"}),
+        ParamSpec(low=3, high=8, when={"adapter": "lora"}),
+        ParamSpec(low=3, high=8, when={"adapter": "full"}),
+    ],
     "max_grad_norm": ParamSpec(low=0.1, high=1.0, log=True),
     # The noise added to a step grows with the square root of the weights trained: LoRA of
     # low rank on the attention layers only.
@@ -152,8 +166,10 @@ PRIVATE_SPACE: dict[str, SpaceEntry] = {
 }
 #: The warm-start trial of each adapter in a private search; the learning rate is the
 #: middle of its (private) range.
-PRIVATE_WARM_START: dict[str, Any] = {
-    "batch_size": 256, "epochs": 5, "max_grad_norm": 0.5, "lora_r": 8, "target_modules": "attention",
+PRIVATE_WARM_START: dict[str, dict[str, Any]] = {
+    "head": {"batch_size": 512, "epochs": 40, "max_grad_norm": 1.0},
+    "lora": {"batch_size": 256, "epochs": 5, "max_grad_norm": 0.5, "lora_r": 8, "target_modules": "attention"},
+    "full": {"batch_size": 256, "epochs": 5, "max_grad_norm": 0.5},
 }
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from automl.adapters import ADAPTERS
 from automl.engine import BestSoFar, Progress, Reporter, TrialEngine, TrialFailed, TrialResult, pad_batch
 from automl.privacy import epsilon
 
@@ -132,7 +133,10 @@ class PrivateTrialEngine(TrialEngine):
         attempt are accounted (``result.privacy["history"]``). *checkpoint* is not
         supported: a private trial cut off by a crash is accounted in full and not resumed."""
         batch_size = int(params.get("batch_size", 32))
-        micro = min(batch_size, max_micro_batch or self.physical_batch_size)
+        # A head on a frozen encoder has few weights: the per-example gradients of a whole
+        # logical batch fit in memory, and its rows' pooled vectors are cached.
+        physical = self.physical_batch_size if ADAPTERS[str(params.get("adapter", "full"))].trains_body else batch_size
+        micro = min(batch_size, max_micro_batch or physical)
         spent: list[tuple[float, float, int]] = []
         return self.halving_on_oom(
             batch_size, micro,

@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from automl.adapters import ADAPTERS
-from automl.fusion import FusionModel, build_fused
+from automl.fusion import FusionModel, build_fused, fuses
 
 if TYPE_CHECKING:
     from automl.task import Task
 
 
 def trainable_state(model: torch.nn.Module, adapter: str) -> dict[str, torch.Tensor]:
-    """What a trial changed: the adapter (and head) for LoRA, every weight for full."""
+    """What a trial changed: the adapter (and head) for LoRA, every weight for full, the
+    head alone for ``head``."""
     if isinstance(model, FusionModel):
         state = model.trainable_state(adapter)
+    elif not ADAPTERS[adapter].trains_body:  # the task head alone (the body is frozen)
+        body = (getattr(model, "base_model_prefix", "") or "") + "."
+        state = {k: v for k, v in model.state_dict().items() if body == "." or not k.startswith(body)}
     elif not ADAPTERS[adapter].peft:
         state = model.state_dict()
     else:
@@ -59,11 +63,12 @@ def load_trial_weights(
     base_model: torch.nn.Module, params: dict[str, Any], head: str, lora_targets: list[str], path: Path, task: Task | None = None
 ) -> torch.nn.Module:
     """Rebuild a trial's model from the base model and its saved weights (safetensors);
-    a fusion model when *task* has table-column features."""
+    a fusion model when *task* has table-column features or the adapter is a head on the
+    frozen encoder."""
     from safetensors.torch import load_file
 
     adapter = params.get("adapter", "full")
-    if task is not None and task.features is not None:
+    if task is not None and fuses(task, adapter):
         model = build_fused(copy.deepcopy(base_model), params, task.features, task.num_labels(), lora_targets)
     else:
         model = ADAPTERS[adapter].build(copy.deepcopy(base_model), params, head, lora_targets)

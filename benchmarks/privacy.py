@@ -267,7 +267,9 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / "study.journal").exists():
         return out
     study, _ = open_study(run_dir)
-    trials = study.get_trials(deepcopy=False)
+    # Draws that never ran (they would not have finished before the timeout, or the
+    # budget was spent) are not trials of the run.
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     states = [t.state for t in trials]
     counts = {name: states.count(state) for name, state in
               (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED), ("failed", TrialState.FAIL))}

@@ -24,6 +24,7 @@ from automl.adapters import ADAPTERS, TARGET_CHOICES, linear_roles, resolve_targ
 from automl.checkpoint import TrialCheckpoint, parse_policy
 from automl.cli import cli
 from automl.engine import TrialEngine, trainable_state
+from automl.fusion import build_fused, fuses
 from automl.recipe import load_recipe
 from automl.run import RunContext
 from automl.search.supervisor import RunOptions, run_recipe
@@ -135,7 +136,11 @@ def test_every_adapter_trains_a_decoder(engines, adapter, problem):
     params = {"adapter": adapter, "learning_rate": 1e-2, "batch_size": 16, "max_steps": 6}
     if adapter != "full":
         params["target_modules"] = "attention+mlp"
-    before = trainable_state(ADAPTERS[adapter].build(_copy(engine.base_model), params, engine.task.head, engine.lora_targets), adapter)
+    if fuses(engine.task, adapter):  # a head on the frozen, mean-pooled decoder
+        fresh = build_fused(_copy(engine.base_model), params, None, engine.task.num_labels(), engine.lora_targets)
+    else:
+        fresh = ADAPTERS[adapter].build(_copy(engine.base_model), params, engine.task.head, engine.lora_targets)
+    before = trainable_state(fresh, adapter)
     result = engine.run_trial(params)
     after = trainable_state(result.model, adapter)
     assert result.steps == 6 and np.isfinite(result.value)

@@ -47,7 +47,7 @@ def start_configs(recipe: Recipe, space: SearchSpace, backbone: Backbone, task: 
             if adapter is not None and task is not None:
                 hint = {**hint, **task.warm_start(adapter)}  # the task knows its head's needs
             if recipe.privacy is not None:  # hints for non-private training do not carry over
-                hint = dict(PRIVATE_WARM_START)
+                hint = dict(PRIVATE_WARM_START.get(str(name), {}))
             # A hint for a parameter the space fixes or lacks says nothing; None sends a
             # parameter back to the middle of its range (a task undoing a backbone's hint).
             hint = {k: v for k, v in hint.items() if k in searched and v is not None}

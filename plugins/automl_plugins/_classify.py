@@ -44,6 +44,8 @@ class Columns:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    # In float64: float32 rows can miss a sum of one by more than scikit-learn's log_loss allows.
+    logits = np.asarray(logits, dtype=np.float64)
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
