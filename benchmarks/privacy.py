@@ -17,6 +17,10 @@ budget (``search.timeout``), backbone (``minilm-l6``), data files and seed:
   at 1.0 (``privacy.max_grad_norm``'s default). The script checks that the written recipe
   resolves to A's space and start configurations before it runs anything. D against C
   shows what the privacy-aware defaults are worth.
+* ``E``: non-private, with the space and warm start C resolves to (``max_grad_norm``
+  left out) written out as in D: the same model family and settings as C without
+  clipping and noise. E against C is the cost of DP itself; E against A says how the
+  private defaults' model (a head on the frozen backbone) does without privacy.
 
 Data sets:
 
@@ -80,6 +84,7 @@ CONFIGS = {
     "B": "private ε=3, privacy-aware defaults",
     "C": "private ε=8, privacy-aware defaults",
     "D": "private ε=8, non-private space forced",
+    "E": "non-private, C's space and warm start (no clipping, no noise)",
 }
 EPSILON = {"B": 3.0, "C": 8.0, "D": 8.0}
 DATASETS = ("banking77", "sst2")
@@ -214,6 +219,21 @@ def forced_recipe(base: dict[str, Any], base_file: Path, out: Path) -> dict[str,
     return body
 
 
+def unprivate_recipe(base: dict[str, Any], base_file: Path, out: Path) -> dict[str, Any]:
+    """Configuration E: the private recipe *base* (C, written at *base_file*) without its
+    ``privacy:`` block, with the space and warm start C resolves to written out (without
+    ``max_grad_norm``, which means nothing without privacy)."""
+    resolved = resolve_file(base_file)
+    body = json.loads(json.dumps(base))
+    del body["privacy"]
+    space = space_entries(resolved.space)
+    space.pop("max_grad_norm", None)
+    body["search"]["space"] = space
+    body["search"]["start_from"] = [{k: v for k, v in cfg.items() if k != "max_grad_norm"} for cfg in resolved.start_from]
+    body["output"] = str(out)
+    return body
+
+
 def check_round_trip(a_file: Path, d_file: Path) -> list[str]:
     """Refuse (exit) unless D's recipe resolves to A's space and warm start, plus
     ``max_grad_norm`` fixed at 1.0; returns A's space, one line per parameter."""
@@ -322,6 +342,8 @@ def differences(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ("C", "A", "private ε=8 - non-private (points)"),
             ("B", "A", "private ε=3 - non-private (points)"),
             ("C", "D", "privacy-aware - non-private defaults at ε=8 (points)"),
+            ("C", "E", "private ε=8 - the same space without privacy (points)"),
+            ("E", "A", "the private defaults' space without privacy - non-private defaults (points)"),
         ):
             acc, f1 = paired(runs, dataset, first, second, "test_accuracy"), paired(runs, dataset, first, second, "test_f1_macro")
             if acc or f1:
@@ -370,7 +392,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sst2", type=Path, default=None, help="folder with GLUE SST-2's train.tsv and dev.tsv")
     parser.add_argument("--banking77", type=Path, default=SHARED_BANKING77, help=f"folder with banking77's train.csv and test.csv (default {SHARED_BANKING77})")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, of banking77,sst2 (default both)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of A,B,C,D (default all)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of A,B,C,D,E (default all)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds: sample and training.seed (default 0,1,2)")
     parser.add_argument("--timeout", default="4m", help="search.timeout of every run (default 4m)")
     parser.add_argument("--trials", type=int, default=None, help="search.trials (default: automl's, 10); with accounting: search, "
@@ -426,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
                     print("D's forced space and warm start (round trip checked: D's recipe resolves to A's, "
                           f"plus max_grad_norm {MAX_GRAD_NORM}):\n  " + "\n  ".join(space))
                     space_shown = True
+            if "E" in args.configs:
+                c_body = yaml.safe_load(files["C"].read_text())
+                files["E"] = write_yaml(work / "E.yaml", unprivate_recipe(c_body, files["C"], work / "run-E"))
             for config in args.configs:
                 measured = run_measured([sys.executable, "-m", "automl", "run", str(files[config]), "--fresh"],
                                         log=work / f"run-{config}.log")

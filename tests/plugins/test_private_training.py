@@ -91,6 +91,25 @@ def test_private_lora_moves_its_weights(recipe_file):
     assert all(moved(engine, params, result).values())
 
 
+@pytest.mark.parametrize("task_name", ["text-classification", "token-classification"])
+def test_a_private_head_trains_its_head_alone(task_name, data_root, tmp_path):
+    """The privacy-aware default: the pretrained body frozen (mean-pooled under a new head
+    for one output per row; the token head over the frozen body for token tasks)."""
+    engine = private_engine(task_recipe(task_name, data_root, tmp_path))
+    params = {**PARAMS, "adapter": "head", "batch_size": 64, "epochs": 4}
+    result = engine.run_trial(params, target_epsilon=8.0)
+    changed = moved(engine, params, result)
+    assert changed and all(changed.values())
+    trained = [n for n, p in result.model.named_parameters() if p.requires_grad]
+    if task_name == "text-classification":
+        assert all(n.startswith("fusion.") for n in trained), trained
+    else:
+        assert trained and all(n.startswith("classifier.") for n in trained), trained
+    info = result.privacy
+    assert info["steps"] == result.steps == 4 * int(np.ceil(len(engine.train_lengths) / 64))
+    assert info["epsilon"] <= 8.0 and info["epsilon"] > 7.9
+
+
 def test_the_trial_epsilon_is_the_accountants(recipe_file):
     engine = private_engine(recipe_file())
     plans = []
@@ -214,6 +233,20 @@ def test_private_defaults_suit_dp():
     assert PRIVATE_LR_FACTOR > 1 and out["learning_rate"][0].low == pytest.approx(1e-4 * PRIVATE_LR_FACTOR)
     assert out["learning_rate"][0].when == {"adapter": "lora"}
     assert out["batch_size"] != [16, 32] and "max_grad_norm" in out
+    # A head on the frozen, mean-pooled backbone, with large batches and many epochs.
+    assert out["adapter"] == "head"
+    head = {name: next(e for e in out[name] if e.when == {"adapter": "head"}) for name in ("batch_size", "epochs")}
+    assert min(head["batch_size"].choices) >= 512 and head["epochs"].low >= 20
+
+
+def test_a_private_search_starts_from_the_head(recipe_file):
+    from automl.resolve import resolve
+
+    resolved = resolve(load_recipe(recipe_file(privacy={"epsilon": 8}, search={"trials": 3})))  # the default space
+    assert [c["adapter"] for c in resolved.start_from] == ["head"]
+    first = resolved.start_from[0]
+    assert first["batch_size"] == 512 and first["epochs"] == 40 and first["max_grad_norm"] == 1.0
+    assert first["learning_rate"] > 1e-3  # the head's range, ten times higher under privacy
 
 
 def test_the_trials_that_fit_before_the_deadline_share_the_budget():
