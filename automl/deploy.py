@@ -44,7 +44,7 @@ LATENCY_BATCHES = (1, 32)
 #: ``kind`` in automl.json -> what this export cannot write (a fine-tuned trial has no kind,
 #: ``trial`` or ``transformers``).
 UNSUPPORTED_KINDS = {
-    "fused": "a fused text + table-features model (the feature tower is not in the graph)",
+    "fused": "a fused model (a head on the mean-pooled encoder, with or without a table-feature tower)",
     "ensemble": "an ensemble of several models",
     "baseline": "a classical scikit-learn baseline",
 }

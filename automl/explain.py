@@ -307,7 +307,9 @@ def explain_transformer(
             empty[column] = None
         base_encoded = encode_split(task, task.read(empty, split="predict", file=file, label_names=task.labels),
                                     tokenizer, int(model.meta.get("max_length") or 512), file=file)
-    encoder = net.encoder if keys else net
+    from automl.fusion import FusionModel
+
+    encoder = net.encoder if isinstance(net, FusionModel) else net  # fused: with or without table columns
     layers: list[Any] = [encoder.get_input_embeddings()]
     feature_units: list[list[str]] = []
     if "numeric" in keys:

@@ -43,6 +43,8 @@ ENCODER_PREFIX = "encoder."
 FEATURES_FILE = "features.json"
 WEIGHTS_FILE = "fusion.safetensors"
 BACKBONE_DIR = "backbone"
+#: Rows the frozen encoder reads at once when it fills the pooled-vector cache.
+CACHE_CHUNK = 64
 #: Defaults of the fusion hyperparameters when a trial does not set them.
 DEFAULTS: dict[str, float] = {"fusion_width": 128, "fusion_dropout": 0.1, "fusion_lr_factor": 20.0}
 
@@ -165,15 +167,21 @@ class FusionModel(nn.Module):
         if self.text_cache is None:
             return _mean_pool(self.encoder, input_ids, attention_mask)
         keys = [row[mask.bool()].cpu().numpy().tobytes() for row, mask in zip(input_ids, attention_mask, strict=True)]
-        missing = sorted({i for i, k in enumerate(keys) if k not in self.text_cache})
+        missing = list({k: i for i, k in enumerate(keys) if k not in self.text_cache}.values())
         if missing:
+            # In chunks of similar lengths: a logical batch of a thousand rows does not go
+            # through the encoder at once.
+            missing.sort(key=lambda i: -len(keys[i]))
             training = self.encoder.training
             self.encoder.eval()
             with torch.no_grad():
-                pooled = _mean_pool(self.encoder, input_ids[missing], attention_mask[missing])
+                for start in range(0, len(missing), CACHE_CHUNK):
+                    rows = missing[start:start + CACHE_CHUNK]
+                    width = int(attention_mask[rows].sum(dim=1).max())
+                    pooled = _mean_pool(self.encoder, input_ids[rows, :width], attention_mask[rows, :width])
+                    for i, vector in zip(rows, pooled, strict=True):
+                        self.text_cache[keys[i]] = vector.float().cpu()
             self.encoder.train(training)
-            for i, vector in zip(missing, pooled, strict=True):
-                self.text_cache[keys[i]] = vector.float().cpu()
         return torch.stack([self.text_cache[k] for k in keys]).to(input_ids.device)
 
     def forward(
@@ -208,7 +216,10 @@ class FusionModel(nn.Module):
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], adapter: str) -> None:
         if not ADAPTERS[adapter].trains_body:
-            self.load_state_dict(state, strict=False)
+            missing, unexpected = self.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith(ENCODER_PREFIX)]
+            if missing or unexpected:
+                raise ValueError(f"the head's weights do not match the model: {(missing + unexpected)[:3]}")
             return
         if not ADAPTERS[adapter].peft:
             self.load_state_dict(state)

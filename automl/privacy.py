@@ -173,9 +173,12 @@ PRIVATE_WARM_START: dict[str, dict[str, Any]] = {
 }
 
 
-def private_space(defaults: dict[str, SpaceEntry]) -> dict[str, SpaceEntry]:
+def private_space(defaults: dict[str, SpaceEntry], *, pooled: bool = True) -> dict[str, SpaceEntry]:
     """The default space of a private search: *defaults* (the task's and adapters') with
-    higher learning rates and :data:`PRIVATE_SPACE` over them."""
+    higher learning rates and :data:`PRIVATE_SPACE` over them. *pooled*: the task has one
+    output per row, so a head on the mean-pooled backbone reads each row once; a task
+    with an output per token (whose head on a frozen body would run the body at every
+    step) defaults to LoRA instead."""
 
     def scaled(entry: Any) -> Any:
         if isinstance(entry, ParamSpec) and entry.low is not None and entry.high is not None and entry.type == "float":
@@ -187,6 +190,8 @@ def private_space(defaults: dict[str, SpaceEntry]) -> dict[str, SpaceEntry]:
     if learning_rate is not None:
         out["learning_rate"] = [scaled(v) for v in learning_rate] if isinstance(learning_rate, list) else scaled(learning_rate)
     out.update(PRIVATE_SPACE)
+    if not pooled:
+        out["adapter"] = "lora"
     return out
 
 

@@ -36,6 +36,7 @@ import torch
 
 from automl.adapters import ADAPTERS
 from automl.engine import BestSoFar, Progress, Reporter, TrialEngine, TrialFailed, TrialResult, pad_batch
+from automl.fusion import fuses
 from automl.privacy import epsilon
 
 #: Called once the trial's noise is known, before its first step, with
@@ -133,9 +134,12 @@ class PrivateTrialEngine(TrialEngine):
         attempt are accounted (``result.privacy["history"]``). *checkpoint* is not
         supported: a private trial cut off by a crash is accounted in full and not resumed."""
         batch_size = int(params.get("batch_size", 32))
-        # A head on a frozen encoder has few weights: the per-example gradients of a whole
-        # logical batch fit in memory, and its rows' pooled vectors are cached.
-        physical = self.physical_batch_size if ADAPTERS[str(params.get("adapter", "full"))].trains_body else batch_size
+        # A head on the frozen, mean-pooled encoder has few weights and reads its rows'
+        # pooled vectors from the cache: the per-example gradients of a whole logical batch
+        # fit in memory. (A token head on a frozen body still runs the body every step.)
+        adapter = str(params.get("adapter", "full"))
+        cached = not ADAPTERS[adapter].trains_body and fuses(self.task, adapter)
+        physical = batch_size if cached else self.physical_batch_size
         micro = min(batch_size, max_micro_batch or physical)
         spent: list[tuple[float, float, int]] = []
         return self.halving_on_oom(

@@ -59,7 +59,7 @@ def resolve(recipe: Recipe) -> Resolved:
         metric = Metric(metric.name, recipe.objective.direction, metric.description)
     defaults = default_space(task, backbone)
     if recipe.privacy is not None:
-        defaults = private_space(defaults)
+        defaults = private_space(defaults, pooled=task.head == "sequence-classification")
     space = build_space(recipe.search.space, defaults, extra_names=task.extra_hyperparameters, file=file)
     if recipe.search.sampler == "grid":
         space.grid()

@@ -91,3 +91,25 @@ def test_a_head_export_scores_text_as_the_run_did(toy_dir, tmp_path):
     result = CliRunner().invoke(cli, ["predict", str(best), str(toy_dir / "test.csv"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out)["prediction"].astype(str).tolist() == model.predict(test)["prediction"].astype(str).tolist()
+
+    # Explained by words through the encoder under the head (integrated gradients).
+    explained = tmp_path / "why.jsonl"
+    result = CliRunner().invoke(cli, ["explain", str(best), str(toy_dir / "test.csv"), "--rows", "2", "-o", str(explained)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in explained.read_text().splitlines()]
+    assert len(rows) == 2 and all(t["method"].startswith("layer integrated gradients") for r in rows for t in r["targets"]), rows
+
+
+def test_a_grid_over_adapters_with_their_own_ranges():
+    """Each adapter's own batch sizes and epochs (the private defaults) are grid axes
+    under the names the trials ask for."""
+    from automl.params import ParamSpec
+    from automl.search.space import build_space
+
+    space = build_space({"adapter": ["head", "lora"], "learning_rate": 1e-2}, {
+        "batch_size": [ParamSpec(choices=[512, 1024], when={"adapter": "head"}), ParamSpec(choices=[128], when={"adapter": "lora"})],
+        "epochs": [ParamSpec(low=20, high=21, when={"adapter": "head"}), ParamSpec(low=3, high=3, when={"adapter": "lora"})],
+    })
+    grid = space.grid()
+    assert grid["batch_size[head]"] == [512, 1024] and grid["batch_size[lora]"] == [128]
+    assert grid["epochs[head]"] == [20, 21] and grid["adapter"] == ["head", "lora"]

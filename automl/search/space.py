@@ -118,10 +118,11 @@ class SearchSpace:
         out: dict[str, list[Any]] = {}
         for dim in self.dimensions:
             d = dim.distribution
+            # Under the names trials ask for (batch_size[head] where each adapter has its own).
             if isinstance(d, CategoricalDistribution):
-                out[dim.name] = list(d.choices)
+                out[dim.param] = list(d.choices)
             elif isinstance(d, IntDistribution) and not d.log:
-                out[dim.name] = list(range(int(d.low), int(d.high) + 1, int(d.step or 1)))
+                out[dim.param] = list(range(int(d.low), int(d.high) + 1, int(d.step or 1)))
             else:
                 raise RecipeError(
                     "the grid sampler needs categorical or int parameters; give "

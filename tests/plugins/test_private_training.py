@@ -237,6 +237,7 @@ def test_private_defaults_suit_dp():
     assert out["adapter"] == "head"
     head = {name: next(e for e in out[name] if e.when == {"adapter": "head"}) for name in ("batch_size", "epochs")}
     assert min(head["batch_size"].choices) >= 512 and head["epochs"].low >= 20
+    assert private_space(base, pooled=False)["adapter"] == "lora"  # token heads: no pooled vectors to cache
 
 
 def test_a_private_search_starts_from_the_head(recipe_file):
