@@ -27,6 +27,8 @@ from typing import Any
 
 from automl.adapters import ADAPTERS, linear_roles
 from automl.backbone import auto_model_class, head_support
+from automl.fusion import CACHE_CHUNK
+from automl.fusion import DEFAULTS as FUSION_DEFAULTS
 from automl.search.space import space_adapters
 
 GIB = 1024**3
@@ -113,7 +115,18 @@ def estimate(
     tokens = batch_size * max_length
     scale = activation_bytes / 2
     per_layer = tokens * (34 * hidden + 5 * heads * max_length) * scale
-    if gradient_checkpointing:
+    if not spec.trains_body:
+        # The frozen model only runs forward (a layer's activations at a time), CACHE_CHUNK
+        # rows at once when a head on its pooled output reads them from the cache.
+        pooled = head == "sequence-classification"
+        rows = min(batch_size, CACHE_CHUNK) if pooled else batch_size
+        activations = int(per_layer * rows / batch_size)
+        if pooled:  # the new head: LayerNorm, a hidden layer, the outputs (no tower counted)
+            width = int(params.get("fusion_width", FUSION_DEFAULTS["fusion_width"]))
+            labels = int(getattr(model.config, "num_labels", 2) or 2)
+            trainable = 2 * hidden + (hidden + 1) * width + (width + 1) * labels
+            weights = int(total * weight_bytes + trainable * 4)
+    elif gradient_checkpointing:
         activations = int(layers * tokens * 2 * hidden * scale + per_layer)
     else:
         activations = int(layers * per_layer)
@@ -159,11 +172,14 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     names = [str(a) for a in space_adapters(space) if a in ADAPTERS]
     # As RunContext.weights_dtype: auto is bf16 on a GPU when every adapter is a peft one.
     bf16 = recipe.training.weights_dtype == "bf16" or (
-        recipe.training.weights_dtype == "auto" and torch.cuda.is_available() and all(ADAPTERS[a].peft for a in names)
+        recipe.training.weights_dtype == "auto" and torch.cuda.is_available()
+        and all(ADAPTERS[a].peft or not ADAPTERS[a].trains_body for a in names)
     )
 
-    def physical(batch_size: int) -> int:  # private trials run logical batches in physical ones
-        return min(batch_size, recipe.privacy.physical_batch_size) if recipe.privacy is not None else batch_size
+    def physical(batch_size: int, adapter: str) -> int:  # private trials run logical batches in physical ones
+        if recipe.privacy is None or (not ADAPTERS[adapter].trains_body and task.head == "sequence-classification"):
+            return batch_size  # a head on cached pooled vectors takes the logical batch at once
+        return min(batch_size, recipe.privacy.physical_batch_size)
 
     out = []
     for name in names:
@@ -176,7 +192,7 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
                 params=params,
                 head=task.head,
                 default_targets=targets,
-                batch_size=physical(int(params.get("batch_size", 32))),
+                batch_size=physical(int(params.get("batch_size", 32)), name),
                 max_length=recipe.training.max_length,
                 weight_bytes=2 if bf16 else 4,
                 activation_bytes=2 if autocast else 4,

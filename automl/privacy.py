@@ -141,9 +141,8 @@ PRIVATE_LR_FACTOR = 10.0
 #: frozen, mean-pooled backbone (``adapter: head``). Its few weights take little noise in
 #: all, and its trial costs one pass of the backbone over the rows whatever its epochs, so
 #: that many noisy epochs fit in the budget (Tramèr & Boneh 2021: private learning on good
-#: frozen features beats private end-to-end training at small ε). Measured on banking77
-#: (2,310 rows, 77 classes, MiniLM, ε = 8 for one trial), test macro F1: the head 0.81,
-#: LoRA 0.25 (batch 256, 6 epochs), a linear layer on the pooler's output 0.70. The
+#: frozen features beats private end-to-end training at small ε); measured against the
+#: non-private defaults run privately in docs/benchmarks.md, section 14. The
 #: adapters that train the backbone (``full``, ``lora``, which a recipe may still choose)
 #: keep large batches and a few epochs; the clipping norm is searched for all.
 PRIVATE_SPACE: dict[str, SpaceEntry] = {

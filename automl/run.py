@@ -268,8 +268,8 @@ class RunContext:
     def weights_dtype(self) -> Any:
         """The dtype the base weights are loaded in, or ``None`` for the checkpoint's own
         (fp32 for most). ``training.weights_dtype: auto`` is bf16 on a CUDA GPU with bf16
-        when every adapter the search can pick is a peft adapter (the frozen base needs no
-        fp32 master copy; what trains is kept in fp32), else fp32."""
+        when every adapter the search can pick leaves the base frozen (peft adapters, a head:
+        the frozen base needs no fp32 master copy; what trains is kept in fp32), else fp32."""
         import torch
 
         setting = self.recipe.training.weights_dtype
@@ -282,4 +282,5 @@ class RunContext:
         if not (on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
             return None
         adapters = [str(a) for a in space_adapters(self.resolved.space)]
-        return torch.bfloat16 if all(a in ADAPTERS and ADAPTERS[a].peft for a in adapters) else None
+        frozen_base = all(a in ADAPTERS and (ADAPTERS[a].peft or not ADAPTERS[a].trains_body) for a in adapters)
+        return torch.bfloat16 if frozen_base else None
