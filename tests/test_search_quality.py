@@ -376,12 +376,24 @@ def test_no_trial_starts_that_cannot_fit():
     # Before sampling: the shortest complete trial (60 s; the deadline-cut one does not count).
     assert fits_before(study, time.time() + 70)
     assert not fits_before(study, time.time() + 50)
-    # After sampling: the trial's own steps at the median pace (0.1 s per step).
+    # After sampling: the trial's own steps at the pace of those trials (a fixed cost of
+    # about 10 s a trial plus 0.09 s a step, by least squares).
     assert fits_before(study, time.time() + 50, steps=300)
     assert not fits_before(study, time.time() + 50, steps=700)
     assert fits_before(optuna.create_study(), time.time() + 1)  # nothing to go by yet
     assert fits_before(optuna.create_study(), time.time() + 1, steps=10_000)
     assert not fits_before(study, time.time() - 1, steps=1)
+
+
+def test_a_short_trial_with_a_fixed_cost_does_not_make_every_step_look_slow():
+    """Private head trials: 160 steps in 42 s and a pruned one of 10 steps in 17 s (most of
+    it the accountant's search for its noise). 136 steps take about 38 s, not 226 s."""
+    from automl.search.budget import trial_seconds
+
+    measured = [(160, 41.9), (10, 16.6)]
+    assert 30 < trial_seconds(measured, 136) < 45
+    assert trial_seconds([(100, 10.0)], 50) == 5.0  # one length alone: the pace per step
+    assert trial_seconds([(100, 10.0), (100, 12.0)], 50) == 6.0  # the (upper) median pace
 
 
 def test_planned_steps_follow_the_engine():

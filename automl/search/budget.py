@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -81,23 +82,42 @@ def fail_and_retry(
 MAX_UNFIT = 5
 
 
+def trial_seconds(measured: list[tuple[int, float]], steps: int) -> float:
+    """How long a trial of *steps* steps takes, from the ``(steps, seconds)`` of trials
+    that trained: a fixed cost per trial plus a cost per step, fitted by least squares
+    once trials of different lengths have run (a trial's fixed cost, such as copying the
+    model and, for a private trial, the accountant's search for its noise, can outweigh
+    its steps: a short pruned trial would otherwise make every step look slow); before
+    that, the median seconds per step."""
+    lengths = {n for n, _ in measured}
+    if len(lengths) >= 2:
+        x = np.array([n for n, _ in measured], dtype=float)
+        y = np.array([sec for _, sec in measured], dtype=float)
+        per_step = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+        if per_step > 0:
+            fixed = max(0.0, float(y.mean() - per_step * x.mean()))
+            return fixed + per_step * steps
+    pace = sorted(sec / n for n, sec in measured)
+    return pace[len(pace) // 2] * steps
+
+
 def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) -> bool:
     """Whether a trial can finish before *deadline*. With the *steps* it plans, its length is
-    those steps at the median seconds per step of the trials so far (complete, pruned or
-    cut: every one that trained measured the pace); without, the shortest complete trial
+    :func:`trial_seconds` from the trials so far (complete, pruned or cut: every one that
+    trained measured the pace); without, the shortest complete trial
     (not counting those the deadline cut short) must fit."""
     left = deadline - time.time()
     if left <= 0:
         return False
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     if steps is not None:
-        pace = sorted(
-            float(t.user_attrs["seconds"]) / int(done)
+        measured = [
+            (int(done), float(t.user_attrs["seconds"]))
             for t in finished
             if "seconds" in t.user_attrs and (done := t.user_attrs.get("steps") or t.user_attrs.get("pruned_at_step"))
-        )
-        if pace:
-            return pace[len(pace) // 2] * steps <= left
+        ]
+        if measured:
+            return trial_seconds(measured, steps) <= left
     seconds = [
         float(t.user_attrs["seconds"])
         for t in finished
