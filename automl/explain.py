@@ -307,7 +307,7 @@ def explain_transformer(
             empty[column] = None
         base_encoded = encode_split(task, task.read(empty, split="predict", file=file, label_names=task.labels),
                                     tokenizer, int(model.meta.get("max_length") or 512), file=file)
-    from automl.fusion import FusionModel
+    from automl.fusion import FusionModel  # torch: the CLI imports this module without it
 
     encoder = net.encoder if isinstance(net, FusionModel) else net  # fused: with or without table columns
     layers: list[Any] = [encoder.get_input_embeddings()]

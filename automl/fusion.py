@@ -85,7 +85,10 @@ class FusionShape:
             numeric_width=pipeline.numeric_width if pipeline is not None else 0,
             cardinalities=tuple(pipeline.cardinalities) if pipeline is not None else (),
             num_labels=num_labels,
-            width=int(params.get("fusion_width", DEFAULTS["fusion_width"])),
+            # Text alone (a head on the frozen encoder): a linear head unless the trial
+            # asks for a hidden layer: fewer weights take less noise in private training
+            # (docs/benchmarks.md, section 14, measures both heads).
+            width=int(params.get("fusion_width", DEFAULTS["fusion_width"] if pipeline is not None else 0)),
             dropout=float(params.get("fusion_dropout", DEFAULTS["fusion_dropout"])),
         )
 
@@ -121,14 +124,18 @@ class CategoricalEmbeddings(nn.Module):
 
 
 class FusionHead(nn.Module):
-    """Concatenates the parts' vectors and projects them to the outputs."""
+    """Concatenates the parts' vectors and projects them to the outputs: through a hidden
+    layer of *width*, or (width 0) linearly."""
 
     def __init__(self, in_sizes: list[int], width: int, num_labels: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(sum(in_sizes)), nn.Dropout(dropout), nn.Linear(sum(in_sizes), width), nn.GELU(),
-            nn.Dropout(dropout), nn.Linear(width, num_labels),
-        )
+        if width:
+            self.net = nn.Sequential(
+                nn.LayerNorm(sum(in_sizes)), nn.Dropout(dropout), nn.Linear(sum(in_sizes), width), nn.GELU(),
+                nn.Dropout(dropout), nn.Linear(width, num_labels),
+            )
+        else:
+            self.net = nn.Sequential(nn.LayerNorm(sum(in_sizes)), nn.Dropout(dropout), nn.Linear(sum(in_sizes), num_labels))
 
     def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return self.net(torch.cat(parts, dim=-1))

@@ -28,7 +28,6 @@ from typing import Any
 from automl.adapters import ADAPTERS, linear_roles
 from automl.backbone import auto_model_class, head_support
 from automl.fusion import CACHE_CHUNK
-from automl.fusion import DEFAULTS as FUSION_DEFAULTS
 from automl.search.space import space_adapters
 
 GIB = 1024**3
@@ -121,10 +120,10 @@ def estimate(
         pooled = head == "sequence-classification"
         rows = min(batch_size, CACHE_CHUNK) if pooled else batch_size
         activations = int(per_layer * rows / batch_size)
-        if pooled:  # the new head: LayerNorm, a hidden layer, the outputs (no tower counted)
-            width = int(params.get("fusion_width", FUSION_DEFAULTS["fusion_width"]))
+        if pooled:  # the new head: LayerNorm, the outputs (a hidden layer if asked; no tower counted)
+            width = int(params.get("fusion_width", 0))  # text alone: a linear head by default
             labels = int(getattr(model.config, "num_labels", 2) or 2)
-            trainable = 2 * hidden + (hidden + 1) * width + (width + 1) * labels
+            trainable = 2 * hidden + ((hidden + 1) * width + (width + 1) * labels if width else (hidden + 1) * labels)
             weights = int(total * weight_bytes + trainable * 4)
     elif gradient_checkpointing:
         activations = int(layers * tokens * 2 * hidden * scale + per_layer)
