@@ -60,6 +60,12 @@ def fuses(task: Any, adapter: str) -> bool:
     return spec is not None and not spec.trains_body and task.head == "sequence-classification"
 
 
+def caches_text(task: Any, adapter: str) -> bool:
+    """Whether a trial of *adapter* for *task* reads the frozen encoder's pooled vectors
+    from :attr:`FusionModel.text_cache` (each row encoded once per process)."""
+    return fuses(task, adapter) and not ADAPTERS[adapter].trains_body
+
+
 def fusion_space() -> dict[str, SpaceEntry]:
     """Default search ranges of the fusion settings, for tasks that use fusion."""
     return {

@@ -27,7 +27,7 @@ from typing import Any
 
 from automl.adapters import ADAPTERS, linear_roles
 from automl.backbone import auto_model_class, head_support
-from automl.fusion import CACHE_CHUNK
+from automl.fusion import CACHE_CHUNK, FusionHead, FusionShape, caches_text
 from automl.search.space import space_adapters
 
 GIB = 1024**3
@@ -120,10 +120,11 @@ def estimate(
         pooled = head == "sequence-classification"
         rows = min(batch_size, CACHE_CHUNK) if pooled else batch_size
         activations = int(per_layer * rows / batch_size)
-        if pooled:  # the new head: LayerNorm, the outputs (a hidden layer if asked; no tower counted)
-            width = int(params.get("fusion_width", 0))  # text alone: a linear head by default
+        if pooled:  # the new head that trains instead of the model's own (no tower counted)
             labels = int(getattr(model.config, "num_labels", 2) or 2)
-            trainable = 2 * hidden + ((hidden + 1) * width + (width + 1) * labels if width else (hidden + 1) * labels)
+            shape = FusionShape.of(None, labels, params)
+            head_module = FusionHead([hidden], shape.width, labels, shape.dropout)
+            trainable = sum(p.numel() for p in head_module.parameters())
             weights = int(total * weight_bytes + trainable * 4)
     elif gradient_checkpointing:
         activations = int(layers * tokens * 2 * hidden * scale + per_layer)
@@ -176,7 +177,7 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     )
 
     def physical(batch_size: int, adapter: str) -> int:  # private trials run logical batches in physical ones
-        if recipe.privacy is None or (not ADAPTERS[adapter].trains_body and task.head == "sequence-classification"):
+        if recipe.privacy is None or caches_text(task, adapter):
             return batch_size  # a head on cached pooled vectors takes the logical batch at once
         return min(batch_size, recipe.privacy.physical_batch_size)
 

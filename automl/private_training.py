@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl.adapters import ADAPTERS
 from automl.engine import BestSoFar, Progress, Reporter, TrialEngine, TrialFailed, TrialResult, pad_batch
-from automl.fusion import fuses
+from automl.fusion import caches_text
 from automl.privacy import epsilon
 
 #: Called once the trial's noise is known, before its first step, with
@@ -137,9 +136,7 @@ class PrivateTrialEngine(TrialEngine):
         # A head on the frozen, mean-pooled encoder has few weights and reads its rows'
         # pooled vectors from the cache: the per-example gradients of a whole logical batch
         # fit in memory. (A token head on a frozen body still runs the body every step.)
-        adapter = str(params.get("adapter", "full"))
-        cached = not ADAPTERS[adapter].trains_body and fuses(self.task, adapter)
-        physical = batch_size if cached else self.physical_batch_size
+        physical = batch_size if caches_text(self.task, str(params.get("adapter", "full"))) else self.physical_batch_size
         micro = min(batch_size, max_micro_batch or physical)
         spent: list[tuple[float, float, int]] = []
         return self.halving_on_oom(

@@ -18,13 +18,15 @@ from automl.search.supervisor import RunOptions, run_recipe
 from automl.testing import registered
 
 
-def build_engine(recipe_path, task: str | None = None) -> TrialEngine:
+def build_engine(recipe_path, task: str | None = None, *, engine_class: type = TrialEngine, **extra) -> TrialEngine:
+    """The engine a run of the recipe at *recipe_path* would build, on the CPU, seed 0;
+    *extra* goes to *engine_class* (a policy, a private engine's settings)."""
     recipe = load_recipe(recipe_path)
     ctx = RunContext.create(recipe)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     data, tokenizer, encoded = ctx.load_data()
     base = ctx.load_base_model()
-    return TrialEngine(
+    return engine_class(
         task=ctx.resolved.task,
         base_model=base,
         encoded=encoded,
@@ -34,7 +36,7 @@ def build_engine(recipe_path, task: str | None = None) -> TrialEngine:
         objective=ctx.resolved.objective.name,
         direction=ctx.resolved.objective.direction,
         lora_targets=ctx.resolved.backbone.lora_target_modules(base),
-        seed=0,
+        **{"seed": 0, **extra},
     )
 
 

@@ -7,24 +7,13 @@ import math
 
 import pytest
 
-from automl.device import pick_device
 from automl.engine import TrialEngine
-from automl.recipe import load_recipe
-from automl.run import RunContext
+from test_engine import build_engine
 
 
 @pytest.fixture
 def engine(recipe_file) -> TrialEngine:
-    ctx = RunContext.create(load_recipe(recipe_file()))
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    data, tokenizer, encoded = ctx.load_data()
-    base = ctx.load_base_model()
-    return TrialEngine(
-        task=ctx.resolved.task, base_model=base, encoded=encoded,
-        splits={"train": data.train, "validation": data.validation}, setup=pick_device("cpu"),
-        pad_id=tokenizer.pad_token_id, objective="f1_macro", direction="maximize",
-        lora_targets=ctx.resolved.backbone.lora_target_modules(base), seed=0,
-    )
+    return build_engine(recipe_file())
 
 
 BASE = {"learning_rate": 1e-3, "adapter": "full"}

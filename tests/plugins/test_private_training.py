@@ -16,13 +16,12 @@ from click.testing import CliRunner
 from opacus.accountants import PRVAccountant
 from plugin_helpers import SAMPLES, tiny_recipe_for
 from rich.console import Console
+from test_engine import build_engine
 
 from automl.cli import cli
-from automl.device import pick_device
 from automl.privacy import PRIVATE_LR_FACTOR, BudgetSpent, epsilon, private_space, run_privacy, search_history, share_budget
 from automl.private_training import PrivateTrialEngine, _LongestFirst
 from automl.recipe import load_recipe
-from automl.run import RunContext
 from automl.search.storage import open_storage
 from automl.search.supervisor import RunOptions, run_recipe
 from automl.testing import tiny_recipe, write_recipe, write_toy_text_data
@@ -31,17 +30,7 @@ DELTA = 1e-3
 
 
 def private_engine(recipe_path) -> PrivateTrialEngine:
-    ctx = RunContext.create(load_recipe(recipe_path))
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    data, tokenizer, encoded = ctx.load_data()
-    base = ctx.load_base_model()
-    return PrivateTrialEngine(
-        task=ctx.resolved.task, base_model=base, encoded=encoded,
-        splits={"train": data.train, "validation": data.validation}, setup=pick_device("cpu"),
-        pad_id=tokenizer.pad_token_id, objective=ctx.resolved.objective.name,
-        direction=ctx.resolved.objective.direction, lora_targets=ctx.resolved.backbone.lora_target_modules(base),
-        seed=0, delta=DELTA, max_grad_norm=1.0, physical_batch_size=16,
-    )
+    return build_engine(recipe_path, engine_class=PrivateTrialEngine, delta=DELTA, max_grad_norm=1.0, physical_batch_size=16)
 
 
 def task_recipe(task_name, data_root, tmp_path, rows=160):
