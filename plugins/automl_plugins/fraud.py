@@ -20,20 +20,21 @@ hyperparameter the search may tune). After each evaluation a decision threshold 
 on the validation outputs (best F1, or a target precision or recall); precision, recall
 and F1 are reported at that threshold and ``automl predict`` applies it.
 
-Baseline: gradient boosting on the raw columns (categories encoded, each free-text column
-as a few TF-IDF/SVD components), from scikit-learn (HistGradientBoostingClassifier, the
-reference) or LightGBM (categories split natively, the positive class weighted, a few
-well-known configurations tried with early stopping on a fold of the training rows while
-a share of the budget lasts), TF-IDF + logistic regression on the words of the text
-columns, or the better trees and the words stacked: whichever has the best out-of-fold
-average precision on the training rows (at most ``baseline_max_rows`` of them). One
+Baseline: the classical families on the raw columns (categories encoded, each free-text
+column as a few TF-IDF/SVD components): scikit-learn's HistGradientBoostingClassifier (the
+reference), LightGBM (categories split natively, the positive class weighted) with its
+hyperparameters searched by a small Optuna study of its own while a share of the budget
+lasts (``automl_plugins._classical``), its two best configurations, a random forest and
+extremely randomised trees, and TF-IDF + logistic regression on the words of the text
+columns. Every family predicts the training rows out of fold (at most
+``baseline_max_rows`` of them); the best one, or a weighted blend of several picked
+greedily on those predictions when it does better, is fitted on the training rows. One
 model that the core saves with skops so it can be exported, scored and ensembled.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ from automl.features import stray_value as _mostly_numbers
 from automl.search.ranges import PROBABILITY
 from automl.task import BaselineResult, Metric, Split, Task, TaskData
 
+from . import _classical
 from ._classify import (
     Columns,
     binary_curves,
@@ -212,7 +214,13 @@ def tune_threshold(scores: np.ndarray, labels: np.ndarray, goal: Any) -> dict[st
 
 
 def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     flagged = (scores >= threshold).astype(int)
     p = np.clip(scores, 1e-7, 1 - 1e-7)
@@ -490,8 +498,14 @@ class FraudDetection(Columns, Task):
     def baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
         from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import TruncatedSVD
-        from sklearn.ensemble import HistGradientBoostingClassifier, StackingClassifier
+        from sklearn.ensemble import (
+            ExtraTreesClassifier,
+            HistGradientBoostingClassifier,
+            RandomForestClassifier,
+            VotingClassifier,
+        )
         from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import average_precision_score
         from sklearn.model_selection import StratifiedKFold
         from sklearn.pipeline import Pipeline, make_pipeline
         from sklearn.preprocessing import OrdinalEncoder
@@ -534,12 +548,23 @@ class FraudDetection(Columns, Task):
         ])
         positives, rows = int(np.sum(y == 1)), len(y)
         candidates: dict[str, Any] = {"trees": trees}
-        configs: list[dict[str, Any]] = []
+        searched: list[dict[str, Any]] = []
         if positives >= MIN_POSITIVES_TO_TUNE and len(y) - positives >= MIN_POSITIVES_TO_TUNE:
             with threadpool_limits(1):
-                candidates["lightgbm"], configs = _tune_lightgbm(
-                    ColumnTransformer(parts), category_indices, x, y, seed, deadline
-                )
+                searched = _search_lightgbm(ColumnTransformer(parts), category_indices, x, y, seed, deadline)
+            for i, trial in enumerate(searched[:LIGHTGBM_KEEP]):
+                trees_ = max(10, round(trial["trees"] * 1.1))  # 10% more rows to fit on than in the search
+                candidates["lightgbm" if i == 0 else f"lightgbm-{i + 1}"] = Pipeline([
+                    ("columns", ColumnTransformer(parts)),
+                    ("model", _classical.lightgbm(_classical.config_of(trial), y, category_indices, seed, trees_)),
+                ])
+            # Other kinds of trees for the blend (AutoGluon's tables use both): bagged deep
+            # trees averaged, where boosting fits residuals; randomised splits.
+            for key, forest in (("random-forest", RandomForestClassifier), ("extra-trees", ExtraTreesClassifier)):
+                candidates[key] = Pipeline([
+                    ("columns", ColumnTransformer(parts)),
+                    ("model", forest(n_estimators=300, min_samples_leaf=2, max_features="sqrt", n_jobs=1, random_state=seed)),
+                ])
         phases["lightgbm"] = time.perf_counter() - start - sum(phases.values())
         joined: list[str] = []
         if texts and positives >= 2:
@@ -556,26 +581,31 @@ class FraudDetection(Columns, Task):
             joined = texts
             x[JOINED] = join_text(x, joined)
         scores: dict[str, float] = {}
-        pick, tree_family = "trees", "trees"
+        weights: dict[str, float] = {}
+        pick = "trees"
         if len(candidates) > 1:
-            # Whichever family has the best average precision on out-of-fold predictions
-            # of the training rows (validation is not used), or the best tree family and
-            # the words stacked; ties keep the reference (HistGBM) trees.
+            # Every family's out-of-fold predictions of the training rows (validation is not
+            # used); the best one, or a weighted blend of several chosen greedily on those
+            # predictions when it does better; ties keep the reference (HistGBM) trees.
             folds = min(5 if len(y) <= LARGE_TABLE_ROWS else 3, positives)
             cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
             with threadpool_limits(1):
-                scores, tree_family = _oof_scores(candidates, x, y, cv)
-            phases["choice"] = time.perf_counter() - start - sum(phases.values())
+                oof = _oof(candidates, x, y, cv)
+            scores = {k: float(average_precision_score(y, p)) for k, p in oof.items()}
             pick = max(scores, key=lambda k: (scores[k], k == "trees"))
-            if pick == "stack":
-                candidates["stack"] = StackingClassifier(
-                    [("trees", candidates[tree_family]), ("words", candidates["words"])],
-                    final_estimator=LogisticRegression(), cv=cv,
+            weights, blended = _classical.greedy_blend(oof, y)
+            if len(weights) > 1 and blended > scores[pick]:
+                scores["blend"] = blended
+                pick = "blend"
+                candidates["blend"] = VotingClassifier(
+                    [(k, candidates[k]) for k in weights], voting="soft", weights=[weights[k] for k in weights]
                 )
+            phases["choice"] = time.perf_counter() - start - sum(phases.values())
         model = candidates[pick]
-        name = FAMILY_NAMES[pick]
-        if pick == "stack" and tree_family == "lightgbm":
-            name = name.replace("gradient boosting", "gradient boosting (LightGBM)")
+        if pick == "blend":
+            name = "blend of " + ", ".join(f"{_family_name(k)} ×{w:.2f}" for k, w in sorted(weights.items(), key=lambda kw: -kw[1]))
+        else:
+            name = _family_name(pick)
         if scores:
             name += "; out-of-fold PR-AUC " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1]))
         # One thread: on small data OpenMP's thread start-up and spinning cost more than
@@ -606,8 +636,10 @@ class FraudDetection(Columns, Task):
                                  "phase_seconds": {k: round(v, 2) for k, v in phases.items()}}
         if scores:
             extra["candidates"] = scores
-        if configs:
-            extra["lightgbm_configs"] = configs
+        if pick == "blend":
+            extra["weights"] = weights
+        if searched:
+            extra["lightgbm_trials"] = searched
         return BaselineResult(
             name=name,
             validation=binary_metrics(val_scores, val_labels, threshold),
@@ -654,12 +686,17 @@ class FraudDetection(Columns, Task):
 FAMILY_NAMES = {
     "trees": "gradient boosting on the raw columns",
     "lightgbm": "gradient boosting (LightGBM) on the raw columns",
+    "random-forest": "random forest on the raw columns",
+    "extra-trees": "extremely randomised trees on the raw columns",
     "words": "TF-IDF + logistic regression on the words and characters of the text columns",
-    "stack": "gradient boosting on the raw columns, stacked with TF-IDF + logistic regression on the text",
 }
-#: Share of the baseline's time budget (``Task.baseline_budget``) that LightGBM's
-#: configurations may take; the out-of-fold choice and the final fit follow.
-BASELINE_SEARCH_SHARE = 0.3
+#: Share of the baseline's time budget (``Task.baseline_budget``) that LightGBM's search
+#: may take; the out-of-fold choice and the final fit follow.
+BASELINE_SEARCH_SHARE = 0.4
+#: At most this many LightGBM configurations are tried, and the best this many become
+#: families of their own for the choice and the blend.
+LIGHTGBM_MAX_TRIALS = 60
+LIGHTGBM_KEEP = 2
 #: Fewer positives than this (in training or in the early-stopping fold) and LightGBM is
 #: not tried: its early stopping and choice of configuration would be noise.
 MIN_POSITIVES_TO_TUNE = 10
@@ -670,19 +707,12 @@ BASELINE_ROWS_PER_SECOND = 150
 MIN_BASELINE_ROWS = 2_000
 #: Above this many training rows the out-of-fold choice uses 3 folds instead of 5.
 LARGE_TABLE_ROWS = 5_000
-#: LightGBM's trees before early stopping, and the rounds without improvement that stop it.
-LIGHTGBM_MAX_TREES = 1000
-LIGHTGBM_PATIENCE = 50
-#: A few well-known LightGBM configurations, tried in order while the budget lasts: the
-#: library's defaults at a lower learning rate, a smaller regularised model for small
-#: tables, a larger bagged one for big tables, and extremely randomised small trees.
-LIGHTGBM_CONFIGS: tuple[dict[str, Any], ...] = (
-    {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20},
-    {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10, "colsample_bytree": 0.8, "reg_lambda": 1.0},
-    {"learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 30, "colsample_bytree": 0.7,
-     "subsample": 0.8, "subsample_freq": 1, "reg_lambda": 5.0},
-    {"learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 5, "extra_trees": True},
-)
+
+
+def _family_name(key: str) -> str:
+    """``lightgbm-2`` is LightGBM's second-best configuration."""
+    base, _, rank = key.partition("-") if key.startswith("lightgbm-") else (key, "", "")
+    return FAMILY_NAMES[base] + (f" (configuration {rank})" if rank else "")
 
 
 def _row_sample(frame: Any, y: np.ndarray, max_rows: int, seed: int) -> tuple[Any, np.ndarray]:
@@ -697,73 +727,32 @@ def _row_sample(frame: Any, y: np.ndarray, max_rows: int, seed: int) -> tuple[An
     return frame.iloc[keep].reset_index(drop=True), y[keep]
 
 
-def _lightgbm(config: dict[str, Any], y: np.ndarray, categories: list[int], seed: int, trees: int) -> Any:
-    """A LightGBM classifier: categories split natively (the ordinal codes of the
-    ``category`` columns), the positive class weighted by the square root of the class
-    ratio, one thread."""
-    from lightgbm import LGBMClassifier
-
-    positives = max(int(np.sum(y == 1)), 1)
-    # ``categorical_column`` (a LightGBM parameter) rather than the fit argument
-    # ``categorical_feature``: the pipeline's fit, cross-validation and stacking pass no
-    # fit arguments.
-    return LGBMClassifier(
-        n_estimators=trees, random_state=seed, n_jobs=1, verbose=-1, deterministic=True,
-        scale_pos_weight=float(np.sqrt((len(y) - positives) / positives)),
-        **({"categorical_column": list(categories)} if categories else {}), **config,
-    )
-
-
-def _tune_lightgbm(
+def _search_lightgbm(
     columns: Any, categories: list[int], x: Any, y: np.ndarray, seed: int, deadline: float | None
-) -> tuple[Any, list[dict[str, Any]]]:
-    """LightGBM's configuration and number of trees: each of :data:`LIGHTGBM_CONFIGS` (while
-    the budget lasts; the first always) trained on 80% of the training rows with early
-    stopping on the other 20%; the best by average precision there, as an unfitted
-    pipeline with that many trees (plus 10% for the rows it will be fitted on), and what
-    was tried."""
-    from lightgbm import early_stopping
+) -> list[dict[str, Any]]:
+    """LightGBM's configurations searched (:func:`automl_plugins._classical.search_lightgbm`),
+    best first: on 3 folds of the training rows (on a few thousand rows one held-out fifth
+    is too few positives to rank dozens of configurations), or on big tables on 80% of them
+    with early stopping on the other 20%."""
     from sklearn.base import clone
-    from sklearn.metrics import average_precision_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import Pipeline
+    from sklearn.model_selection import StratifiedKFold, train_test_split
 
-    fit, stop = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
-    prepare = clone(columns).fit(x.iloc[fit])
-    x_fit, x_stop = prepare.transform(x.iloc[fit]), prepare.transform(x.iloc[stop])
-    tried: list[dict[str, Any]] = []
-    for config in LIGHTGBM_CONFIGS:
-        if tried and deadline is not None and time.perf_counter() > deadline:
-            break
-        model = _lightgbm({**config, "metric": "average_precision"}, y[fit], categories, seed, LIGHTGBM_MAX_TREES)
-        with warnings.catch_warnings():  # eval_set: every LightGBM 4 has it; 4.7 prefers eval_X/eval_y
-            warnings.filterwarnings("ignore", message=".*eval_set.*")
-            model.fit(x_fit, y[fit], eval_set=[(x_stop, y[stop])], callbacks=[early_stopping(LIGHTGBM_PATIENCE, verbose=False)])
-        trees = int(model.best_iteration_ or LIGHTGBM_MAX_TREES)
-        score = float(average_precision_score(y[stop], model.predict_proba(x_stop, num_iteration=trees)[:, 1]))
-        tried.append({**config, "trees": trees, "pr_auc": score})
-    best = max(tried, key=lambda t: t["pr_auc"])
-    config = {k: v for k, v in best.items() if k not in ("trees", "pr_auc")}
-    trees = max(10, int(round(best["trees"] * 1.1)))
-    return Pipeline([("columns", columns), ("model", _lightgbm(config, y, categories, seed, trees))]), tried
+    if len(y) <= LARGE_TABLE_ROWS:
+        splits = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    else:
+        splits = [train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)]
+    folds = []
+    for fit, stop in splits:
+        prepare = clone(columns).fit(x.iloc[fit])
+        folds.append((prepare.transform(x.iloc[fit]), y[fit], prepare.transform(x.iloc[stop]), y[stop]))
+    return _classical.search_lightgbm(folds, categories, seed, deadline=deadline, max_trials=LIGHTGBM_MAX_TRIALS)
 
 
-def _oof_scores(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> tuple[dict[str, float], str]:
-    """Average precision of each candidate's out-of-fold predictions of the training rows,
-    and (with ``words``) of the best tree family and the words stacked by logistic
-    regression (``stack``); also which tree family that is."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score
+def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> dict[str, np.ndarray]:
+    """Each candidate's out-of-fold probability of the positive class on the training rows."""
     from sklearn.model_selection import cross_val_predict
 
-    oof = {k: cross_val_predict(m, x, y, cv=cv, method="predict_proba")[:, 1] for k, m in candidates.items()}
-    scores = {k: float(average_precision_score(y, p)) for k, p in oof.items()}
-    tree_family = max(("trees", "lightgbm"), key=lambda k: (scores.get(k, -1.0), k == "trees"))
-    if "words" in oof:
-        both = np.column_stack([oof[tree_family], oof["words"]])
-        stacked = cross_val_predict(LogisticRegression(), both, y, cv=cv, method="predict_proba")[:, 1]
-        scores["stack"] = float(average_precision_score(y, stacked))
-    return scores, tree_family
+    return {k: cross_val_predict(m, x, y, cv=cv, method="predict_proba")[:, 1] for k, m in candidates.items()}
 
 
 def _tfidf(max_features: int = 20_000) -> Any:
