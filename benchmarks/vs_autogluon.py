@@ -121,6 +121,7 @@ def recipe(args: argparse.Namespace, label: str, folder: Path) -> dict:
         body = yaml.safe_load((REPO / "recipes" / "fraud.yaml").read_text())
         body["data"].update({s: str(folder / f"{s}.parquet") for s in ("train", "validation", "test")})
         body["output"] = str(folder / "run")
+        body["training"]["seed"] += args.seed  # --seed 0 is the README's run
         return body
     return {
         "task": "fraud-detection",
