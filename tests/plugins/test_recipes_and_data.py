@@ -56,6 +56,17 @@ def test_generate_command(tmp_path):
     assert (tmp_path / "ner" / "test.conll").read_bytes() == (RECIPES / "data" / "ner" / "test.conll").read_bytes()
 
 
+def test_generate_command_scales_the_rows(tmp_path):
+    import pandas as pd
+
+    result = CliRunner().invoke(cli, ["data", "generate", str(tmp_path), "--kind", "fraud", "--scale", "0.5"])
+    assert result.exit_code == 0, result.output
+    for split, size in zip(datagen.SPLITS, datagen.SIZES["fraud"], strict=True):
+        assert len(pd.read_csv(tmp_path / "fraud" / f"{split}.csv")) == round(size * 0.5)
+    bad = CliRunner().invoke(cli, ["data", "generate", str(tmp_path), "--scale", "0"])
+    assert bad.exit_code == 2 and "--scale" in bad.output
+
+
 def test_shipped_sizes_and_fraud_rate():
     import pandas as pd
 
