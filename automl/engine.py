@@ -75,6 +75,8 @@ class TrialResult:
     peak_memory: int | None = None
     #: A private trial's accounting (:mod:`automl.private_training`); None otherwise.
     privacy: dict[str, Any] | None = None
+    #: The validation outputs of the evaluation the value comes from (None: not kept).
+    validation_outputs: Outputs | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,10 @@ class TrialPolicy:
         prune_after: a pruner's "stop" before this share of the trial's steps is ignored.
         patience: end the trial after this many evaluations without improvement.
         min_delta: what counts as an improvement of the objective.
-        deadline: ``time.time()`` after which the trial is evaluated after its current
-            optimiser step and ends, at its best evaluation.
+        deadline: ``time.time()`` by which the trial's work is done: it is evaluated and
+            ends (at its best evaluation) once the time left is what its last evaluation,
+            the outputs a kept trial stores and the export's scoring of the test rows are
+            estimated to take (:meth:`TrialEngine.finish_seconds`).
     """
 
     eval_examples: int | None = None
@@ -113,21 +117,29 @@ class BestSoFar:
         self.step = 0
         self.state: dict[str, torch.Tensor] | None = None
         self.since = 0
+        #: The validation outputs of the best evaluation (what a kept trial stores for
+        #: ensembles, without running the validation rows again).
+        self.outputs: Outputs | None = None
 
-    def observe(self, model: torch.nn.Module, step: int, last: bool, value: float, metrics: dict[str, float], calibration: dict[str, Any]) -> str | None:
-        """Record an evaluation; returns why the trial should end now, or None."""
+    def observe(
+        self, model: torch.nn.Module, step: int, last: bool, value: float, metrics: dict[str, float],
+        calibration: dict[str, Any], *, late: bool = False, outputs: Outputs | None = None,
+    ) -> str | None:
+        """Record an evaluation; returns why the trial should end now, or None. *late*: the
+        run's deadline, less what the trial still has to do after it, has passed."""
         if self.value is None:
             improved = True
         else:
             gain = value - self.value if self.maximize else self.value - value
             improved = gain > self.policy.min_delta
         reason = None
-        if not last and self.policy.deadline is not None and time.time() >= self.policy.deadline:
+        if not last and late:
             reason = "deadline"
         elif not last and not improved and self.policy.patience is not None and self.since + 1 >= self.policy.patience:
             reason = "early stopping"
         if improved:
             self.value, self.metrics, self.calibration, self.step, self.since = value, metrics, calibration, step, 0
+            self.outputs = outputs
             # The trial's last evaluation needs no copy: the model ends in that state.
             self.state = None if (last or reason) else trainable_state(model, self.adapter)
         else:
@@ -250,6 +262,8 @@ class TrialEngine:
         self.base_model = base_model.to("cpu")
         self.base_model.eval()
         self.encoded = encoded
+        #: The outputs of the last :meth:`evaluate` (kept by :class:`BestSoFar` at its best).
+        self.last_outputs: Outputs | None = None
         self.splits = splits
         self.setup = setup
         self.pad_id = pad_id
@@ -475,12 +489,12 @@ class TrialEngine:
                 compute_time += time.perf_counter() - t0
                 if progress is not None and (step % 5 == 0 or step == total_steps):
                     progress(epoch, step, total_steps, loss_value)
-                # Past the run's deadline the trial is evaluated now, not at its next
-                # planned point: the run ends one step and one evaluation after it.
-                late = policy.deadline is not None and time.time() >= policy.deadline
+                # Near the run's deadline the trial is evaluated now, not at its next
+                # planned point, early enough for what follows its last step to end by then.
+                late = self.past_deadline(seen / compute_time if compute_time else 0.0, evaluations, eval_time)
                 if step % eval_every == 0 or step == total_steps or late:
                     t1 = time.perf_counter()
-                    stopped = self.evaluation_point(model, step, total_steps, best, reporter)
+                    stopped = self.evaluation_point(model, step, total_steps, best, reporter, late=late)
                     evaluations += 1
                     eval_time += time.perf_counter() - t1
                     if checkpoint is not None and step < total_steps and stopped is None and checkpoint.due():
@@ -510,16 +524,41 @@ class TrialEngine:
             stopped=stopped,
             resumed_from_step=resumed.step if resumed is not None else None,
             peak_memory=torch.cuda.max_memory_allocated(self.setup.device) if self.setup.device.type == "cuda" else None,
+            validation_outputs=best.outputs,
         )
 
-    def evaluation_point(self, model: torch.nn.Module, step: int, total_steps: int, best: BestSoFar, reporter: Reporter | None) -> str | None:
+    def finish_seconds(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
+        """Seconds a trial needs after its last training step: its last evaluation (the
+        validation rows), the test outputs a kept trial stores and the export's scoring of
+        the test rows again, at the pace of this trial's evaluations so far (before its
+        first, at a third of its training pace: a forward pass without gradients)."""
+        validation = len(self.encoded["validation"]["input_ids"]) if "validation" in self.encoded else 0
+        test = len(self.encoded["test"]["input_ids"]) if "test" in self.encoded else 0
+        if evaluations and validation:
+            per_row = eval_seconds / (evaluations * validation)
+        elif train_rows_per_second > 0:
+            per_row = 1.0 / (3.0 * train_rows_per_second)
+        else:
+            return 0.0
+        return per_row * (validation + 2 * test)
+
+    def past_deadline(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> bool:
+        """Whether the trial must end now to be done by the run's deadline."""
+        if self.policy.deadline is None:
+            return False
+        return time.time() + self.finish_seconds(train_rows_per_second, evaluations, eval_seconds) >= self.policy.deadline
+
+    def evaluation_point(
+        self, model: torch.nn.Module, step: int, total_steps: int, best: BestSoFar, reporter: Reporter | None, *, late: bool = False,
+    ) -> str | None:
         """Evaluate at *step*, record it in *best*, and ask the *reporter* whether to prune
         (raises :class:`TrialStopped`). Returns why the trial should end now, or None."""
         value, metrics, calibration = self.evaluate(model)
         model.train()
         if not math.isfinite(value):
             raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
-        stopped = best.observe(model, step, step == total_steps, value, metrics, calibration)
+        stopped = best.observe(model, step, step == total_steps, value, metrics, calibration,
+                               late=late, outputs=self.last_outputs)
         # At the last evaluation the work is done: a pruner's "stop" would only throw the
         # finished model away, so the trial completes instead; and none before a share of
         # the steps (a slow start is not a bad trial).
@@ -543,7 +582,7 @@ class TrialEngine:
         return predict_outputs(model, enc, self.setup, self.pad_id, self.eval_batch_size, self.task.head)
 
     def evaluate(self, model: torch.nn.Module, split: str = "validation") -> tuple[float, dict[str, float], dict[str, Any]]:
-        outputs = self.outputs(model, split)
+        outputs = self.last_outputs = self.outputs(model, split)
         enc = self.encoded[split]
         calibration = self.task.calibrate(outputs, self.splits[split], enc)
         metrics = self.task.compute_metrics(outputs, self.splits[split], enc, calibration)

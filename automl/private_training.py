@@ -209,7 +209,7 @@ class PrivateTrialEngine(TrialEngine):
         best = BestSoFar(self.policy, self.direction == "maximize", str(params.get("adapter", "full")))
         eval_every = self.eval_interval(batch_size, steps_per_epoch)
         stopped: str | None = None
-        step = seen = 0
+        step = seen = evaluations = 0
         compute_time = eval_time = 0.0
         loss_sum = 0.0
         device = self.setup.device
@@ -237,10 +237,11 @@ class PrivateTrialEngine(TrialEngine):
                         compute_time += time.perf_counter() - t0
                         if progress is not None and (step % 5 == 0 or step == total_steps):
                             progress(step // steps_per_epoch, step, total_steps, loss_sum / max(1, seen))
-                        late = self.policy.deadline is not None and time.time() >= self.policy.deadline
+                        late = self.past_deadline(seen / compute_time if compute_time else 0.0, evaluations, eval_time)
                         if step % eval_every == 0 or step == total_steps or late:
                             t1 = time.perf_counter()
-                            stopped = self.evaluation_point(model, step, total_steps, best, reporter)
+                            stopped = self.evaluation_point(model, step, total_steps, best, reporter, late=late)
+                            evaluations += 1
                             eval_time += time.perf_counter() - t1
                         t0 = time.perf_counter()
                         if step >= total_steps or stopped is not None:
@@ -282,6 +283,7 @@ class PrivateTrialEngine(TrialEngine):
             stopped=stopped,
             peak_memory=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
             privacy=accounting,
+            validation_outputs=best.outputs,
         )
 
     def _freeze_unused(self, model: torch.nn.Module, params: dict[str, Any]) -> list[str]:

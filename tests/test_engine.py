@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import optuna
 import pytest
 from faults import Plugin
@@ -54,6 +55,34 @@ def test_full_finetuning_learns(engine):
     assert result.value > 0.8  # chance is 0.5
     assert len(seen) == 6  # one evaluation per epoch
     assert result.steps == 6 * 19  # ceil(300 / 16) steps per epoch
+
+
+def test_a_trial_hands_back_the_validation_outputs_of_its_best_evaluation(engine):
+    result = engine.run_trial({**PARAMS, "epochs": 2, "adapter": "full"})
+    # What a kept trial stores for ensembles without running the validation rows again.
+    np.testing.assert_allclose(result.validation_outputs, engine.outputs(result.model, "validation"), rtol=1e-5, atol=1e-6)
+
+
+def test_a_trial_ends_early_enough_for_its_last_evaluation_and_the_scoring_after_it(recipe_file):
+    import time
+
+    from automl.engine import TrialPolicy
+
+    engine = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 3600))
+    validation = len(engine.encoded["validation"]["input_ids"])
+    test = len(engine.encoded["test"]["input_ids"]) if "test" in engine.encoded else 0
+    # Two evaluations took 4 s: 2 s for the validation rows. What is left after the last
+    # step: one more evaluation, the test outputs a kept trial stores, and the export's
+    # scoring of the test rows.
+    assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(2.0 * (validation + 2 * test) / validation)
+    # Before the first evaluation: a third of the training pace per row.
+    assert engine.finish_seconds(30.0, 0, 0.0) == pytest.approx((validation + 2 * test) / 90.0)
+    assert engine.finish_seconds(0.0, 0, 0.0) == 0.0
+    assert not engine.past_deadline(100.0, 2, 4.0)
+    late = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 10))
+    assert late.past_deadline(100.0, 2, 4.0 * 10)  # at least 20 s of scoring left, 10 s to the deadline
+    result = late.run_trial({**PARAMS, "adapter": "full"})
+    assert result.stopped == "deadline" and result.steps < 6 * 19
 
 
 def test_lora_learns_and_trains_few_weights(engine):

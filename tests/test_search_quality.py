@@ -356,6 +356,17 @@ def test_timeout_cuts_the_running_trial_at_an_evaluation(tmp_path, toy_dir):
     assert (outcome.run_dir / "best" / "config.json").exists()
 
 
+def test_the_timeout_counts_from_the_process_start_and_keeps_a_share_for_the_end():
+    import time
+
+    from automl.search.budget import END_SHARE, process_started, search_deadline
+
+    started = process_started()
+    assert started is not None and 0 < time.time() - started < 24 * 3600  # this test process
+    assert search_deadline(1000.0, 200.0) == pytest.approx(1000.0 + (1 - END_SHARE) * 200.0)
+    assert search_deadline(1000.0, None) is None
+
+
 def test_no_trial_starts_that_cannot_fit():
     from automl.search.worker import fits_before
 

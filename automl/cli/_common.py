@@ -129,6 +129,7 @@ def _launch(
     """What ``automl run`` and ``automl worker`` share: build the run, search, summarise."""
     from rich.console import Console
 
+    from automl.search.budget import process_started  # when the command runs: `automl --help` stays fast
     from automl.search.supervisor import RunOptions, run_recipe  # when the command runs: `automl --help` stays fast
     from automl.summary import print_summary  # when the command runs: `automl --help` stays fast
 
@@ -140,6 +141,7 @@ def _launch(
     if workers_per_gpu > 1:
         gpu_list, workers = gpus_shared(gpus, workers, workers_per_gpu)
     options = RunOptions(
+        started=process_started(),
         workers=workers,
         threads=threads_per_worker,
         gpus=gpu_list,

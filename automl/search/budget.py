@@ -20,6 +20,32 @@ from automl.search.storage import storage_trial_id
 
 #: Share of ``search.timeout`` the task's baseline is given (``Task.baseline_budget``).
 BASELINE_BUDGET_SHARE = 0.2
+#: Share of ``search.timeout`` kept for the end of the run: trials are done this much before
+#: the timeout (each also keeps the time its last evaluation and the scoring of its outputs
+#: take, :meth:`automl.engine.TrialEngine.finish_seconds`), leaving it for choosing the
+#: model, the ensemble, the export and the report.
+END_SHARE = 0.05
+
+
+def search_deadline(started: float, timeout: float | None) -> float | None:
+    """``time.time()`` by which the trials' work is done: *timeout* seconds after *started*
+    (when the command started), less :data:`END_SHARE` of it."""
+    return started + (1.0 - END_SHARE) * timeout if timeout else None
+
+
+def process_started() -> float | None:
+    """``time.time()`` when this process started (Linux: from ``/proc``), so that a timeout
+    counts the interpreter's start and the imports too; ``None`` where it cannot be read."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: start time after boot
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -32,7 +32,7 @@ from automl.events import StudySummary
 from automl.privacy import STUDY_ATTR, privacy_settings
 from automl.resolve import check_backbone, check_private_data, check_trainable
 from automl.run import RunContext
-from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry
+from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry, search_deadline
 from automl.search.live import LiveStatus
 from automl.search.storage import mask_url, open_storage
 from automl.search.warmstart import queue_start
@@ -57,6 +57,9 @@ class RunOptions:
     artifacts: str | None = None
     #: CPU threads per worker process (default: the cores divided among the workers).
     threads: int | None = None
+    #: ``time.time()`` the command started (``automl run``: the process start), from which
+    #: ``search.timeout`` counts; None: when the run starts.
+    started: float | None = None
 
 
 @dataclass
@@ -388,7 +391,7 @@ class Supervisor:
 
     def run(self) -> RunOutcome:
         ctx = self.ctx
-        start = time.time()
+        start = min(self.options.started or time.time(), time.time())
         console = self.console
         # Data first: bad data is reported before anything is written for the run.
         data, tokenizer, encoded = ctx.load_data()
@@ -409,8 +412,7 @@ class Supervisor:
         queued = queue_start(study, ctx.resolved.space, list(ctx.resolved.start_from), target)
         if queued:
             console.print(f"warm start: the first {queued} trial(s) are the start configurations (search.start_from)")
-        timeout = ctx.recipe.search.timeout
-        deadline = start + timeout if timeout else None
+        deadline = search_deadline(start, ctx.recipe.search.timeout)
 
         interrupted = False
         baseline = None

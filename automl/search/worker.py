@@ -495,13 +495,15 @@ class Worker:
             path = Path(tmp) / f"trial-{trial.number}.safetensors"
             save_trial_weights(result.model, params.get("adapter", "full"), path)
             artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
-            outputs_id = self._keep_outputs(store, trial, result.model, Path(tmp))
+            outputs_id = self._keep_outputs(store, trial, result, Path(tmp))
         trial.set_user_attr("artifact_id", artifact_id)
         if outputs_id:
             trial.set_user_attr("outputs_artifact_id", outputs_id)
 
-    def _keep_outputs(self, store: Any, trial: optuna.Trial, model: Any, tmp: Path) -> str | None:
-        """Validation and test outputs of a kept trial (npz), for ensembles: no re-inference later."""
+    def _keep_outputs(self, store: Any, trial: optuna.Trial, result: Any, tmp: Path) -> str | None:
+        """Validation and test outputs of a kept trial (npz), for ensembles: no re-inference
+        later. The validation outputs are those of the trial's best evaluation (its weights
+        are the model's), computed once."""
         from optuna.artifacts import upload_artifact
 
         from automl.baseline import save_outputs  # torch (through the export), imported lazily
@@ -509,7 +511,10 @@ class Worker:
         if self.ctx.resolved.task.head != "sequence-classification":
             return None
         engine = self.engine
-        outputs = {split: engine.outputs(model, split) for split in ("validation", "test") if split in engine.encoded}
+        outputs = {split: engine.outputs(result.model, split) for split in ("test",) if split in engine.encoded}
+        outputs["validation"] = (
+            result.validation_outputs if result.validation_outputs is not None else engine.outputs(result.model, "validation")
+        )
         path = tmp / f"trial-{trial.number}-outputs.npz"
         save_outputs(path, outputs)
         return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
