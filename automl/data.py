@@ -232,6 +232,7 @@ def data_fingerprint(recipe: Recipe) -> str:
     h.update(
         json.dumps(
             [d.validation_fraction, d.test_fraction, d.text_column, d.label_column, d.max_rows, d.feature_columns,
+             *([d.max_eval_rows] if d.max_eval_rows != 10_000 else []),
              recipe.training.seed, recipe.task, recipe.task_options, *([d.format] if d.format else [])],
             sort_keys=True,
             default=str,
@@ -264,6 +265,23 @@ def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, fil
             keys = np.asarray(stratify, dtype=str)
     keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=keys)
     return _take(split, np.sort(keep)), _take(split, np.sort(held))
+
+
+def sample_rows(split: Split, rows: int, seed: int, stratify: Any = None) -> Split:
+    """*rows* rows of *split* (stratified by *stratify* where every class has at least two
+    rows), in their file order; the split itself when it has no more."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(split)
+    if rows <= 0 or n <= rows:
+        return split
+    keys = None
+    if stratify is not None:
+        values, counts = np.unique(np.asarray(stratify, dtype=str), return_counts=True)
+        if counts.min() >= 2 and len(values) <= rows:
+            keys = np.asarray(stratify, dtype=str)
+    kept, _ = train_test_split(np.arange(n), train_size=rows, random_state=seed, stratify=keys)
+    return _take(split, np.sort(kept))
 
 
 def _sniff_conll(path: Path) -> None:
@@ -319,9 +337,17 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
         train, validation = carve(
             train, d.validation_fraction, recipe.training.seed + 1, task.stratify(train), file=str(train_path)
         )
+    sampled = {}
+    for name, split in (("validation", validation), ("test", test)):
+        if split is not None and d.max_eval_rows and len(split) > d.max_eval_rows:
+            sampled[name] = len(split)
+    if "validation" in sampled:
+        validation = sample_rows(validation, d.max_eval_rows, recipe.training.seed + 2, task.stratify(validation))
+    if test is not None and "test" in sampled:
+        test = sample_rows(test, d.max_eval_rows, recipe.training.seed + 3, task.stratify(test))
     if task.features is not None:
         if train.frame is not None and len(train.frame) != len(train_frame):
             task.features = FeaturePipeline.fit(train.frame, columns, file=str(train_path))
         if not task.features.active:
             task.features = None
-    return TaskData(train=train, validation=validation, test=test, label_names=label_names)
+    return TaskData(train=train, validation=validation, test=test, label_names=label_names, sampled=sampled)

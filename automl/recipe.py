@@ -62,6 +62,11 @@ class DataSpec(_Model):
     #: for tasks that take them (``text-classification``, ``text-regression``).
     feature_columns: list[str] | None = None
     max_rows: Annotated[int, Field(gt=0)] | None = None
+    #: Validation and test splits larger than this are a stratified sample of this many rows
+    #: (seeded by ``training.seed``), the same rows for every model of the run: each
+    #: evaluation of a fine-tuning trial scores them, so on big tables they bound its
+    #: cost. ``0``: every row.
+    max_eval_rows: Annotated[int, Field(ge=0)] = 10_000
     #: How to read the files when their suffix misleads (e.g. ``word<TAB>tag`` files named
     #: ``.tsv``: ``conll``); default: from each file's suffix.
     format: Literal["csv", "tsv", "jsonl", "parquet", "conll"] | None = None

@@ -210,7 +210,8 @@ class RunContext:
                 data_fingerprint(self.recipe),
                 self.resolved.backbone.fingerprint(),
                 self.recipe.training.max_length,
-                task.name,
+                # The rows each split holds (data.max_eval_rows may sample validation and test).
+                f"{task.name}|" + ",".join(f"{k}:{len(v)}" for k, v in splits.items()),
             )
             encoded, _ = encode_splits(task, splits, tokenizer, self.recipe.training.max_length, self.cache_dir, key)
         return data, tokenizer, encoded

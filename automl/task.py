@@ -108,6 +108,8 @@ class TaskData:
     validation: Split
     test: Split | None
     label_names: list[str] | None = None
+    #: Splits that ``data.max_eval_rows`` sampled: ``{name: rows in the file}``.
+    sampled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,26 @@ def test_fingerprint_ignores_budget(recipe_file):
     other = yaml.safe_load(recipe.path.read_text())
     other["training"]["max_length"] = 64
     assert load_recipe(write_recipe(recipe.path.with_name("o.yaml"), other)).fingerprint() != recipe.fingerprint()
+
+
+def test_big_validation_and_test_splits_are_a_stratified_sample_of_max_eval_rows(recipe_file):
+    from collections import Counter
+
+    from automl.data import load_task_data
+    from automl.resolve import resolve
+    from automl.run import RunContext
+
+    full = load_recipe(recipe_file())
+    whole = load_task_data(resolve(full).task, full)
+    assert whole.sampled == {} and len(whole.validation) > 40
+    capped = load_recipe(recipe_file("capped.yaml", data={**full.model_dump(mode="json")["data"], "max_eval_rows": 40}))
+    ctx = RunContext.create(capped)
+    data, _, encoded = ctx.load_data()
+    assert len(data.validation) == 40 and data.sampled["validation"] == len(whole.validation)
+    assert len(encoded["validation"]["input_ids"]) == 40  # the tokenised split is the sample too
+    # The sample keeps the label shares and the file order, and is the same every time.
+    share = lambda split: {k: v / len(split.labels) for k, v in Counter(split.labels).items()}  # noqa: E731
+    assert all(abs(share(data.validation)[k] - p) < 0.05 for k, p in share(whole.validation).items())
+    rows = whole.validation.inputs
+    assert [rows.index(t) for t in data.validation.inputs] == sorted(rows.index(t) for t in data.validation.inputs)
+    assert load_task_data(resolve(capped).task, capped).validation.inputs == data.validation.inputs

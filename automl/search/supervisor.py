@@ -395,6 +395,11 @@ class Supervisor:
         console = self.console
         # Data first: bad data is reported before anything is written for the run.
         data, tokenizer, encoded = ctx.load_data()
+        for name, rows in data.sampled.items():
+            console.print(
+                f"{name}: a stratified sample of {len(getattr(data, name)):,} of its {rows:,} rows "
+                "scores every model of the run (data.max_eval_rows; 0 for every row)"
+            )
         check_private_data(ctx.recipe, len(data.train))
         storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
