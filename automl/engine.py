@@ -77,6 +77,9 @@ class TrialResult:
     privacy: dict[str, Any] | None = None
     #: The validation outputs of the evaluation the value comes from (None: not kept).
     validation_outputs: Outputs | None = None
+    #: The steps the trial planned when it planned fewer to finish by the run's deadline
+    #: (:meth:`TrialEngine.steps_that_fit`); None when it kept its plan.
+    planned_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,27 @@ class BestSoFar:
         if self.step != step and self.state is not None:
             load_trainable_state(model, self.adapter, self.state)
         self.state = None
+
+
+#: Training steps after which a trial with a deadline checks that its plan fits.
+SHORTEN_AFTER_STEPS = 5
+
+
+def shorten_schedule(scheduler: Any, total_steps: int) -> None:
+    """Make a transformers learning-rate schedule end at *total_steps* (the same share of
+    warm-up):
+    its decay then reaches the end of the shortened plan. Schedules without an end (constant)
+    are left as they are."""
+    from functools import partial
+
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas:
+        return
+    for i, f in enumerate(lambdas):
+        if isinstance(f, partial) and "num_training_steps" in f.keywords:
+            planned = max(1, int(f.keywords["num_training_steps"]))
+            warmup = int(round(int(f.keywords.get("num_warmup_steps", 0)) * total_steps / planned))  # the same share
+            lambdas[i] = partial(f.func, *f.args, **{**f.keywords, "num_training_steps": total_steps, "num_warmup_steps": warmup})
 
 
 # ----------------------------------------------------------------------------- batching
@@ -449,6 +473,7 @@ class TrialEngine:
         resumed = checkpoint.restore(model=model, adapter=adapter, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, best=best) if checkpoint else None
         if resumed is not None:
             step, seen, epoch, evaluations, skip, loss_value = resumed.step, resumed.seen, resumed.epoch, resumed.evaluations, resumed.position, resumed.loss
+        planned = total_steps
         model.train()
         while step < total_steps and stopped is None:
             epoch_rng, epoch_start = rng.bit_generator.state, step - skip
@@ -489,6 +514,12 @@ class TrialEngine:
                 compute_time += time.perf_counter() - t0
                 if progress is not None and (step % 5 == 0 or step == total_steps):
                     progress(epoch, step, total_steps, loss_value)
+                if total_steps == planned and resumed is None and step == SHORTEN_AFTER_STEPS:
+                    # Its pace now known, a trial that cannot finish by the deadline plans
+                    # fewer steps (its learning-rate schedule too) instead of being cut.
+                    total_steps = self.steps_that_fit(step, total_steps, compute_time, seen, eval_every, evaluations, eval_time)
+                    if total_steps < planned:
+                        shorten_schedule(scheduler, total_steps)
                 # Near the run's deadline the trial is evaluated now, not at its next
                 # planned point, early enough for what follows its last step to end by then.
                 late = self.past_deadline(seen / compute_time if compute_time else 0.0, evaluations, eval_time)
@@ -525,7 +556,22 @@ class TrialEngine:
             resumed_from_step=resumed.step if resumed is not None else None,
             peak_memory=torch.cuda.max_memory_allocated(self.setup.device) if self.setup.device.type == "cuda" else None,
             validation_outputs=best.outputs,
+            planned_steps=planned if total_steps < planned else None,
         )
+
+    def steps_that_fit(
+        self, step: int, total_steps: int, compute_time: float, seen: int, eval_every: int, evaluations: int, eval_time: float,
+    ) -> int:
+        """The most optimiser steps (at least one more than *step*) the trial can take and
+        still finish by the run's deadline, at the pace of its *step* steps so far, counting
+        its evaluations on the way and :meth:`finish_seconds` after the last; *total_steps*
+        when they all fit or there is no deadline."""
+        if self.policy.deadline is None or step <= 0 or compute_time <= 0:
+            return total_steps
+        per_eval = eval_time / evaluations if evaluations else self.finish_seconds(seen / compute_time, 0, 0.0) / 3
+        per_step = compute_time / step + per_eval / max(1, eval_every)
+        left = self.policy.deadline - time.time() - self.finish_seconds(seen / compute_time, evaluations, eval_time)
+        return int(min(total_steps, max(step + 1, step + left // per_step)))
 
     def finish_seconds(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
         """Seconds a trial needs after its last training step: its last evaluation (the

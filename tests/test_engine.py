@@ -81,8 +81,51 @@ def test_a_trial_ends_early_enough_for_its_last_evaluation_and_the_scoring_after
     assert not engine.past_deadline(100.0, 2, 4.0)
     late = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 10))
     assert late.past_deadline(100.0, 2, 4.0 * 10)  # at least 20 s of scoring left, 10 s to the deadline
-    result = late.run_trial({**PARAMS, "adapter": "full"})
-    assert result.stopped == "deadline" and result.steps < 6 * 19
+    result = late.run_trial({**PARAMS, "epochs": 400, "adapter": "full"})
+    # Shortened to what fits at its pace, or (a slower machine than planned) cut.
+    assert result.steps < 400 * 19 and (result.planned_steps == 400 * 19 or result.stopped == "deadline")
+
+
+def test_a_trial_that_cannot_finish_by_the_deadline_plans_fewer_steps_and_its_schedule_ends_with_them(recipe_file):
+    import time
+
+    from automl.engine import SHORTEN_AFTER_STEPS, TrialPolicy
+
+    engine = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 3600))
+    # 5 steps took 1 s; evaluations 0.5 s each, one per 19 steps; 60 s left before what
+    # follows the last step: about 60 / (0.2 + 0.5 / 19) steps fit.
+    engine.policy = TrialPolicy(deadline=time.time() + 60 + engine.finish_seconds(5 * 16 / 1.0, 1, 0.5))
+    fit = engine.steps_that_fit(5, 10_000, 1.0, 5 * 16, 19, 1, 0.5)
+    assert 250 < fit <= 5 + 60 / (0.2 + 0.5 / 19)
+    assert engine.steps_that_fit(5, 100, 1.0, 5 * 16, 19, 1, 0.5) == 100  # the plan fits: kept
+    engine.policy = TrialPolicy(deadline=time.time() + 30)
+    params = {**PARAMS, "epochs": 400, "adapter": "full"}
+    result = engine.run_trial(params)
+    assert result.planned_steps == 400 * 19 and SHORTEN_AFTER_STEPS < result.steps < result.planned_steps
+    # It finishes its shortened plan (or, on a machine slower than its first steps, is cut
+    # at the deadline all the same).
+    assert result.stopped in (None, "deadline")
+
+
+def test_a_shortened_schedule_decays_to_zero_at_the_new_last_step():
+    import torch
+    from transformers import get_scheduler
+
+    from automl.engine import shorten_schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = get_scheduler("linear", optimizer=optimizer, num_warmup_steps=100, num_training_steps=1000)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    shorten_schedule(scheduler, 100)  # warm-up keeps its share: 10 steps
+    lrs = []
+    for _ in range(95):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs[4] == pytest.approx(1.0 * (100 - 10) / 90)  # step 10: the end of warm-up
+    assert lrs[-1] == pytest.approx(0.0)
 
 
 def test_lora_learns_and_trains_few_weights(engine):

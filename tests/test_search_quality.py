@@ -336,8 +336,9 @@ def test_evaluation_plan_and_hyperband_resources(tmp_path, toy_dir):
 
 
 def test_timeout_cuts_the_running_trial_at_an_evaluation(tmp_path, toy_dir):
-    """A trial still running at the deadline is evaluated after its current step and
-    stops, completes at its best and is marked; no trial starts after the deadline."""
+    """A trial that cannot finish by the deadline plans fewer steps, or is evaluated after
+    its current step and stops; it completes at its best and is marked; no trial starts
+    after the deadline."""
     space = {"learning_rate": [4e-3], "epochs": [400], "batch_size": [16], "adapter": "full"}
     path = _recipe(
         tmp_path, toy_dir,
@@ -348,7 +349,10 @@ def test_timeout_cuts_the_running_trial_at_an_evaluation(tmp_path, toy_dir):
     study = _study(outcome.run_dir)
     (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE
-    assert trial.user_attrs["stopped"] == "deadline"
+    # At its pace it plans fewer steps to finish by the deadline, or is cut there (a
+    # machine slower than its first steps): either way it ends in time, at its best.
+    attrs = trial.user_attrs
+    assert attrs.get("stopped") == "deadline" or attrs.get("shortened_from_steps") == 400 * 19, attrs
     assert trial.user_attrs["steps"] < 400 * 19
     # The evaluation at the deadline is one more than the plan's (every 5 steps) when the
     # deadline falls between two of them.

@@ -293,6 +293,17 @@ def _trial_dict(t: TrialRow) -> dict[str, Any]:
     }
 
 
+def _budget_note(attrs: dict[str, Any], steps: Any) -> str | None:
+    """What the run's deadline did to a trial, with the task's note after it."""
+    if attrs.get("stopped") == "deadline":
+        budget = "cut by the deadline (kept at its best evaluation)"
+    elif attrs.get("shortened_from_steps"):
+        budget = f"planned {attrs['shortened_from_steps']} steps, shortened to {steps} to finish by the deadline"
+    else:
+        return None
+    return f"{budget}; {attrs['note']}" if attrs.get("note") else budget
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -342,7 +353,7 @@ def trial_rows(study: Any) -> list[TrialRow]:
                 seconds=float(seconds) if seconds is not None else None,
                 started=t.datetime_start,
                 finished=t.datetime_complete,
-                reason=attrs.get("fail_reason") or attrs.get("prune_reason") or attrs.get("note"),
+                reason=attrs.get("fail_reason") or attrs.get("prune_reason") or _budget_note(attrs, steps) or attrs.get("note"),
                 intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
                 retry_of=attrs.get("retry_of"),
                 worker=attrs.get("worker"),

@@ -455,6 +455,9 @@ class Worker:
         if result.stopped:
             # "deadline": cut by the run's timeout, kept at its best evaluation.
             set_attr("stopped", result.stopped)
+        if getattr(result, "planned_steps", None):
+            # It planned fewer steps to finish by the deadline (its schedule too).
+            set_attr("shortened_from_steps", result.planned_steps)
         if result.oom_retries:
             set_attr("oom_retries", result.oom_retries)
         note = self.ctx.resolved.task.diagnose(result.metrics)
