@@ -154,7 +154,8 @@ def test_a_blend_weighs_the_families_that_raise_out_of_fold_precision():
     weights, blended = greedy_blend({"a": a, "b": b, "useless": useless}, y)
     from sklearn.metrics import average_precision_score
 
-    assert set(weights) == {"a", "b"} and sum(weights.values()) == pytest.approx(1.0)
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights["a"] > 0.3 and weights["b"] > 0.3 and weights.get("useless", 0.0) < 0.15, weights
     assert blended > max(average_precision_score(y, a), average_precision_score(y, b))
     assert greedy_blend({"a": a}, y)[0] == {"a": 1.0}
 
