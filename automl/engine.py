@@ -577,13 +577,14 @@ class TrialEngine:
         """Seconds a trial needs after its last training step: its last evaluation (the
         validation rows), the test outputs a kept trial stores and the export's scoring of
         the test rows again, at the pace of this trial's evaluations so far (before its
-        first, at a third of its training pace: a forward pass without gradients)."""
+        first, at 4 times its training pace per row: a forward pass without gradients in
+        larger batches; MiniLM-L6 at 128 tokens on 2 CPUs trained 7.4 rows/s and scored 35)."""
         validation = len(self.encoded["validation"]["input_ids"]) if "validation" in self.encoded else 0
         test = len(self.encoded["test"]["input_ids"]) if "test" in self.encoded else 0
         if evaluations and validation:
             per_row = eval_seconds / (evaluations * validation)
         elif train_rows_per_second > 0:
-            per_row = 1.0 / (3.0 * train_rows_per_second)
+            per_row = 1.0 / (4.0 * train_rows_per_second)
         else:
             return 0.0
         return per_row * (validation + 2 * test)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 
 from automl.baseline import BASELINE_DIR, META_FILE, load_outputs, prediction_frame
 from automl.explain import RowExplanation, explain_model
+from automl.export import stored_outputs
 from automl.task import Split, Task
 
 if TYPE_CHECKING:
@@ -184,23 +184,16 @@ def ensemble_metrics(task: Task, outputs: np.ndarray, split: Split, encoded: Any
 
 def candidates(ctx: Any, study: optuna.Study) -> list[Member]:
     """The kept top-k trials with stored outputs and the saved baseline, best first."""
-    from optuna.artifacts import FileSystemArtifactStore, download_artifact
     from optuna.trial import TrialState
 
     objective = ctx.resolved.objective
     found: list[Member] = []
-    store = FileSystemArtifactStore(str(ctx.artifact_dir))
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        artifact_id = t.user_attrs.get("outputs_artifact_id")
-        if not artifact_id or t.value is None or not math.isfinite(t.value):
+        if t.value is None or not math.isfinite(t.value):
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / OUTPUTS_FILE
-            try:
-                download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
-            except Exception:
-                continue  # dropped from the top-k meanwhile
-            found.append(Member(f"trial-{t.number}", "trial", float(t.value), load_outputs(path), t.number))
+        outputs = stored_outputs(ctx, t)
+        if outputs:
+            found.append(Member(f"trial-{t.number}", "trial", float(t.value), outputs, t.number))
     base = ctx.run_dir / BASELINE_DIR
     if (base / OUTPUTS_FILE).exists() and (base / META_FILE).exists():
         meta = json.loads((base / META_FILE).read_text())

@@ -71,6 +71,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def stored_outputs(ctx: Any, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The outputs a kept trial's worker stored (``{"validation": ..., "test": ...}``, from
+    the trial's own weights), or ``{}`` when it stored none or they are gone."""
+    import numpy as np
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact
+
+    artifact_id = trial.user_attrs.get("outputs_artifact_id")
+    if not artifact_id:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "outputs.npz"
+        try:
+            download_artifact(artifact_store=FileSystemArtifactStore(str(ctx.artifact_dir)), file_path=str(path), artifact_id=artifact_id)
+        except Exception:
+            return {}  # dropped from the top-k meanwhile
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+
 def export_best(
     ctx: Any,
     study: optuna.Study,
@@ -140,11 +159,15 @@ def export_best(
         metrics: dict[str, Any] = {"validation": trial.user_attrs.get("metrics", {})}
         plots: list[tuple[str, Any]] = []
         tables: list[dict[str, Any]] = []
+        # The outputs its worker stored come from the same weights: no second pass over the rows.
+        stored = stored_outputs(ctx, trial)
         for split_name in ("test", "validation"):
             if split_name not in encoded:
                 continue
             split = getattr(data, split_name)
-            outputs = predict_outputs(model, encoded[split_name], setup, tokenizer.pad_token_id or 0, recipe.training.eval_batch_size, task.head)
+            outputs = stored.get(split_name)
+            if outputs is None or len(outputs) != len(encoded[split_name]["input_ids"]):
+                outputs = predict_outputs(model, encoded[split_name], setup, tokenizer.pad_token_id or 0, recipe.training.eval_batch_size, task.head)
             if split_name == "test":
                 metrics["test"] = {k: float(v) for k, v in task.compute_metrics(outputs, split, encoded[split_name], calibration).items()}
             if not plots and dest is None:

@@ -40,6 +40,9 @@ IMPORTANCE_FILE = "importance.json"
 #: Validation rows the columns are shuffled over, and repeats per column.
 ROWS = 200
 REPEATS = 3
+#: Fewer rows than this and a run out of time computes no importance (``automl report``
+#: computes it later, without a time limit).
+MIN_ROWS = 40
 #: Validation rows explained for the words of each class.
 WORD_ROWS = 16
 #: Words kept per class.
@@ -129,8 +132,11 @@ def validation_frame(recipe: dict[str, Any], model: Any) -> pd.DataFrame | None:
 
 
 def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats: int = REPEATS,
-            word_rows: int = WORD_ROWS, seed: int = 0) -> dict[str, Any] | None:
-    """The importance of the export in *best_dir* on the run's validation rows."""
+            word_rows: int = WORD_ROWS, seed: int = 0, seconds: float | None = None) -> dict[str, Any] | None:
+    """The importance of the export in *best_dir* on the run's validation rows. With
+    *seconds* (what is left of a run's timeout) it shuffles fewer rows (at least
+    :data:`MIN_ROWS`), once per column, and explains no words, as far as needed to fit at the
+    pace of one scoring of the rows; ``None`` when even that does not fit."""
     start = time.perf_counter()
     model = load_model(best_dir, device="cpu")
     frame = validation_frame(recipe, model)
@@ -138,6 +144,19 @@ def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats
         return None
     if len(frame) > rows:
         frame = frame.sample(n=rows, random_state=seed)
+    if seconds is not None:
+        tick = time.perf_counter()
+        model.outputs(frame)
+        per_row = (time.perf_counter() - tick) / len(frame)
+        left = seconds - (time.perf_counter() - start)
+        columns = max(1, len(frame.columns))
+        if per_row * len(frame) * (1 + columns * repeats) > left:
+            repeats = 1
+            fit = int(left / (per_row * (1 + columns))) if per_row > 0 else len(frame)
+            if fit < MIN_ROWS:
+                return None
+            frame = frame.head(min(len(frame), fit))
+            word_rows = 0
     objective = model.meta.get("objective") or {}
     metric = str(objective.get("metric") or model.task.default_metric)
     maximize = (objective.get("direction") or model.task.metric(metric).direction) == "maximize"
@@ -147,6 +166,8 @@ def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats
         if model.task.head == "sequence-classification" else [],
     }
     try:
+        if word_rows <= 0:
+            raise ValueError("no time left in the run's timeout to explain rows")
         result["words"] = class_words(model, frame.head(word_rows))
         result["word_rows"] = min(word_rows, len(frame))
     except Exception as exc:  # the optional extra is missing, or the model cannot be explained
@@ -155,15 +176,16 @@ def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats
     return result
 
 
-def load_or_compute(best_dir: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
-    """``best/importance.json``, computed (and the model card extended) when missing."""
+def load_or_compute(best_dir: Path, recipe: dict[str, Any], *, seconds: float | None = None) -> dict[str, Any] | None:
+    """``best/importance.json``, computed (and the model card extended) when missing; within
+    *seconds* when given (:func:`compute`)."""
     path = best_dir / IMPORTANCE_FILE
     if path.exists():
         try:
             return json.loads(path.read_text())
         except ValueError:
             pass
-    result = compute(best_dir, recipe)
+    result = compute(best_dir, recipe, seconds=seconds)
     if result is None:
         return None
     path.write_text(json.dumps(result, indent=1, default=str))

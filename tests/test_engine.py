@@ -75,8 +75,8 @@ def test_a_trial_ends_early_enough_for_its_last_evaluation_and_the_scoring_after
     # step: one more evaluation, the test outputs a kept trial stores, and the export's
     # scoring of the test rows.
     assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(2.0 * (validation + 2 * test) / validation)
-    # Before the first evaluation: a third of the training pace per row.
-    assert engine.finish_seconds(30.0, 0, 0.0) == pytest.approx((validation + 2 * test) / 90.0)
+    # Before the first evaluation: 4 times the training pace per row.
+    assert engine.finish_seconds(30.0, 0, 0.0) == pytest.approx((validation + 2 * test) / 120.0)
     assert engine.finish_seconds(0.0, 0, 0.0) == 0.0
     assert not engine.past_deadline(100.0, 2, 4.0)
     late = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 10))

@@ -509,8 +509,11 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
 
 # ---------------------------------------------------------------------- writing
 
-def write_report(run_dir: str | Path, *, results: RunResults | None = None, study: Any = None) -> ReportFiles:
-    """Write report.html, report.md and report.json into *run_dir* (plots under plots/)."""
+def write_report(
+    run_dir: str | Path, *, results: RunResults | None = None, study: Any = None, seconds: float | None = None,
+) -> ReportFiles:
+    """Write report.html, report.md and report.json into *run_dir* (plots under plots/);
+    the importance within *seconds* when given (what is left of a run's timeout)."""
     run_dir = Path(run_dir).resolve()
     if results is None:
         results = gather(run_dir, study=study)
@@ -518,7 +521,7 @@ def write_report(run_dir: str | Path, *, results: RunResults | None = None, stud
         raise UserError("a report needs the run directory", field="RUN_DIR")
     plots = save_plots(results, run_dir / "plots")
     task_plots = results.task_plots()
-    importance = global_importance(results, run_dir)
+    importance = global_importance(results, run_dir, seconds=seconds)
     files = ReportFiles(run_dir / "report.html", run_dir / "report.md", run_dir / "report.json")
     _write(files.html, render_html(results, plots, task_plots, importance))
     _write(files.markdown, render_markdown(results, plots, task_plots, importance))
@@ -530,7 +533,7 @@ def write_report(run_dir: str | Path, *, results: RunResults | None = None, stud
     return files
 
 
-def global_importance(r: RunResults, run_dir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+def global_importance(r: RunResults, run_dir: Path, *, seconds: float | None = None) -> tuple[dict[str, Any] | None, Path | None]:
     """The exported model's column and word importance (:mod:`automl.importance`, computed
     once and kept in ``best/importance.json``) and its plot; ``(None, None)`` when there is no
     export or its data is gone. A failure here never stops the report."""
@@ -539,7 +542,7 @@ def global_importance(r: RunResults, run_dir: Path) -> tuple[dict[str, Any] | No
     if not (best / "automl.json").exists() or not isinstance(recipe, dict):
         return None, None
     try:
-        found = importance_mod.load_or_compute(best, recipe)
+        found = importance_mod.load_or_compute(best, recipe, seconds=seconds)
     except Exception as exc:  # the report must not fail on it
         return {"error": f"{type(exc).__name__}: {exc}"}, None
     if not found or not found.get("columns"):

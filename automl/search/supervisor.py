@@ -478,7 +478,10 @@ class Supervisor:
         try:  # the report (results helper): a failing report must not fail the run
             from automl.results.report import write_report  # torch (importance loads best/), imported lazily
 
-            write_report(ctx.run_dir, study=study)
+            # The column importance scores the export many times: within what is left of the
+            # timeout (at least a few seconds), the rest for `automl report` to compute later.
+            timeout = ctx.recipe.search.timeout
+            write_report(ctx.run_dir, study=study, seconds=max(5.0, start + timeout - time.time()) if timeout else None)
         except Exception as exc:
             console.print(f"[yellow]warning[/]: report.html not written: {type(exc).__name__}: {exc}")
         try:

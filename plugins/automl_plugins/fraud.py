@@ -564,7 +564,7 @@ class FraudDetection(Columns, Task):
             for key, forest in (("random-forest", RandomForestClassifier), ("extra-trees", ExtraTreesClassifier)):
                 candidates[key] = Pipeline([
                     ("columns", ColumnTransformer(parts)),
-                    ("model", forest(n_estimators=300, min_samples_leaf=2, max_features="sqrt", n_jobs=1, random_state=seed)),
+                    ("model", forest(n_estimators=200, min_samples_leaf=3, max_features="sqrt", n_jobs=1, random_state=seed)),
                 ])
         phases["lightgbm"] = time.perf_counter() - start - sum(phases.values())
         joined: list[str] = []
@@ -575,7 +575,7 @@ class FraudDetection(Columns, Task):
             candidates["words"] = Pipeline([
                 ("columns", ColumnTransformer(
                     [(f"{JOINED_PART}:{c}", "drop", c) for c in texts]
-                    + [("words", _tfidf(50_000), JOINED), ("chars", _char_tfidf(), JOINED)]
+                    + [("words", _word_features(), JOINED), ("chars", _char_features(), JOINED)]
                 )),
                 ("model", LogisticRegression(C=4.0, max_iter=2000, random_state=seed)),
             ])
@@ -756,19 +756,39 @@ def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> dict[str
     return {k: cross_val_predict(m, x, y, cv=cv, method="predict_proba")[:, 1] for k, m in candidates.items()}
 
 
-def _tfidf(max_features: int = 20_000) -> Any:
+def _tfidf(max_features: int = 2_000) -> Any:
+    """Word 1-2-grams, the most frequent *max_features* (the trees see 16 SVD components of
+    them, which a few thousand terms give as well as more: a smaller model to save)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=max_features)
 
 
-def _char_tfidf(max_features: int = 100_000) -> Any:
+#: Hashed features of the words model (per analyser): no vocabulary to store, so the saved
+#: model is arrays only (a vocabulary of 150,000 terms took skops a minute to save).
+HASHED_FEATURES = 2**18
+
+
+def _hashed_tfidf(**analyser: Any) -> Any:
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        HashingVectorizer(n_features=HASHED_FEATURES, alternate_sign=False, norm=None, **analyser),
+        TfidfTransformer(sublinear_tf=True),
+    )
+
+
+def _word_features() -> Any:
+    """Word 1-2-grams, TF-IDF weighted, hashed."""
+    return _hashed_tfidf(ngram_range=(1, 2))
+
+
+def _char_features() -> Any:
     """Character 2- to 5-grams within words: abbreviations, misspellings and word forms
     ("hospitalized", "hosp", "hospitalised") share features that whole words do not
-    (docs/benchmarks.md section 8 measures what they add on VAERS)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, max_features=max_features)
+    (docs/benchmarks.md section 8 measures what they add on VAERS). TF-IDF weighted, hashed."""
+    return _hashed_tfidf(analyzer="char_wb", ngram_range=(2, 5))
 
 
 def baseline_frame(frame: Any, schema: list[Column], *, file: str = "<input>", joined: list[str] = ()) -> Any:
