@@ -161,10 +161,9 @@ SHORTEN_AFTER_STEPS = 5
 
 
 def shorten_schedule(scheduler: Any, total_steps: int) -> None:
-    """Make a transformers learning-rate schedule end at *total_steps* (the same share of
-    warm-up):
-    its decay then reaches the end of the shortened plan. Schedules without an end (constant)
-    are left as they are."""
+    """Make a transformers learning-rate schedule end at *total_steps*, with the same share
+    of warm-up: its decay then reaches the end of the shortened plan. Schedules without an
+    end (constant) are left as they are."""
     from functools import partial
 
     lambdas = getattr(scheduler, "lr_lambdas", None)
@@ -568,7 +567,7 @@ class TrialEngine:
         when they all fit or there is no deadline."""
         if self.policy.deadline is None or step <= 0 or compute_time <= 0:
             return total_steps
-        per_eval = eval_time / evaluations if evaluations else self.finish_seconds(seen / compute_time, 0, 0.0) / 3
+        per_eval = self._score_seconds_per_row(seen / compute_time, evaluations, eval_time) * self._rows("validation")
         per_step = compute_time / step + per_eval / max(1, eval_every)
         left = self.policy.deadline - time.time() - self.finish_seconds(seen / compute_time, evaluations, eval_time)
         return int(min(total_steps, max(step + 1, step + left // per_step)))
@@ -579,15 +578,19 @@ class TrialEngine:
         the test rows again, at the pace of this trial's evaluations so far (before its
         first, at 4 times its training pace per row: a forward pass without gradients in
         larger batches; MiniLM-L6 at 128 tokens on 2 CPUs trained 7.4 rows/s and scored 35)."""
-        validation = len(self.encoded["validation"]["input_ids"]) if "validation" in self.encoded else 0
-        test = len(self.encoded["test"]["input_ids"]) if "test" in self.encoded else 0
-        if evaluations and validation:
-            per_row = eval_seconds / (evaluations * validation)
-        elif train_rows_per_second > 0:
-            per_row = 1.0 / (4.0 * train_rows_per_second)
-        else:
-            return 0.0
-        return per_row * (validation + 2 * test)
+        return self._score_seconds_per_row(train_rows_per_second, evaluations, eval_seconds) * (
+            self._rows("validation") + 2 * self._rows("test")
+        )
+
+    def _rows(self, split: str) -> int:
+        return len(self.encoded[split]["input_ids"]) if split in self.encoded else 0
+
+    def _score_seconds_per_row(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
+        """Seconds to score one row: from this trial's evaluations, or 4 times its training
+        pace before the first (0 before any step)."""
+        if evaluations and self._rows("validation"):
+            return eval_seconds / (evaluations * self._rows("validation"))
+        return 1.0 / (4.0 * train_rows_per_second) if train_rows_per_second > 0 else 0.0
 
     def past_deadline(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> bool:
         """Whether the trial must end now to be done by the run's deadline."""
