@@ -52,6 +52,11 @@ class OutOfMemory(TrialFailed):
     """Out of memory even at micro-batch 1."""
 
 
+class NoTimeLeft(TrialFailed):
+    """In its first steps, the trial finds that scoring its rows after training would
+    already end past the run's deadline: a model trained for a few steps is not worth that."""
+
+
 @dataclass
 class TrialResult:
     value: float
@@ -513,6 +518,13 @@ class TrialEngine:
                 compute_time += time.perf_counter() - t0
                 if progress is not None and (step % 5 == 0 or step == total_steps):
                     progress(epoch, step, total_steps, loss_value)
+                if resumed is None and step <= SHORTEN_AFTER_STEPS and self.past_deadline(
+                    seen / compute_time if compute_time else 0.0, evaluations, eval_time
+                ):
+                    raise NoTimeLeft(
+                        f"not trained: at {seen / compute_time:.1f} training rows/s, scoring the validation and test "
+                        "rows after training would end past the deadline"
+                    )
                 if total_steps == planned and resumed is None and step == SHORTEN_AFTER_STEPS:
                     # Its pace now known, a trial that cannot finish by the deadline plans
                     # fewer steps (its learning-rate schedule too) instead of being cut.

@@ -128,6 +128,17 @@ def test_a_shortened_schedule_decays_to_zero_at_the_new_last_step():
     assert lrs[-1] == pytest.approx(0.0)
 
 
+def test_a_trial_that_could_not_even_be_scored_by_the_deadline_is_not_trained(recipe_file):
+    import time
+
+    from automl.engine import NoTimeLeft, TrialPolicy
+
+    # A deadline closer than scoring the validation and test rows at any pace a CPU has.
+    engine = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 0.01))
+    with pytest.raises(NoTimeLeft, match="past the deadline"):
+        engine.run_trial({**PARAMS, "adapter": "full"})
+
+
 def test_lora_learns_and_trains_few_weights(engine):
     result = engine.run_trial({**PARAMS, "learning_rate": 2e-2, "epochs": 8, "adapter": "lora", "lora_r": 8, "lora_alpha": 16})
     assert result.value > 0.7

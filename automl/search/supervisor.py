@@ -74,8 +74,9 @@ class RunOutcome:
     study: Any = None
 
     def failure(self) -> str | None:
-        """Why the run produced no best model (one line), or ``None`` when it did."""
-        if self.summary.best_trial is not None:
+        """Why the run produced no best model (one line), or ``None`` when it did (a trial,
+        or the baseline when no trial could finish in the time given)."""
+        if self.summary.best_trial is not None or self.best_dir is not None:
             return None
         s = self.summary
         line = f"no trial completed ({s.n_failed} failed, {s.n_pruned} pruned)"

@@ -271,7 +271,7 @@ class Worker:
             self._run_one(study, trial)
 
     def _run_one(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from automl.engine import OutOfMemory, TrialFailed, TrialStopped  # torch, imported lazily
+        from automl.engine import NoTimeLeft, OutOfMemory, TrialFailed, TrialStopped  # torch, imported lazily
 
         hook = plugins.get_plugin_manager().hook
         run_info = self.ctx.info
@@ -352,6 +352,11 @@ class Worker:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the bookkeeping
             fail_and_retry(study, self.storage, trial.number, "interrupted (Ctrl-C or stop signal)", self.recipe.search.retries + 1)
             raise
+        except NoTimeLeft as exc:
+            # Like a draw that would not fit: not counted; the search is out of time.
+            set_attr("surplus", True)
+            outcome = self._fail(study, trial, str(exc), start)
+            self.exhausted = True
         except OutOfMemory as exc:
             configs = list(study.user_attrs.get("oom_configs", []))
             configs.append(
