@@ -515,8 +515,8 @@ class FraudDetection(Columns, Task):
         if self.schema is None or data.train.frame is None:
             return None
         start = time.perf_counter()
-        # Choosing among the families may take BASELINE_SEARCH_SHARE of the core's budget
-        # (itself a share of search.timeout); the first LightGBM configuration always runs.
+        # LightGBM's search may take BASELINE_SEARCH_SHARE of the core's budget (itself a
+        # share of search.timeout); its first configuration always runs.
         budget = self.baseline_budget
         deadline = start + BASELINE_SEARCH_SHARE * budget if budget is not None else None
         numbers = [c.name for c in self.schema if c.kind == "number"]
