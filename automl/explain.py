@@ -22,8 +22,8 @@ How each kind of export is explained (docs/explain.md):
 * the classical baseline: SHAP's permutation explainer over the row's units, where a
   missing unit is deleted (a word left out of its cell, a column left empty); its
   attributions sum exactly to the output of the row minus that of the row with every
-  unit deleted. It treats any scikit-learn pipeline (trees, TF-IDF + logistic regression,
-  a stack of both) the same way, in terms of the raw columns and words;
+  unit deleted. It treats any scikit-learn model (trees, TF-IDF + logistic regression,
+  a blend of several) the same way, in terms of the raw columns and words;
 * an ensemble: each member is explained as above; a classifier's member attributions are
   rescaled to its change in probability of the target class (the rescale rule: each
   unit keeps its share), and the ensemble's attribution of a unit is the weighted sum
