@@ -99,7 +99,7 @@ class TrialPolicy:
         min_delta: what counts as an improvement of the objective.
         deadline: ``time.time()`` by which the trial's work is done: it is evaluated and
             ends (at its best evaluation) once the time left is what its last evaluation,
-            the outputs a kept trial stores and the export's scoring of the test rows are
+            the outputs a kept trial stores and the export's scoring of the validation and test rows are
             estimated to take (:meth:`TrialEngine.finish_seconds`).
     """
 
@@ -587,11 +587,11 @@ class TrialEngine:
     def finish_seconds(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
         """Seconds a trial needs after its last training step: its last evaluation (the
         validation rows), the test outputs a kept trial stores and the export's scoring of
-        the test rows again, at the pace of this trial's evaluations so far (before its
+        the validation and test rows again, at the pace of this trial's evaluations so far (before its
         first, at 4 times its training pace per row: a forward pass without gradients in
         larger batches; MiniLM-L6 at 128 tokens on 2 CPUs trained 7.4 rows/s and scored 35)."""
-        return self._score_seconds_per_row(train_rows_per_second, evaluations, eval_seconds) * (
-            self._rows("validation") + 2 * self._rows("test")
+        return self._score_seconds_per_row(train_rows_per_second, evaluations, eval_seconds) * 2 * (
+            self._rows("validation") + self._rows("test")
         )
 
     def _rows(self, split: str) -> int:

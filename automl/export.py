@@ -159,8 +159,10 @@ def export_best(
         metrics: dict[str, Any] = {"validation": trial.user_attrs.get("metrics", {})}
         plots: list[tuple[str, Any]] = []
         tables: list[dict[str, Any]] = []
-        # The outputs its worker stored come from the same weights: no second pass over the rows.
-        stored = stored_outputs(ctx, trial)
+        # An ensemble member's figures may come from the outputs its worker stored (the same
+        # weights; no second pass over the rows: the ensemble scores the test rows itself).
+        # A model exported alone is scored as loaded, so its figures are what a user gets.
+        stored = stored_outputs(ctx, trial) if dest is not None else {}
         for split_name in ("test", "validation"):
             if split_name not in encoded:
                 continue

@@ -73,10 +73,10 @@ def test_a_trial_ends_early_enough_for_its_last_evaluation_and_the_scoring_after
     test = len(engine.encoded["test"]["input_ids"]) if "test" in engine.encoded else 0
     # Two evaluations took 4 s: 2 s for the validation rows. What is left after the last
     # step: one more evaluation, the test outputs a kept trial stores, and the export's
-    # scoring of the test rows.
-    assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(2.0 * (validation + 2 * test) / validation)
+    # scoring of the validation and test rows.
+    assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(2.0 * 2 * (validation + test) / validation)
     # Before the first evaluation: 4 times the training pace per row.
-    assert engine.finish_seconds(30.0, 0, 0.0) == pytest.approx((validation + 2 * test) / 120.0)
+    assert engine.finish_seconds(30.0, 0, 0.0) == pytest.approx(2 * (validation + test) / 120.0)
     assert engine.finish_seconds(0.0, 0, 0.0) == 0.0
     assert not engine.past_deadline(100.0, 2, 4.0)
     late = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 10))

@@ -746,7 +746,15 @@ def _search_lightgbm(
     for fit, stop in splits:
         prepare = clone(columns).fit(x.iloc[fit])
         folds.append((prepare.transform(x.iloc[fit]), y[fit], prepare.transform(x.iloc[stop]), y[stop]))
-    return _classical.search_lightgbm(folds, categories, seed, deadline=deadline, max_trials=LIGHTGBM_MAX_TRIALS)
+    return _classical.search_lightgbm(folds, categories, seed, deadline=deadline, max_trials=lightgbm_trials(len(y)))
+
+
+def lightgbm_trials(rows: int) -> int:
+    """How many LightGBM configurations a table of *rows* training rows is searched with:
+    :data:`LIGHTGBM_MAX_TRIALS`, fewer below 1,200 rows (one per 20 rows, at least 8): the
+    held-out predictions of a few hundred rows cannot rank dozens of configurations, and
+    the best of many would be the luckiest."""
+    return min(LIGHTGBM_MAX_TRIALS, max(8, rows // 20))
 
 
 def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> dict[str, np.ndarray]:

@@ -121,14 +121,16 @@ def risky_merchants(n: int, seed: int) -> pd.DataFrame:
 
 def test_lightgbm_is_searched_and_the_chosen_model_round_trips_without_pickle(tmp_path):
     from automl_plugins._classical import WARM_START
-    from automl_plugins.fraud import LIGHTGBM_MAX_TRIALS
+    from automl_plugins.fraud import LIGHTGBM_MAX_TRIALS, lightgbm_trials
     from skops.io import get_untrusted_types
 
     task, data = task_and_data(risky_merchants(400, 0), risky_merchants(150, 100))
     result = task.baseline(data, seed=0)
     scores, trials = result.extra["candidates"], result.extra["lightgbm_trials"]
-    # No budget: every trial runs, the well-known configurations first, reported best first.
-    assert len(trials) == LIGHTGBM_MAX_TRIALS
+    # No budget: every trial runs (fewer on a small table), the well-known configurations
+    # first, reported best first.
+    assert len(trials) == lightgbm_trials(400) == 20
+    assert lightgbm_trials(100_000) == LIGHTGBM_MAX_TRIALS and lightgbm_trials(50) == 8
     assert [t["pr_auc"] for t in trials] == sorted((t["pr_auc"] for t in trials), reverse=True)
     assert {t["learning_rate"] for t in trials} > {c["learning_rate"] for c in WARM_START}
     assert scores["lightgbm"] > scores["trees"], scores  # native categories beat the reference here
