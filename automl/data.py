@@ -258,11 +258,7 @@ def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, fil
     if n < 4:
         raise DataError(f"only {n} rows; too few to split off a validation set", file=file)
     index = np.arange(n)
-    keys = None
-    if stratify is not None:
-        values, counts = np.unique(np.asarray(stratify, dtype=str), return_counts=True)
-        if counts.min() >= 2 and len(values) <= n * fraction:
-            keys = np.asarray(stratify, dtype=str)
+    keys = _strata(stratify, n * fraction)
     keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=keys)
     return _take(split, np.sort(keep)), _take(split, np.sort(held))
 
@@ -275,13 +271,18 @@ def sample_rows(split: Split, rows: int, seed: int, stratify: Any = None) -> Spl
     n = len(split)
     if rows <= 0 or n <= rows:
         return split
-    keys = None
-    if stratify is not None:
-        values, counts = np.unique(np.asarray(stratify, dtype=str), return_counts=True)
-        if counts.min() >= 2 and len(values) <= rows:
-            keys = np.asarray(stratify, dtype=str)
-    kept, _ = train_test_split(np.arange(n), train_size=rows, random_state=seed, stratify=keys)
+    kept, _ = train_test_split(np.arange(n), train_size=rows, random_state=seed, stratify=_strata(stratify, rows))
     return _take(split, np.sort(kept))
+
+
+def _strata(stratify: Any, smaller: float) -> np.ndarray | None:
+    """The stratification keys, when every class has two rows and the smaller part of the
+    split (*smaller* rows) can hold one of each; else None (a plain random split)."""
+    if stratify is None:
+        return None
+    keys = np.asarray(stratify, dtype=str)
+    values, counts = np.unique(keys, return_counts=True)
+    return keys if counts.min() >= 2 and len(values) <= smaller else None
 
 
 def _sniff_conll(path: Path) -> None:
@@ -337,13 +338,10 @@ def load_task_data(task: Task, recipe: Recipe) -> TaskData:
         train, validation = carve(
             train, d.validation_fraction, recipe.training.seed + 1, task.stratify(train), file=str(train_path)
         )
-    sampled = {}
-    for name, split in (("validation", validation), ("test", test)):
-        if split is not None and d.max_eval_rows and len(split) > d.max_eval_rows:
-            sampled[name] = len(split)
-    if "validation" in sampled:
-        validation = sample_rows(validation, d.max_eval_rows, recipe.training.seed + 2, task.stratify(validation))
-    if test is not None and "test" in sampled:
+    sampled = {name: len(split) for name, split in (("validation", validation), ("test", test))
+               if split is not None and d.max_eval_rows and len(split) > d.max_eval_rows}
+    validation = sample_rows(validation, d.max_eval_rows, recipe.training.seed + 2, task.stratify(validation))
+    if test is not None:
         test = sample_rows(test, d.max_eval_rows, recipe.training.seed + 3, task.stratify(test))
     if task.features is not None:
         if train.frame is not None and len(train.frame) != len(train_frame):

@@ -460,7 +460,7 @@ class Worker:
         if result.stopped:
             # "deadline": cut by the run's timeout, kept at its best evaluation.
             set_attr("stopped", result.stopped)
-        if getattr(result, "planned_steps", None):
+        if result.planned_steps:
             # It planned fewer steps to finish by the deadline (its schedule too).
             set_attr("shortened_from_steps", result.planned_steps)
         if result.oom_retries:
