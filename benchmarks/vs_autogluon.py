@@ -4,7 +4,7 @@ wall time of each.
     python benchmarks/vs_autogluon.py fraud                      # recipes/data/fraud
     python benchmarks/vs_autogluon.py vaers ../shared/data/vaers2006 [--rows 2000]
     python benchmarks/vs_autogluon.py csv TABLE.csv --label Y [--drop ID]
-        [--timeout 4m] [--trials 6] [--seed 0] [--workdir DIR] [--autogluon-python PATH]
+        [--timeout 4m] [--trials 6] [--seed 0 [1 2 ...]] [--workdir DIR] [--autogluon-python PATH]
 
 AutoGluon is not a dependency of automl: install it in an environment of its own, e.g.
 
@@ -29,7 +29,10 @@ environment variable, else ``../agvenv/bin/python`` next to the checkout).
    time_limit=<automl's wall time>)`` without its neural models (``NN_TORCH``,
    ``FASTAI``: the comparison is with its trees, as on a CPU), then scores the test split.
 
-Prints one table and writes ``results.json`` in ``--workdir``.
+Prints one table per seed and writes ``results.json`` in ``--workdir`` (in ``seed-N/`` under it
+when several seeds are given: each seed draws its own splits, except for ``fraud``'s bundled
+files, and seeds both sides); with several seeds it ends with the median of each side and
+of the per-seed differences, and writes them to ``summary.json``.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def main() -> None:
     parser.add_argument("--timeout", default="4m", help="automl's search.timeout (default 4m)")
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds, run one after another")
     parser.add_argument("--workdir", type=Path, default=None, help="where splits, runs and results go (default: a temp dir)")
     parser.add_argument("--autogluon-python", default=os.environ.get("AUTOGLUON_PYTHON", str(REPO.parent / "agvenv" / "bin" / "python")))
     args = parser.parse_args()
@@ -158,7 +161,40 @@ def main() -> None:
     if args.data == "csv" and not args.label:
         parser.error("csv needs --label")
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="automl-vs-autogluon-"))
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="automl-vs-autogluon-"))
+    seeds = list(args.seed)
+    runs = []
+    for seed in seeds:
+        one = argparse.Namespace(**{**vars(args), "seed": seed})
+        runs.append(compare(one, base / f"seed-{seed}" if len(seeds) > 1 else base))
+    if len(seeds) > 1:
+        summarise(runs, base)
+
+
+def summarise(runs: list[dict], base: Path) -> None:
+    """The median over seeds of each side's test PR-AUC, of the differences and of the wall times."""
+    ours = [r["automl"]["test_pr_auc"] for r in runs]
+    theirs = [r["autogluon"]["test_pr_auc"] for r in runs]
+    walls = [r["automl"]["wall_seconds"] for r in runs]
+    summary = {
+        "data": runs[0]["data"], "seeds": [r["seed"] for r in runs],
+        "automl_test_pr_auc": ours, "autogluon_test_pr_auc": theirs, "automl_wall_seconds": walls,
+        "median": {"automl": float(np.median(ours)), "autogluon": float(np.median(theirs)),
+                   "difference": float(np.median(np.subtract(ours, theirs))), "automl_wall_seconds": float(np.median(walls))},
+        "mean_difference": float(np.mean(np.subtract(ours, theirs))),
+    }
+    (base / "summary.json").write_text(json.dumps(summary, indent=2))
+    m = summary["median"]
+    print(f"\n{summary['data']}, seeds {summary['seeds']}")
+    print("automl     " + "  ".join(f"{v:.4f}" for v in ours) + f"   median {m['automl']:.4f}")
+    print("AutoGluon  " + "  ".join(f"{v:.4f}" for v in theirs) + f"   median {m['autogluon']:.4f}")
+    print(f"difference: median {m['difference']:+.4f}, mean {summary['mean_difference']:+.4f}; "
+          f"automl wall seconds {', '.join(f'{w:.0f}' for w in walls)}")
+    print(f"summary: {base / 'summary.json'}")
+
+
+def compare(args: argparse.Namespace, work: Path) -> dict:
+    """One seed: the splits, automl's run, AutoGluon's fit, both scored on the test split."""
     work.mkdir(parents=True, exist_ok=True)
     name, label, data = splits(args)
     for split, frame in data.items():  # Parquet for automl (types kept), CSV for AutoGluon
@@ -178,6 +214,7 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(f"automl run failed with exit code {done.returncode}")
     import automl
+    from automl.recipe import parse_duration
     from sklearn.metrics import average_precision_score
 
     best = work / "run" / "best"
@@ -199,12 +236,14 @@ def main() -> None:
 
     results = {
         "data": name,
+        "seed": args.seed,
         "rows": {s: len(f) for s, f in data.items()},
         "automl": {
             "exported": meta.get("kind", "trial"),
             "test_pr_auc": float(average_precision_score(truth, scores)),
             "wall_seconds": round(wall, 1),
             "timeout": "4m (recipes/fraud.yaml)" if args.data == "fraud" else args.timeout,
+            "limit_seconds": round(1.05 * parse_duration(yaml.safe_load(recipe_file.read_text())["search"]["timeout"]), 1),
             "trials": {k: summary.get(k) for k in ("n_complete", "n_pruned", "n_failed")},
             "baseline": {"name": baseline.get("name"), "family": (baseline.get("extra") or {}).get("family"),
                          "seconds": baseline.get("seconds"), "validation_pr_auc": baseline["validation"].get("pr_auc"),
@@ -222,7 +261,10 @@ def main() -> None:
     print(f"{'  its baseline (' + str(a['baseline']['family']) + ')':<34} {a['baseline']['test_pr_auc'] or float('nan'):>11.4f} {a['baseline']['seconds'] or 0:>7.0f}")
     print(f"{'AutoGluon ' + g['version'] + ' (' + g['best_model'] + ')':<34} {g['test_pr_auc']:>11.4f} {g['wall_seconds']:>7.0f}")
     print(f"difference (automl - AutoGluon): {a['test_pr_auc'] - g['test_pr_auc']:+.4f}")
+    print(f"automl's wall time {a['wall_seconds']:.0f} s against timeout + 5% = {a['limit_seconds']:.0f} s: "
+          + ("within" if a["wall_seconds"] <= a["limit_seconds"] else "OVER"))
     print(f"results: {work / 'results.json'}")
+    return results
 
 
 if __name__ == "__main__":

@@ -57,9 +57,15 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
     return out
 
 
-def wait_for(predicate, timeout: float = 600, what: str = "condition") -> None:
+def wait_for(predicate, timeout: float = 600, what: str = "condition", alive: tuple = ()) -> None:
+    """Poll *predicate* until it holds; fail at *timeout*, or at once when one of the
+    processes in *alive* has exited (what it waited for can no longer happen)."""
     end = time.time() + timeout
     while time.time() < end:
+        ended = [p for p in alive if p.poll() is not None]
+        if ended:
+            out = ended[0].stdout.read() if ended[0].stdout else ""
+            raise AssertionError(f"waiting for {what}: a process exited with code {ended[0].returncode}:\n{out[-3000:]}")
         try:
             if predicate():
                 return
@@ -67,6 +73,14 @@ def wait_for(predicate, timeout: float = 600, what: str = "condition") -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def running_mid_trial(run_dir: Path, min_done: int = 1):
@@ -211,21 +225,23 @@ def test_postgres_two_machines_and_a_restarted_worker(recipe_file, tmp_path, pos
     run_dir = tmp_path / "run"
     shared = str(tmp_path / "shared-artifacts")
     main = automl("run", str(path), "--no-baseline", "--storage", postgres_url, "--study", study_name, "--artifacts", shared)
-    wait_for(lambda: load_study(run_dir, postgres_url, study_name) is not None, what="the study")
+    wait_for(lambda: load_study(run_dir, postgres_url, study_name) is not None, what="the study", alive=(main,))
     second = automl(
         "worker", str(path), "--storage", postgres_url, "--study", study_name,
         "--output", str(tmp_path / "machine2"), "--artifacts", shared,
     )
 
     def worker_of_main_running() -> int | None:
+        """The pid of one of the run's own workers (a child of *main*, not the second
+        machine) while it trains a trial after the first."""
         study = load_study(run_dir, postgres_url, study_name)
         for t in study.get_trials(states=(TrialState.RUNNING,)):
             pid = int(t.user_attrs.get("worker", "x:0").rsplit(":", 1)[1])
-            if pid and t.number >= 1:
+            if pid and t.number >= 1 and parent_of(pid) == main.pid:
                 return pid
         return None
 
-    wait_for(lambda: worker_of_main_running() is not None, what="a running trial")
+    wait_for(lambda: worker_of_main_running() is not None, what="a running trial", alive=(main, second))
     os.kill(worker_of_main_running(), signal.SIGKILL)
     out1 = finish(main, timeout=300)
     out2 = finish(second, timeout=300)
