@@ -301,6 +301,9 @@ class TrialEngine:
         self.seed = seed
         self.eval_every = eval_every
         self.eval_batch_size = eval_batch_size
+        #: Seconds one validation row takes to score, measured before a trial's first
+        #: evaluation when its deadline is in doubt (:meth:`past_deadline_when_measured`).
+        self._measured_score_seconds: float | None = None
         self.policy = policy or TrialPolicy()
         self.gradient_checkpointing = gradient_checkpointing
         #: Loads the base model with quantised weights on the device (QLoRA adapters).
@@ -326,6 +329,7 @@ class TrialEngine:
         *checkpoint*, resume from it if it holds a state for *params* and save when due."""
         batch_size = int(params.get("batch_size", 32))
         micro = min(batch_size, max_micro_batch or batch_size)
+        self._measured_score_seconds = None  # each trial's model scores at its own pace
         return self.halving_on_oom(
             batch_size, micro, lambda micro, retries: self._train(params, batch_size, micro, retries, reporter, progress, checkpoint)
         )
@@ -520,7 +524,7 @@ class TrialEngine:
                     progress(epoch, step, total_steps, loss_value)
                 if resumed is None and step <= SHORTEN_AFTER_STEPS and self.past_deadline(
                     seen / compute_time if compute_time else 0.0, evaluations, eval_time
-                ):
+                ) and self.past_deadline_when_measured(model, evaluations, eval_time):
                     raise NoTimeLeft(
                         f"not trained: at {seen / compute_time:.1f} training rows/s, scoring the validation and test "
                         "rows after training would end past the deadline"
@@ -598,11 +602,32 @@ class TrialEngine:
         return len(self.encoded[split]["input_ids"]) if split in self.encoded else 0
 
     def _score_seconds_per_row(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
-        """Seconds to score one row: from this trial's evaluations, or 4 times its training
-        pace before the first (0 before any step)."""
+        """Seconds to score one row: from this trial's evaluations; before the first, as
+        measured by :meth:`past_deadline_when_measured`, else 4 times its training pace (0
+        before any step)."""
         if evaluations and self._rows("validation"):
             return eval_seconds / (evaluations * self._rows("validation"))
+        if self._measured_score_seconds is not None:
+            return self._measured_score_seconds
         return 1.0 / (4.0 * train_rows_per_second) if train_rows_per_second > 0 else 0.0
+
+    def past_deadline_when_measured(self, model: torch.nn.Module, evaluations: int, eval_seconds: float) -> bool:
+        """Whether the trial is still past its deadline (:meth:`past_deadline`) with its
+        scoring pace measured instead of guessed from its first training steps (which carry
+        start-up costs, and which on short rows say little of scoring): before its first
+        evaluation, it scores a sample of validation rows (one evaluation batch, taken
+        evenly through the split) and times that. A trial is not dropped on a guess."""
+        if evaluations or not self._rows("validation"):
+            return self.past_deadline(0.0, evaluations, eval_seconds)
+        if self._measured_score_seconds is None:
+            rows = self._rows("validation")
+            index = np.linspace(0, rows - 1, num=min(rows, self.eval_batch_size)).astype(int)
+            sample = {k: [v[i] for i in index] for k, v in self.encoded["validation"].items()}
+            started = time.perf_counter()
+            predict_outputs(model, sample, self.setup, self.pad_id, self.eval_batch_size, self.task.head)
+            self._measured_score_seconds = (time.perf_counter() - started) / len(index)
+            model.train()
+        return self.past_deadline(0.0, evaluations, eval_seconds)
 
     def past_deadline(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> bool:
         """Whether the trial must end now to be done by the run's deadline."""

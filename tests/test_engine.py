@@ -139,6 +139,24 @@ def test_a_trial_that_could_not_even_be_scored_by_the_deadline_is_not_trained(re
         engine.run_trial({**PARAMS, "adapter": "full"})
 
 
+def test_a_trial_is_not_dropped_on_a_guessed_scoring_pace(recipe_file):
+    """Before its first evaluation a trial's scoring pace is a guess from its first training
+    steps, which carry start-up costs; the trial is dropped only if scoring a sample of
+    validation rows, timed, still says it cannot finish."""
+    import copy
+    import time
+
+    from automl.engine import TrialPolicy
+
+    engine = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 120))
+    model = copy.deepcopy(engine.base_model).train()
+    assert engine.past_deadline(0.01, 0, 0.0)  # 0.04 rows/s guessed: hours for the validation rows
+    assert not engine.past_deadline_when_measured(model, 0, 0.0)
+    measured = engine._measured_score_seconds
+    assert measured is not None and 0 < measured < 1.0 and model.training
+    assert engine.finish_seconds(0.01, 0, 0.0) == pytest.approx(measured * 2 * (engine._rows("validation") + engine._rows("test")))
+
+
 def test_lora_learns_and_trains_few_weights(engine):
     result = engine.run_trial({**PARAMS, "learning_rate": 2e-2, "epochs": 8, "adapter": "lora", "lora_r": 8, "lora_alpha": 16})
     assert result.value > 0.7
