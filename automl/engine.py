@@ -475,7 +475,8 @@ class TrialEngine:
         )
 
         step = seen = epoch = evaluations = skip = 0
-        compute_time = eval_time = 0.0
+        compute_time = eval_time = first_step = 0.0
+        first_rows = 0
         loss_value = float("nan")
         adapter = str(params.get("adapter", "full"))
         resumed = checkpoint.restore(model=model, adapter=adapter, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, best=best) if checkpoint else None
@@ -529,10 +530,18 @@ class TrialEngine:
                         f"not trained: at {seen / compute_time:.1f} training rows/s, scoring the validation and test "
                         "rows after training would end past the deadline"
                     )
+                if step == 1:
+                    first_step, first_rows = compute_time, seen  # start-up costs: not the pace
                 if total_steps == planned and resumed is None and step == SHORTEN_AFTER_STEPS:
-                    # Its pace now known, a trial that cannot finish by the deadline plans
-                    # fewer steps (its learning-rate schedule too) instead of being cut.
-                    total_steps = self.steps_that_fit(step, total_steps, compute_time, seen, eval_every, evaluations, eval_time)
+                    # Its pace now known (steps after the first; scoring measured), a trial
+                    # that cannot finish by the deadline plans fewer steps (its learning-rate
+                    # schedule too) instead of being cut.
+                    if self.policy.deadline is not None:
+                        self.measure_scoring(model, evaluations)
+                    total_steps = self.steps_that_fit(
+                        step, total_steps, compute_time - first_step, seen - first_rows, eval_every, evaluations, eval_time,
+                        timed_steps=step - 1,
+                    )
                     if total_steps < planned:
                         shorten_schedule(scheduler, total_steps)
                 # Near the run's deadline the trial is evaluated now, not at its next
@@ -576,15 +585,18 @@ class TrialEngine:
 
     def steps_that_fit(
         self, step: int, total_steps: int, compute_time: float, seen: int, eval_every: int, evaluations: int, eval_time: float,
+        *, timed_steps: int | None = None,
     ) -> int:
         """The most optimiser steps (at least one more than *step*) the trial can take and
-        still finish by the run's deadline, at the pace of its *step* steps so far, counting
-        its evaluations on the way and :meth:`finish_seconds` after the last; *total_steps*
-        when they all fit or there is no deadline."""
-        if self.policy.deadline is None or step <= 0 or compute_time <= 0:
+        still finish by the run's deadline, at the pace of *timed_steps* steps (default
+        *step*) that took *compute_time* and trained *seen* rows, counting its evaluations
+        on the way and :meth:`finish_seconds` after the last; *total_steps* when they all
+        fit or there is no deadline."""
+        timed = step if timed_steps is None else timed_steps
+        if self.policy.deadline is None or step <= 0 or timed <= 0 or compute_time <= 0:
             return total_steps
         per_eval = self._score_seconds_per_row(seen / compute_time, evaluations, eval_time) * self._rows("validation")
-        per_step = compute_time / step + per_eval / max(1, eval_every)
+        per_step = compute_time / timed + per_eval / max(1, eval_every)
         left = self.policy.deadline - time.time() - self.finish_seconds(seen / compute_time, evaluations, eval_time)
         return int(min(total_steps, max(step + 1, step + left // per_step)))
 
@@ -617,9 +629,13 @@ class TrialEngine:
         start-up costs, and which on short rows say little of scoring): before its first
         evaluation, it scores a sample of validation rows (one evaluation batch, taken
         evenly through the split) and times that. A trial is not dropped on a guess."""
-        if evaluations or not self._rows("validation"):
-            return self.past_deadline(0.0, evaluations, eval_seconds)
-        if self._measured_score_seconds is None:
+        self.measure_scoring(model, evaluations)
+        return self.past_deadline(0.0, evaluations, eval_seconds)
+
+    def measure_scoring(self, model: torch.nn.Module, evaluations: int) -> None:
+        """Time the scoring of a sample of validation rows (one evaluation batch, taken
+        evenly through the split) once per trial, before its first evaluation."""
+        if not evaluations and self._rows("validation") and self._measured_score_seconds is None:
             rows = self._rows("validation")
             index = np.linspace(0, rows - 1, num=min(rows, self.eval_batch_size)).astype(int)
             sample = {k: [v[i] for i in index] for k, v in self.encoded["validation"].items()}
@@ -627,7 +643,6 @@ class TrialEngine:
             predict_outputs(model, sample, self.setup, self.pad_id, self.eval_batch_size, self.task.head)
             self._measured_score_seconds = (time.perf_counter() - started) / len(index)
             model.train()
-        return self.past_deadline(0.0, evaluations, eval_seconds)
 
     def past_deadline(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> bool:
         """Whether the trial must end now to be done by the run's deadline."""

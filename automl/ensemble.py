@@ -14,9 +14,10 @@ outputs for regression. Token-classification tasks have no ensembles.
 **The rule for exporting it.** The validation rows are split in two halves (stratified by
 label, seeded by ``training.seed``). The weights are chosen on the first half. The
 ensemble is exported as ``best/`` only if it has at least two members and, on the second
-half (rows its weights never saw), its objective is strictly better than that of the
-single model that would be exported otherwise, the best trial or the baseline, whichever
-has the better validation objective. Otherwise that single model is exported, and the
+half (rows its weights never saw), its objective beats that of the single model that
+would be exported otherwise, the best trial or the baseline, whichever has the better
+validation objective, by more than :data:`MIN_GAIN` (0.5%) of the single model's
+(:func:`wins_by_margin`). Otherwise that single model is exported, and the
 ensemble is still shown in the leaderboard, the summary and the report. The figures are
 kept in ``<run>/ensemble.json``.
 """
@@ -46,6 +47,9 @@ ENSEMBLE_FILE = "ensemble.json"
 OUTPUTS_FILE = "outputs.npz"
 #: Rounds of greedy selection (weights are multiples of 1/ROUNDS).
 ROUNDS = 20
+#: The share of the single model's objective by which the ensemble must beat it on the
+#: held-out half to be exported (:func:`wins_by_margin`).
+MIN_GAIN = 0.005
 
 
 # --------------------------------------------------------------------------- the rule
@@ -243,9 +247,12 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
         calibration = task.calibrate(outputs, split_a, enc_a)
         other = mix("validation", second) if name == "ensemble" else single.outputs["validation"][second]
         held[name] = ensemble_metrics(task, other, split_b, enc_b, calibration).get(objective.name)
-    better = held["ensemble"] is not None and held["single_model"] is not None and (
-        held["ensemble"] > held["single_model"] if maximize else held["ensemble"] < held["single_model"]
+    better = held["ensemble"] is not None and held["single_model"] is not None and wins_by_margin(
+        held["ensemble"], held["single_model"], maximize=maximize
     )
+    if held["ensemble"] is not None and held["single_model"] is not None:
+        held["better"] = bool(held["ensemble"] > held["single_model"] if maximize else held["ensemble"] < held["single_model"])
+        held["min_gain"] = MIN_GAIN
     full = mix("validation")
     calibration = task.calibrate(full, val_split, val_enc)
     test = None
@@ -265,6 +272,17 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     )
     path.write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
+
+
+def wins_by_margin(ensemble: float, single: float, *, maximize: bool) -> bool:
+    """Whether *ensemble* beats *single* by more than :data:`MIN_GAIN` of *single*'s size:
+    an ensemble costs its members' size and prediction time, and a gain smaller than that
+    on half the validation rows is noise (a member that adds nothing can still move the
+    objective by a hair)."""
+    if not (math.isfinite(ensemble) and math.isfinite(single)):
+        return False
+    gain = ensemble - single if maximize else single - ensemble
+    return gain > MIN_GAIN * max(abs(single), 1e-12)
 
 
 def read_ensemble(run_dir: Path) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.privacy import describe
-from automl.results._formats import NOT_PRIVATE, fmt_members, fmt_seconds, fmt_value
+from automl.results._formats import NOT_PRIVATE, ensemble_verdict, fmt_members, fmt_seconds, fmt_value
 from automl.results._gather import gather, importances  # noqa: F401  (importances: kept for callers of automl.summary.importances)
 from automl.results.report import fmt_gain, fmt_metric, metric_rows
 
@@ -51,7 +51,7 @@ class RunSummary:
             head.add_row("baseline", Text(f"{name}: {r.objective} = {fmt_metric(r.baseline_value)} (validation){private}"))
         if r.ensemble and r.ensemble.get("members"):
             ens, held = r.ensemble, r.ensemble.get("held_out") or {}
-            verdict = "exported" if r.exported == "ensemble" else "not exported"
+            verdict = ensemble_verdict(ens, r.exported)
             head.add_row("ensemble", Text(
                 f"{fmt_members(ens['members'])}: {r.objective} = {fmt_metric((ens.get('validation') or {}).get(r.objective))} "
                 f"(validation); held-out half {fmt_metric(held.get('ensemble'))} vs {fmt_metric(held.get('single_model'))} "

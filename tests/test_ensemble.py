@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from automl.ensemble import combine, halves, select_weights, softmax
+from automl.ensemble import combine, halves, select_weights, softmax, wins_by_margin
+from automl.results._formats import ensemble_verdict
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -92,3 +93,22 @@ def test_halves_are_disjoint_stratified_and_seeded():
     again = halves(labels, seed=3, stratify=True)
     assert first.tolist() == again[0].tolist()
     assert halves(labels, seed=4, stratify=True)[0].tolist() != first.tolist()
+
+
+def test_an_ensemble_must_win_the_held_out_half_by_a_margin():
+    # PR-AUC 0.9121 against 0.9119 is a hair, not a win; 0.93 is.
+    assert not wins_by_margin(0.9121, 0.9119, maximize=True)
+    assert wins_by_margin(0.93, 0.9119, maximize=True)
+    assert not wins_by_margin(0.90, 0.9119, maximize=True)
+    # A loss wins by being lower by more than the margin.
+    assert wins_by_margin(0.30, 0.32, maximize=False) and not wins_by_margin(0.3199, 0.32, maximize=False)
+    assert not wins_by_margin(float("nan"), 0.5, maximize=True)
+
+
+def test_the_verdict_says_why_a_better_ensemble_was_not_exported():
+    members = [{"name": "baseline", "weight": 0.64}, {"name": "trial-0", "weight": 0.36}]
+    hair = {"members": members, "held_out": {"ensemble": 0.9121, "single_model": 0.9119, "better": True, "min_gain": 0.005}}
+    assert ensemble_verdict(hair, "baseline") == "not exported (a gain under the 0.5% an ensemble needs)"
+    assert ensemble_verdict(hair, "ensemble") == "exported"
+    worse = {"members": members, "held_out": {"ensemble": 0.90, "single_model": 0.9119, "better": False}}
+    assert ensemble_verdict(worse, "baseline") == "not exported"

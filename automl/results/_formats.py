@@ -134,3 +134,15 @@ def fmt_params(params: dict[str, Any]) -> str:
 def fmt_members(members: list[dict[str, Any]]) -> str:
     """An ensemble's members and weights: ``trial-3 ×0.6 + baseline ×0.4``."""
     return " + ".join(f"{m['name']} ×{m['weight']:.2g}" for m in members)
+
+
+def ensemble_verdict(ensemble: dict[str, Any], exported: str | None) -> str:
+    """Whether the run exported its ensemble: ``exported``, or ``not exported``, with the
+    reason when the ensemble did better on the held-out half but by less than the margin
+    an export needs (``automl.ensemble.MIN_GAIN``)."""
+    if exported == "ensemble":
+        return "exported"
+    held = ensemble.get("held_out") or {}
+    if held.get("better") and len(ensemble.get("members") or []) >= 2:
+        return f"not exported (a gain under the {held.get('min_gain', 0.005):.1%} an ensemble needs)"
+    return "not exported"

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.errors import UserError, did_you_mean
-from automl.results._formats import NOT_PRIVATE, Column, fmt_members, fmt_params, fmt_seconds, render
+from automl.results._formats import NOT_PRIVATE, Column, ensemble_verdict, fmt_members, fmt_params, fmt_seconds, render
 from automl.results._gather import STATE_ORDER, RowState, RunResults, TrialRow
 
 STATE_STYLES = {
@@ -183,7 +183,7 @@ def _ensemble_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     if r.privacy:
         rec["epsilon"] = None
     held = ens.get("held_out") or {}
-    verdict = "exported" if r.exported == "ensemble" else "not exported"
+    verdict = ensemble_verdict(ens, r.exported)
     note = (
         f"{fmt_members(ens['members'])}; held-out half {r.objective} {_num(held.get('ensemble'))} vs "
         f"{_num(held.get('single_model'))} ({held.get('single')}): {verdict}"

@@ -20,6 +20,11 @@ from automl.search.storage import storage_trial_id
 
 #: Share of ``search.timeout`` the task's baseline is given (``Task.baseline_budget``).
 BASELINE_BUDGET_SHARE = 0.2
+#: A trial starts when at least this share of the steps it plans fits before the deadline:
+#: it then plans fewer steps by itself, its learning-rate schedule with them
+#: (:meth:`automl.engine.TrialEngine.steps_that_fit`). Below it, a trial would be a
+#: different, much shorter configuration than the one sampled.
+MIN_PLAN_SHARE = 0.5
 #: Share of ``search.timeout`` kept for the end of the run: trials are done this much before
 #: the timeout (each also keeps the time its last evaluation and the scoring of its outputs
 #: take, :meth:`automl.engine.TrialEngine.finish_seconds`), leaving it for choosing the

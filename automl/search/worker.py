@@ -40,6 +40,7 @@ from automl.run import RunContext
 from automl.search.samplers import make_pruner, make_sampler, plan_evaluations
 from automl.search.budget import (
     MAX_UNFIT,
+    MIN_PLAN_SHARE,
     budget_used,
     count_states,
     counts_toward_budget,
@@ -281,8 +282,10 @@ class Worker:
         set_attr = trial.set_user_attr
         outcome: TrialOutcome
 
-        if self.args.deadline is not None and not fits_before(study, self.args.deadline, self.engine.planned_steps(params)):
-            # Sampled, but cannot finish in the time left: not run and not counted. A
+        needed = math.ceil(MIN_PLAN_SHARE * self.engine.planned_steps(params))
+        if self.args.deadline is not None and not fits_before(study, self.args.deadline, needed):
+            # Sampled, but not even MIN_PLAN_SHARE of it can finish in the time left (a
+            # trial that can shortens its plan itself): not run and not counted. A
             # shorter draw (fewer epochs, a larger batch) may still fit; after MAX_UNFIT
             # draws in a row that do not, the search ends (the timeout is a wall-clock
             # budget).
