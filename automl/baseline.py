@@ -44,12 +44,14 @@ META_FILE = "automl.json"
 #: Top-level modules whose types a saved baseline may contain.
 TRUSTED_MODULES = ("sklearn", "numpy", "scipy")
 #: Single types a saved baseline may contain besides those modules' (LightGBM's booster
-#: restores itself from its text model string).
+#: restores itself from its text model string, CatBoost's classifier from its own binary
+#: model format).
 TRUSTED_TYPES = frozenset({
     "functools.partial",
     "collections.OrderedDict",
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.basic.Booster",
+    "catboost.core.CatBoostClassifier",
 })
 
 

@@ -552,7 +552,7 @@ class FraudDetection(Columns, Task):
         searched: list[dict[str, Any]] = []
         if positives >= MIN_POSITIVES_TO_TUNE and len(y) - positives >= MIN_POSITIVES_TO_TUNE:
             with threadpool_limits(1):
-                searched = _search_lightgbm(ColumnTransformer(parts), category_indices, x, y, seed, deadline)
+                searched, fold = _search_lightgbm(ColumnTransformer(parts), category_indices, x, y, seed, deadline)
             for i, trial in enumerate(searched[:LIGHTGBM_KEEP]):
                 trees_ = max(10, round(trial["trees"] * 1.1))  # 10% more rows to fit on than in the search
                 candidates["lightgbm" if i == 0 else f"lightgbm-{i + 1}"] = Pipeline([
@@ -566,6 +566,18 @@ class FraudDetection(Columns, Task):
                     ("columns", ColumnTransformer(parts)),
                     ("model", forest(n_estimators=200, min_samples_leaf=3, max_features="sqrt", n_jobs=1, random_state=seed)),
                 ])
+            if _classical.catboost_available():
+                # CatBoost (automl[tables]): its trees by early stopping on the search's first
+                # fold; a family of the choice only if its fits (one per fold of the choice,
+                # the fit and the refit) take at most half of what is left of the budget.
+                with threadpool_limits(1):
+                    trees_, seconds = _classical.catboost_trees(fold, seed)
+                left = float("inf") if budget is None else start + budget - time.perf_counter()
+                if seconds * (_choice_folds(len(y), positives) + 2) <= 0.5 * left:
+                    candidates["catboost"] = Pipeline([
+                        ("columns", ColumnTransformer(parts)),
+                        ("model", _classical.catboost(y, seed, round(trees_ * 1.1))),
+                    ])
         phases["lightgbm"] = time.perf_counter() - start - sum(phases.values())
         joined: list[str] = []
         if texts and positives >= 2:
@@ -588,8 +600,7 @@ class FraudDetection(Columns, Task):
             # Every family's out-of-fold predictions of the training rows (validation is not
             # used); the best one, or a weighted blend of several chosen greedily on those
             # predictions when it does better; ties keep the reference (HistGBM) trees.
-            folds = min(5 if len(y) <= LARGE_TABLE_ROWS else 3, positives)
-            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+            cv = StratifiedKFold(_choice_folds(len(y), positives), shuffle=True, random_state=seed)
             with threadpool_limits(1):
                 oof = _oof(candidates, x, y, cv)
             scores = {k: float(average_precision_score(y, p)) for k, p in oof.items()}
@@ -689,6 +700,7 @@ FAMILY_NAMES = {
     "lightgbm": "gradient boosting (LightGBM) on the raw columns",
     "random-forest": "random forest on the raw columns",
     "extra-trees": "extremely randomised trees on the raw columns",
+    "catboost": "gradient boosting (CatBoost) on the raw columns",
     "words": "TF-IDF + logistic regression on the words and characters of the text columns",
 }
 #: Share of the baseline's time budget (``Task.baseline_budget``) that LightGBM's search
@@ -728,13 +740,19 @@ def _row_sample(frame: Any, y: np.ndarray, max_rows: int, seed: int) -> tuple[An
     return frame.iloc[keep].reset_index(drop=True), y[keep]
 
 
+def _choice_folds(rows: int, positives: int) -> int:
+    """Folds of the out-of-fold choice among the families."""
+    return min(5 if rows <= LARGE_TABLE_ROWS else 3, positives)
+
+
 def _search_lightgbm(
     columns: Any, categories: list[int], x: Any, y: np.ndarray, seed: int, deadline: float | None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], tuple[Any, np.ndarray, Any, np.ndarray]]:
     """LightGBM's configurations searched (:func:`automl_plugins._classical.search_lightgbm`),
     best first: on 3 folds of the training rows (on a few thousand rows one held-out fifth
     is too few positives to rank dozens of configurations), or on big tables on 80% of them
-    with early stopping on the other 20%."""
+    with early stopping on the other 20%; and the first fold (its columns prepared), for
+    the other families' early stopping."""
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
@@ -746,7 +764,8 @@ def _search_lightgbm(
     for fit, stop in splits:
         prepare = clone(columns).fit(x.iloc[fit])
         folds.append((prepare.transform(x.iloc[fit]), y[fit], prepare.transform(x.iloc[stop]), y[stop]))
-    return _classical.search_lightgbm(folds, categories, seed, deadline=deadline, max_trials=lightgbm_trials(len(y)))
+    searched = _classical.search_lightgbm(folds, categories, seed, deadline=deadline, max_trials=lightgbm_trials(len(y)))
+    return searched, folds[0]
 
 
 def lightgbm_trials(rows: int) -> int:

@@ -138,11 +138,30 @@ def test_lightgbm_is_searched_and_the_chosen_model_round_trips_without_pickle(tm
     assert f"trees {scores['trees']:.3f}" in result.name  # the reference family's score is shown too
     save_model(result.model, tmp_path / "model.skops")
     assert {t for t in get_untrusted_types(file=tmp_path / "model.skops") if not t.startswith("sklearn.")} <= {
-        "collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier"}
+        "collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier", "catboost.core.CatBoostClassifier"}
     loaded = load_model_file(tmp_path / "model.skops")
     fresh, _ = task_and_data(risky_merchants(400, 0), risky_merchants(10, 2))
     again = fresh.baseline_outputs(loaded, fresh.read(risky_merchants(150, 100), split="predict", file="new.csv", label_names=fresh.labels))
     np.testing.assert_allclose(again, result.outputs["validation"], rtol=1e-9, atol=1e-12)
+
+
+def test_catboost_is_a_family_when_installed_and_round_trips_without_pickle(tmp_path):
+    pytest.importorskip("catboost")
+    from automl_plugins import _classical
+
+    task, data = task_and_data(risky_merchants(400, 0), risky_merchants(150, 100))
+    result = task.baseline(data, seed=0)
+    assert "catboost" in result.extra["candidates"], result.extra["candidates"]
+    assert f"catboost {result.extra['candidates']['catboost']:.3f}" in result.name
+    # Its trees come from early stopping; saved with skops, it predicts the same.
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 4))
+    y = (x[:, 0] + 0.3 * rng.random(300) > 0.8).astype(int)
+    trees, seconds = _classical.catboost_trees((x[:200], y[:200], x[200:], y[200:]), seed=0)
+    assert 10 <= trees <= _classical.CATBOOST_MAX_TREES and seconds > 0
+    model = _classical.catboost(y, 0, trees).fit(x, y)
+    save_model(model, tmp_path / "catboost.skops")
+    np.testing.assert_allclose(load_model_file(tmp_path / "catboost.skops").predict_proba(x), model.predict_proba(x))
 
 
 def test_a_blend_weighs_the_families_that_raise_out_of_fold_precision():
