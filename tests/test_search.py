@@ -57,7 +57,7 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
     return out
 
 
-def wait_for(predicate, timeout: float = 600, what: str = "condition", alive: tuple = ()) -> None:
+def wait_for(predicate, timeout: float = 600, what: str = "condition", alive: tuple = (), every: float = 0.3) -> None:
     """Poll *predicate* until it holds; fail at *timeout*, or at once when one of the
     processes in *alive* has exited (what it waited for can no longer happen)."""
     end = time.time() + timeout
@@ -71,7 +71,7 @@ def wait_for(predicate, timeout: float = 600, what: str = "condition", alive: tu
                 return
         except Exception:
             pass
-        time.sleep(0.3)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -231,17 +231,18 @@ def test_postgres_two_machines_and_a_restarted_worker(recipe_file, tmp_path, pos
         "--output", str(tmp_path / "machine2"), "--artifacts", shared,
     )
 
+    watched = load_study(run_dir, postgres_url, study_name)  # one connection pool: each poll is one query
+
     def worker_of_main_running() -> int | None:
         """The pid of one of the run's own workers (a child of *main*, not the second
         machine) while it trains a trial after the first."""
-        study = load_study(run_dir, postgres_url, study_name)
-        for t in study.get_trials(states=(TrialState.RUNNING,)):
+        for t in watched.get_trials(states=(TrialState.RUNNING,)):
             pid = int(t.user_attrs.get("worker", "x:0").rsplit(":", 1)[1])
             if pid and t.number >= 1 and parent_of(pid) == main.pid:
                 return pid
         return None
 
-    wait_for(lambda: worker_of_main_running() is not None, what="a running trial", alive=(main, second))
+    wait_for(lambda: worker_of_main_running() is not None, what="a running trial", alive=(main, second), every=0.1)
     os.kill(worker_of_main_running(), signal.SIGKILL)
     out1 = finish(main, timeout=300)
     out2 = finish(second, timeout=300)
