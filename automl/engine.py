@@ -302,7 +302,7 @@ class TrialEngine:
         self.eval_every = eval_every
         self.eval_batch_size = eval_batch_size
         #: Seconds one validation row takes to score, measured before a trial's first
-        #: evaluation when its deadline is in doubt (:meth:`past_deadline_when_measured`).
+        #: evaluation when its deadline is in doubt (:meth:`measure_scoring`).
         self._measured_score_seconds: float | None = None
         self.policy = policy or TrialPolicy()
         self.gradient_checkpointing = gradient_checkpointing
@@ -525,11 +525,16 @@ class TrialEngine:
                     progress(epoch, step, total_steps, loss_value)
                 if resumed is None and step <= SHORTEN_AFTER_STEPS and self.past_deadline(
                     seen / compute_time if compute_time else 0.0, evaluations, eval_time
-                ) and self.past_deadline_when_measured(model, evaluations, eval_time):
-                    raise NoTimeLeft(
-                        f"not trained: at {seen / compute_time:.1f} training rows/s, scoring the validation and test "
-                        "rows after training would end past the deadline"
-                    )
+                ):
+                    # The guess from its first steps says it cannot finish: a trial is
+                    # dropped only if its scoring pace, measured, says so too.
+                    self.measure_scoring(model, evaluations)
+                    if self.past_deadline(0.0, evaluations, eval_time):
+                        pace = 1.0 / max(self._score_seconds_per_row(0.0, evaluations, eval_time), 1e-9)
+                        raise NoTimeLeft(
+                            f"not trained: scoring the validation and test rows after training (measured at "
+                            f"{pace:.0f} rows/s) would end past the deadline"
+                        )
                 if step == 1:
                     first_step, first_rows = compute_time, seen  # start-up costs: not the pace
                 if total_steps == planned and resumed is None and step == SHORTEN_AFTER_STEPS:
@@ -615,26 +620,19 @@ class TrialEngine:
 
     def _score_seconds_per_row(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
         """Seconds to score one row: from this trial's evaluations; before the first, as
-        measured by :meth:`past_deadline_when_measured`, else 4 times its training pace (0
-        before any step)."""
+        measured by :meth:`measure_scoring`, else 4 times its training pace (0 before any
+        step)."""
         if evaluations and self._rows("validation"):
             return eval_seconds / (evaluations * self._rows("validation"))
         if self._measured_score_seconds is not None:
             return self._measured_score_seconds
         return 1.0 / (4.0 * train_rows_per_second) if train_rows_per_second > 0 else 0.0
 
-    def past_deadline_when_measured(self, model: torch.nn.Module, evaluations: int, eval_seconds: float) -> bool:
-        """Whether the trial is still past its deadline (:meth:`past_deadline`) with its
-        scoring pace measured instead of guessed from its first training steps (which carry
-        start-up costs, and which on short rows say little of scoring): before its first
-        evaluation, it scores a sample of validation rows (one evaluation batch, taken
-        evenly through the split) and times that. A trial is not dropped on a guess."""
-        self.measure_scoring(model, evaluations)
-        return self.past_deadline(0.0, evaluations, eval_seconds)
-
     def measure_scoring(self, model: torch.nn.Module, evaluations: int) -> None:
         """Time the scoring of a sample of validation rows (one evaluation batch, taken
-        evenly through the split) once per trial, before its first evaluation."""
+        evenly through the split) once per trial, before its first evaluation: the pace
+        guessed from its first training steps carries start-up costs and, on short rows,
+        says little of scoring."""
         if not evaluations and self._rows("validation") and self._measured_score_seconds is None:
             rows = self._rows("validation")
             index = np.linspace(0, rows - 1, num=min(rows, self.eval_batch_size)).astype(int)

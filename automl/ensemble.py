@@ -247,12 +247,11 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
         calibration = task.calibrate(outputs, split_a, enc_a)
         other = mix("validation", second) if name == "ensemble" else single.outputs["validation"][second]
         held[name] = ensemble_metrics(task, other, split_b, enc_b, calibration).get(objective.name)
-    better = held["ensemble"] is not None and held["single_model"] is not None and wins_by_margin(
-        held["ensemble"], held["single_model"], maximize=maximize
-    )
+    better = False
     if held["ensemble"] is not None and held["single_model"] is not None:
-        held["better"] = bool(held["ensemble"] > held["single_model"] if maximize else held["ensemble"] < held["single_model"])
-        held["min_gain"] = MIN_GAIN
+        better = wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize)
+        held.update(better=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize, margin=0.0),
+                    min_gain=MIN_GAIN)
     full = mix("validation")
     calibration = task.calibrate(full, val_split, val_enc)
     test = None
@@ -274,15 +273,15 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     return result
 
 
-def wins_by_margin(ensemble: float, single: float, *, maximize: bool) -> bool:
-    """Whether *ensemble* beats *single* by more than :data:`MIN_GAIN` of *single*'s size:
+def wins_by_margin(ensemble: float, single: float, *, maximize: bool, margin: float = MIN_GAIN) -> bool:
+    """Whether *ensemble* beats *single* by more than *margin* of *single*'s size:
     an ensemble costs its members' size and prediction time, and a gain smaller than that
     on half the validation rows is noise (a member that adds nothing can still move the
     objective by a hair)."""
     if not (math.isfinite(ensemble) and math.isfinite(single)):
         return False
     gain = ensemble - single if maximize else single - ensemble
-    return gain > MIN_GAIN * max(abs(single), 1e-12)
+    return gain > margin * max(abs(single), 1e-12)
 
 
 def read_ensemble(run_dir: Path) -> dict[str, Any] | None:

@@ -151,7 +151,8 @@ def test_a_trial_is_not_dropped_on_a_guessed_scoring_pace(recipe_file):
     engine = build_engine(recipe_file(), policy=TrialPolicy(deadline=time.time() + 120))
     model = copy.deepcopy(engine.base_model).train()
     assert engine.past_deadline(0.01, 0, 0.0)  # 0.04 rows/s guessed: hours for the validation rows
-    assert not engine.past_deadline_when_measured(model, 0, 0.0)
+    engine.measure_scoring(model, 0)
+    assert not engine.past_deadline(0.01, 0, 0.0)  # measured, the guess no longer counts
     measured = engine._measured_score_seconds
     assert measured is not None and 0 < measured < 1.0 and model.training
     assert engine.finish_seconds(0.01, 0, 0.0) == pytest.approx(measured * 2 * (engine._rows("validation") + engine._rows("test")))
