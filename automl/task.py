@@ -188,6 +188,11 @@ class Task(abc.ABC):
     #: share of ``search.timeout``, :data:`automl.search.budget.BASELINE_BUDGET_SHARE`); ``None``: the
     #: run has no time limit.
     baseline_budget: float | None = None
+    #: ``time.time()`` by which the run's trials are done (``search.timeout`` less the end
+    #: of the run, :func:`automl.search.budget.search_deadline`), set with
+    #: :attr:`baseline_budget`: a baseline that runs past its budget (optional extra work)
+    #: can check that it still ends by then; ``None``: no time limit.
+    baseline_deadline: float | None = None
 
     def __init__(self, options: BaseModel | None = None, data: DataSpec | None = None) -> None:
         self.options = options if options is not None else self.Options()

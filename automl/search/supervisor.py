@@ -175,7 +175,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def run_baseline(
-    ctx: RunContext, data: Any, console: Console | None = None, encoded: dict[str, Any] | None = None
+    ctx: RunContext, data: Any, console: Console | None = None, encoded: dict[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any] | None:
     """Train the task's classical baseline once per run (``baseline.json``). It is
     isolated like a trial: an exception is a warning naming the plugin, and the run goes
@@ -187,6 +188,7 @@ def run_baseline(
     task = ctx.resolved.task
     timeout = ctx.recipe.search.timeout
     task.baseline_budget = BASELINE_BUDGET_SHARE * timeout if timeout else None
+    task.baseline_deadline = deadline
     try:
         result = task.baseline(data, ctx.recipe.training.seed)
     except KeyboardInterrupt:
@@ -428,7 +430,7 @@ class Supervisor:
             if self.options.baseline:
                 # With privacy on, the baseline (trained without it) is a reference row only:
                 # not saved as a model, so it can neither be exported nor join an ensemble.
-                baseline = run_baseline(ctx, data, console, None if ctx.recipe.privacy else encoded)
+                baseline = run_baseline(ctx, data, console, None if ctx.recipe.privacy else encoded, deadline)
             if done < target:
                 self._supervise(study, target, deadline)
         except KeyboardInterrupt:

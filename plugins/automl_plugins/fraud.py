@@ -21,12 +21,13 @@ on the validation outputs (best F1, or a target precision or recall); precision,
 and F1 are reported at that threshold and ``automl predict`` applies it.
 
 Baseline: the classical families on the raw columns (categories encoded, each free-text
-column as a few TF-IDF/SVD components): scikit-learn's HistGradientBoostingClassifier (the
-reference), LightGBM (categories split natively, the positive class weighted) with its
-hyperparameters searched by a small Optuna study of its own while a share of the budget
+column as a few TF-IDF/SVD components, or for LightGBM as its word 1-2-grams):
+scikit-learn's HistGradientBoostingClassifier (the reference), LightGBM (categories split
+natively, the positive class weighted) with its hyperparameters searched by a small Optuna study of its own while a share of the budget
 lasts (``automl_plugins._classical``), its two best configurations, a random forest and
-extremely randomised trees, and TF-IDF + logistic regression on the words of the text
-columns. Every family predicts the training rows out of fold (at most
+extremely randomised trees, TF-IDF + logistic regression on the words of the text
+columns, and the last two stacked (LightGBM with the words model's score as a column).
+Every family predicts the training rows out of fold (at most
 ``baseline_max_rows`` of them); the best one, or a weighted blend of several picked
 greedily on those predictions when it does better, is fitted on the training rows. One
 model that the core saves with skops so it can be exported, scored and ensembled.
@@ -505,7 +506,6 @@ class FraudDetection(Columns, Task):
             RandomForestClassifier,
             VotingClassifier,
         )
-        from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import average_precision_score
         from sklearn.model_selection import StratifiedKFold
         from sklearn.pipeline import Pipeline, make_pipeline
@@ -515,6 +515,7 @@ class FraudDetection(Columns, Task):
         if self.schema is None or data.train.frame is None:
             return None
         start = time.perf_counter()
+        to_deadline = None if self.baseline_deadline is None else round(self.baseline_deadline - time.time(), 1)
         # LightGBM's search may take BASELINE_SEARCH_SHARE of the core's budget (itself a
         # share of search.timeout); its first configuration always runs.
         budget = self.baseline_budget
@@ -533,13 +534,22 @@ class FraudDetection(Columns, Task):
             parts.append(("category", encoder, categories))
         texts = []
         x = baseline_frame(train, self.schema)
+        # Each text column's own features: for LightGBM, which splits sparse columns, its
+        # word 1-2-grams (present or not); for the other families a few TF-IDF/SVD
+        # components (docs/benchmarks.md section 13 measures the difference).
+        ngram_parts = list(parts)
         for name in [c.name for c in self.schema if c.kind == "text"]:
             vocabulary = _tfidf().fit(x[name]).vocabulary_
             if len(vocabulary) > 2:
-                texts.append(name)  # each text column its own TF-IDF/SVD components
+                texts.append(name)
                 svd = TruncatedSVD(min(16, len(vocabulary) - 1), random_state=seed)
                 parts.append((f"text:{name}", make_pipeline(_tfidf(), svd), name))
+                ngram_parts.append((f"text:{name}", _ngrams(), name))
         category_indices = list(range(len(numbers), len(numbers) + len(categories)))
+
+        def ngram_columns() -> Any:
+            return ColumnTransformer(ngram_parts, sparse_threshold=1.0 if texts else 0.3)
+
         phases = {"prepare": time.perf_counter() - start}
         trees: Any = Pipeline([
             ("columns", ColumnTransformer(parts)),
@@ -552,11 +562,11 @@ class FraudDetection(Columns, Task):
         searched: list[dict[str, Any]] = []
         if positives >= MIN_POSITIVES_TO_TUNE and len(y) - positives >= MIN_POSITIVES_TO_TUNE:
             with threadpool_limits(1):
-                searched, fold = _search_lightgbm(ColumnTransformer(parts), category_indices, x, y, seed, deadline)
+                searched, first = _search_lightgbm(ngram_columns(), category_indices, x, y, seed, deadline)
             for i, trial in enumerate(searched[:LIGHTGBM_KEEP]):
                 trees_ = max(10, round(trial["trees"] * 1.1))  # 10% more rows to fit on than in the search
                 candidates["lightgbm" if i == 0 else f"lightgbm-{i + 1}"] = Pipeline([
-                    ("columns", ColumnTransformer(parts)),
+                    ("columns", ngram_columns()),
                     ("model", _classical.lightgbm(_classical.config_of(trial), y, category_indices, seed, trees_)),
                 ])
             # Other kinds of trees for the blend (AutoGluon's tables use both): bagged deep
@@ -571,7 +581,7 @@ class FraudDetection(Columns, Task):
                 # fold; a family of the choice only if its fits (one per fold of the choice,
                 # the fit and the refit) take at most half of what is left of the budget.
                 with threadpool_limits(1):
-                    trees_, seconds = _classical.catboost_trees(fold, seed)
+                    trees_, seconds = _classical.catboost_trees(_fold(ColumnTransformer(parts), x, y, *first), seed)
                 left = float("inf") if budget is None else start + budget - time.perf_counter()
                 if seconds * (_choice_folds(len(y), positives) + 2) <= 0.5 * left:
                     candidates["catboost"] = Pipeline([
@@ -581,15 +591,14 @@ class FraudDetection(Columns, Task):
         phases["lightgbm"] = time.perf_counter() - start - sum(phases.values())
         joined: list[str] = []
         if texts and positives >= 2:
-            # The trees see only a few SVD components of the text. TF-IDF + logistic
-            # regression on the words of all text columns as one document is often far
-            # better on report-like rows.
+            # TF-IDF + logistic regression on the words of all text columns as one document:
+            # on report-like rows often better than any tree on its own.
+            joined_parts = [(f"{JOINED_PART}:{c}", "drop", c) for c in texts]
             candidates["words"] = Pipeline([
                 ("columns", ColumnTransformer(
-                    [(f"{JOINED_PART}:{c}", "drop", c) for c in texts]
-                    + [("words", _word_features(), JOINED), ("chars", _char_features(), JOINED)]
+                    joined_parts + [("words", _word_features(), JOINED), ("chars", _char_features(), JOINED)]
                 )),
-                ("model", LogisticRegression(C=4.0, max_iter=2000, random_state=seed)),
+                ("model", _words_model(seed)),
             ])
             joined = texts
             x[JOINED] = join_text(x, joined)
@@ -602,7 +611,18 @@ class FraudDetection(Columns, Task):
             # predictions when it does better; ties keep the reference (HistGBM) trees.
             cv = StratifiedKFold(_choice_folds(len(y), positives), shuffle=True, random_state=seed)
             with threadpool_limits(1):
-                oof = _oof(candidates, x, y, cv)
+                oof, seconds = _oof(candidates, x, y, cv)
+                if "words" in candidates and searched:
+                    # Stacked: LightGBM's best configuration on the raw columns with the words
+                    # model's score of each row as one more column (out of fold while it
+                    # trains). Its folds nest in the choice's: about STACK_FOLDS + 1 fits of
+                    # the words model per fold, so it runs only while that, its share of the
+                    # final fits and its scoring still end by the run's deadline.
+                    cost = (STACK_FOLDS + 1) * seconds["words"] + seconds[next(k for k in candidates if k.startswith("lightgbm"))]
+                    if self.baseline_deadline is None or time.time() + 2 * cost < self.baseline_deadline:
+                        candidates["stack"] = _stacked(ngram_parts + joined_parts, searched[0], y, category_indices, seed)
+                        stacked, _ = _oof({"stack": candidates["stack"]}, x, y, cv)
+                        oof |= stacked
             scores = {k: float(average_precision_score(y, p)) for k, p in oof.items()}
             pick = max(scores, key=lambda k: (scores[k], k == "trees"))
             weights, blended = _classical.greedy_blend(oof, y)
@@ -623,7 +643,7 @@ class FraudDetection(Columns, Task):
         # One thread: on small data OpenMP's thread start-up and spinning cost more than
         # they save, badly so next to a torch process (3 s instead of 0.2 s).
         with threadpool_limits(1):
-            model.fit(x, y)
+            _single_references(model.fit(x, y))
         phases["fit"] = time.perf_counter() - start - sum(phases.values())
         outputs = {"validation": self.baseline_outputs(model, data.validation)}
         if self.opts.refit_baseline and data.validation.frame is not None:
@@ -634,7 +654,7 @@ class FraudDetection(Columns, Task):
             y = np.concatenate([y, np.asarray(data.validation.labels)])
             x, y = _row_sample(x, y, max_rows, seed)
             with threadpool_limits(1):
-                model = clone(model).fit(x, y)
+                model = _single_references(clone(model).fit(x, y))
             name += " (refit on training + validation rows)"
         if data.test is not None and data.test.frame is not None:
             outputs["test"] = self.baseline_outputs(model, data.test)
@@ -645,6 +665,7 @@ class FraudDetection(Columns, Task):
             test = binary_metrics(self.scores(outputs["test"]), np.asarray(data.test.labels), threshold)  # type: ignore[union-attr]
         phases["score"] = time.perf_counter() - start - sum(phases.values())
         extra: dict[str, Any] = {"threshold": threshold, "family": pick, "rows": rows, "budget_seconds": budget,
+                                 "seconds_to_deadline": to_deadline,
                                  "phase_seconds": {k: round(v, 2) for k, v in phases.items()}}
         if scores:
             extra["candidates"] = scores
@@ -702,6 +723,7 @@ FAMILY_NAMES = {
     "extra-trees": "extremely randomised trees on the raw columns",
     "catboost": "gradient boosting (CatBoost) on the raw columns",
     "words": "TF-IDF + logistic regression on the words and characters of the text columns",
+    "stack": "LightGBM on the raw columns and the words model's score, stacked",
 }
 #: Share of the baseline's time budget (``Task.baseline_budget``) that LightGBM's search
 #: may take; the out-of-fold choice and the final fit follow.
@@ -747,12 +769,12 @@ def _choice_folds(rows: int, positives: int) -> int:
 
 def _search_lightgbm(
     columns: Any, categories: list[int], x: Any, y: np.ndarray, seed: int, deadline: float | None
-) -> tuple[list[dict[str, Any]], tuple[Any, np.ndarray, Any, np.ndarray]]:
+) -> tuple[list[dict[str, Any]], tuple[np.ndarray, np.ndarray]]:
     """LightGBM's configurations searched (:func:`automl_plugins._classical.search_lightgbm`),
     best first: on 3 folds of the training rows (on a few thousand rows one held-out fifth
     is too few positives to rank dozens of configurations), or on big tables on 80% of them
-    with early stopping on the other 20%; and the first fold (its columns prepared), for
-    the other families' early stopping."""
+    with early stopping on the other 20%; and the first fold's ``(fit, stop)`` row indices,
+    for the other families' early stopping."""
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
@@ -760,12 +782,16 @@ def _search_lightgbm(
         splits = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     else:
         splits = [train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)]
-    folds = []
-    for fit, stop in splits:
-        prepare = clone(columns).fit(x.iloc[fit])
-        folds.append((prepare.transform(x.iloc[fit]), y[fit], prepare.transform(x.iloc[stop]), y[stop]))
+    folds = [_fold(clone(columns), x, y, fit, stop) for fit, stop in splits]
     searched = _classical.search_lightgbm(folds, categories, seed, deadline=deadline, max_trials=lightgbm_trials(len(y)))
-    return searched, folds[0]
+    return searched, splits[0]
+
+
+def _fold(columns: Any, x: Any, y: np.ndarray, fit: np.ndarray, stop: np.ndarray) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+    """``(x_fit, y_fit, x_stop, y_stop)``: the rows *fit* and *stop* of *x*, through *columns*
+    fitted on the *fit* rows."""
+    columns.fit(x.iloc[fit])
+    return columns.transform(x.iloc[fit]), y[fit], columns.transform(x.iloc[stop]), y[stop]
 
 
 def lightgbm_trials(rows: int) -> int:
@@ -776,19 +802,100 @@ def lightgbm_trials(rows: int) -> int:
     return min(LIGHTGBM_MAX_TRIALS, max(8, rows // 20))
 
 
-def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> dict[str, np.ndarray]:
-    """Each candidate's out-of-fold probability of the positive class on the training rows."""
+def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each candidate's out-of-fold probability of the positive class on the training rows,
+    and the seconds each took."""
     from sklearn.model_selection import cross_val_predict
 
-    return {k: cross_val_predict(m, x, y, cv=cv, method="predict_proba")[:, 1] for k, m in candidates.items()}
+    oof, seconds = {}, {}
+    for k, m in candidates.items():
+        started = time.perf_counter()
+        oof[k] = cross_val_predict(m, x, y, cv=cv, method="predict_proba")[:, 1]
+        seconds[k] = time.perf_counter() - started
+    return oof, seconds
 
 
 def _tfidf(max_features: int = 2_000) -> Any:
-    """Word 1-2-grams, the most frequent *max_features* (the trees see 16 SVD components of
-    them, which a few thousand terms give as well as more: a smaller model to save)."""
+    """Word 1-2-grams, the most frequent *max_features* (the trees other than LightGBM see
+    16 SVD components of them, which a few thousand terms give as well as more: a smaller
+    model to save)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=max_features)
+
+
+#: Word 1-2-grams of each text column that LightGBM sees: the most frequent this many.
+NGRAMS_PER_COLUMN = 4_000
+
+
+def _ngrams() -> Any:
+    """Word 1-2-grams in at least 3 rows, the :data:`NGRAMS_PER_COLUMN` most frequent, as
+    present/absent (sparse): what AutoGluon's trees see of a text column too. LightGBM
+    splits on single words ("hospitalized", "died"), which 16 SVD components blur."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(ngram_range=(1, 2), min_df=3, max_features=NGRAMS_PER_COLUMN, binary=True, dtype=np.float32)
+
+
+def _single_references(model: Any) -> Any:
+    """*model*, a fitted blend without the second reference to each member: a
+    VotingClassifier keeps them in ``estimators_`` (what it predicts with) and in the
+    ``named_estimators_`` mapping, and skops writes an object once per reference, so the
+    saved blend was twice its size (162 MB on all of VAERS, 52 s to write)."""
+    if hasattr(model, "named_estimators_"):
+        del model.named_estimators_
+    return model
+
+
+def _words_model(seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=4.0, max_iter=2000, random_state=seed)
+
+
+#: Folds of the stacked family's own out-of-fold scores of the words model.
+STACK_FOLDS = 3
+
+
+def _stacked(parts: list[tuple[str, Any, Any]], config: dict[str, Any], y: np.ndarray, categories: list[int], seed: int) -> Any:
+    """The ``stack`` family: scikit-learn's StackingClassifier over one sparse matrix, the
+    columns of *parts* (numbers, categories, each text column's n-grams) followed by the
+    words model's hashed word and character features (their width is fixed, so each side
+    selects its own by position). The words model (logistic regression) scores the
+    training rows out of fold (:data:`STACK_FOLDS`); LightGBM at *config* trains on those
+    scores and the columns of *parts*. Stacking as Shi et al. (2021) measured it on business
+    tables with text: the trees read what the words model makes of the text next to the
+    other columns, instead of a fixed weight in a blend."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    hashed = 2 * HASHED_FEATURES
+    words = Pipeline([("select", _columns(slice(-hashed, None))), ("model", _words_model(seed))])
+    trees = max(10, round(config["trees"] * 1.1))
+    # The final model sees the words model's score first, then the columns of *parts*.
+    lightgbm = _classical.lightgbm(_classical.config_of(config), y, [i + 1 for i in categories], seed, trees)
+    final = Pipeline([("select", _columns(slice(0, -hashed))), ("model", lightgbm)])
+    return Pipeline([
+        ("columns", ColumnTransformer(
+            parts + [("words", _word_features(), JOINED), ("chars", _char_features(), JOINED)], sparse_threshold=1.0
+        )),
+        ("model", StackingClassifier(
+            [("words", words)], final_estimator=final, stack_method="predict_proba", passthrough=True,
+            cv=StratifiedKFold(STACK_FOLDS, shuffle=True, random_state=seed),
+        )),
+    ])
+
+
+def _columns(positions: slice) -> Any:
+    """The columns at *positions* of a (sparse) matrix. Not a ColumnTransformer: that one
+    keeps the index of every column it passes or drops, half a million here, which made a
+    saved model of gigabytes."""
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils import _safe_indexing
+
+    return FunctionTransformer(_safe_indexing, kw_args={"indices": positions, "axis": 1})
 
 
 #: Hashed features of the words model (per analyser): no vocabulary to store, so the saved

@@ -69,6 +69,49 @@ def test_text_heavy_rows_get_a_text_model_that_scores_raw_rows_after_a_round_tri
         fresh.baseline_outputs(loaded, SimpleNamespace(frame=frame.drop(columns=["history"])))
 
 
+def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_words_model(tmp_path):
+    from automl_plugins import fraud
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    task, data = task_and_data(reports(300, 0), reports(120, 1))
+    result = task.baseline(data, seed=0)
+    scores = result.extra["candidates"]
+    assert {"lightgbm", "words", "stack"} <= set(scores), scores
+    assert scores["stack"] > 0.9 and scores["lightgbm"] > scores["trees"], scores
+    # The stacked family alone: its LightGBM sees the words model's score (column 0, which
+    # it splits on) and each word 1-2-gram of a text column, and it round-trips without pickle.
+    x = fraud.baseline_frame(data.train.frame, task.schema, joined=["symptoms", "history"])
+    y = np.asarray(data.train.labels)
+    config = result.extra["lightgbm_trials"][0]
+    stack = fraud._stacked(
+        [("number", "passthrough", ["age"]), ("text:symptoms", fraud._ngrams(), "symptoms"),
+         (f"{fraud.JOINED_PART}:symptoms", "drop", "symptoms"), (f"{fraud.JOINED_PART}:history", "drop", "history")],
+        config, y, [], seed=0,
+    ).fit(x, y)
+    ngrams = stack.named_steps["columns"].named_transformers_["text:symptoms"]
+    assert isinstance(ngrams, CountVectorizer) and "seizure" in ngrams.vocabulary_
+    booster = stack.named_steps["model"].final_estimator_.named_steps["model"].booster_
+    used = {node["split_feature"] for tree in booster.dump_model()["tree_info"] for node in _nodes(tree["tree_structure"])}
+    assert booster.num_feature() == 2 + len(ngrams.vocabulary_)  # the score, the age, the n-grams
+    assert 0 in used, used  # the words model's score
+    save_model(stack, tmp_path / "stack.skops")
+    # Arrays of the hashed features (IDF weights, coefficients), not an index per column.
+    assert (tmp_path / "stack.skops").stat().st_size < 30e6
+    loaded = load_model_file(tmp_path / "stack.skops")
+    np.testing.assert_allclose(loaded.predict_proba(x), stack.predict_proba(x), rtol=1e-9, atol=1e-12)
+    # Past the run's deadline the stacked family (the costliest) is left out.
+    import time
+
+    task.baseline_deadline = time.time()
+    assert "stack" not in task.baseline(data, seed=0).extra["candidates"]
+    # The chosen baseline, whatever it is, scores raw rows after a round trip.
+    save_model(result.model, tmp_path / "model.skops")
+    fresh, _ = task_and_data(reports(300, 0), reports(10, 2))
+    again = fresh.baseline_outputs(load_model_file(tmp_path / "model.skops"),
+                                   fresh.read(reports(120, 1), split="predict", file="new.csv", label_names=fresh.labels))
+    np.testing.assert_allclose(again, result.outputs["validation"], rtol=1e-6, atol=1e-9)
+
+
 def test_rows_without_text_signal_keep_the_trees():
     rng = np.random.default_rng(3)
     def rows(n: int) -> pd.DataFrame:
@@ -186,7 +229,7 @@ def test_lightgbm_splits_categories_natively():
     result = task.baseline(data, seed=0)
     model = result.model
     if result.extra["family"] == "blend":
-        model = dict(model.named_estimators_)["lightgbm"]
+        model = dict(zip([name for name, _ in model.estimators], model.estimators_, strict=True))["lightgbm"]
     booster = model.named_steps["model"].booster_
     splits = [node for tree in booster.dump_model()["tree_info"] for node in _nodes(tree["tree_structure"])]
     assert any(node.get("decision_type") == "==" and node["split_feature"] == 2 for node in splits)
@@ -260,6 +303,7 @@ def test_a_run_exports_the_lightgbm_baseline_when_it_wins(tmp_path):
     outcome = run_recipe(load_recipe(tmp_path / "recipe.yaml"), options=RunOptions(workers=0), console=Console(file=io.StringIO()))
     baseline = json.loads((outcome.run_dir / "baseline.json").read_text())
     assert baseline["extra"]["budget_seconds"] == pytest.approx(BASELINE_BUDGET_SHARE * 600)
+    assert 500 < baseline["extra"]["seconds_to_deadline"] < 0.95 * 600  # the run's deadline reached the task
     assert baseline["extra"]["family"] in ("lightgbm", "blend"), baseline["name"]
     meta = json.loads((outcome.best_dir / "automl.json").read_text())
     assert meta["kind"] == "baseline" and meta["name"] == baseline["name"]
