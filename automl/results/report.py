@@ -344,7 +344,10 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
     parts.append(f'<section class="cards">{cards}</section>')
 
     parts.append(f"<h2>Exported model ({e(r.exported_label)})</h2>" if r.exported else "<h2>Best model</h2>")
-    if best is None:
+    if best is None and r.exported:
+        parts.append(f"<p>No trial has completed; the exported model is the {e(r.exported_label)} "
+                     "(its figures are in the cards above and the plots below).</p>")
+    elif best is None:
         parts.append("<p>No trial has completed yet.</p>")
     else:
         params = export.get("params") if export.get("trial") == best.number else None

@@ -106,3 +106,15 @@ def test_summary_names_the_positive_class(columns_run, render):
 
     text = render(RunSummary(gather(columns_run)), width=120)
     assert re.search(r"positive class\s+'1' \(column 'is_fraud'\)", text), text
+
+
+def test_a_run_without_trials_says_what_it_exported():
+    from automl.results._gather import RunResults
+
+    def page(export: dict | None) -> str:
+        r = RunResults(study_name="s", task="fraud-detection", backbone="b", objective="pr_auc", direction="maximize",
+                       trials=[], baseline={"name": "blend", "metrics": {"validation": {"pr_auc": 0.8}}}, best_export=export)
+        return render_html(r, [], [])
+
+    assert "the exported model is the baseline" in page({"kind": "baseline"})
+    assert "No trial has completed yet." in page(None)
