@@ -547,8 +547,8 @@ class FraudDetection(Columns, Task):
                 ngram_parts.append((f"text:{name}", _ngrams(), name))
         category_indices = list(range(len(numbers), len(numbers) + len(categories)))
 
-        def ngram_columns() -> Any:
-            return ColumnTransformer(ngram_parts, sparse_threshold=1.0 if texts else 0.3)
+        def ngram_columns() -> Any:  # sparse whenever a part is (a table without text: dense)
+            return ColumnTransformer(ngram_parts, sparse_threshold=1.0)
 
         phases = {"prepare": time.perf_counter() - start}
         trees: Any = Pipeline([
@@ -623,7 +623,7 @@ class FraudDetection(Columns, Task):
                     # choice took 85 s with it, 56 s without). It runs only while twice that
                     # (its share of the final fits and of the scoring too) still ends by the
                     # run's deadline.
-                    cost = 2 * seconds["words"] + seconds[next(k for k in candidates if k.startswith("lightgbm"))]
+                    cost = 2 * seconds["words"] + seconds["lightgbm"]
                     to_go = None if self.baseline_deadline is None else self.baseline_deadline - time.time()
                     if to_go is None or 2 * cost < to_go:
                         candidates["stack"] = _stacked(ngram_parts + joined_parts, searched[0], y, category_indices, seed)
