@@ -15,11 +15,19 @@ outputs for regression. Token-classification tasks have no ensembles.
 label, seeded by ``training.seed``). The weights are chosen on the first half. The
 ensemble is exported as ``best/`` only if it has at least two members and, on the second
 half (rows its weights never saw), its objective beats that of the single model that
-would be exported otherwise, the best trial or the baseline, whichever has the better
-validation objective, by more than :data:`MIN_GAIN` (0.5%) of the single model's
-(:func:`wins_by_margin`). Otherwise that single model is exported, and the
+would be exported otherwise (below) by more than :data:`MIN_GAIN` (0.5%) of the single
+model's (:func:`wins_by_margin`). Otherwise that single model is exported, and the
 ensemble is still shown in the leaderboard, the summary and the report. The figures are
 kept in ``<run>/ensemble.json``.
+
+**The single model: the best trial or the baseline** (:func:`choose_single`). The best
+trial is the best of many on the same validation rows, so its validation figure is
+optimistic, while the baseline is one model fitted once. The trial is chosen only when it
+leads the baseline on validation by more than one standard error of the paired difference
+(:data:`SE_RULE`; the difference bootstrapped over the validation rows, :data:`BOOTSTRAP`
+resamples): Breiman et al.'s one-standard-error rule, which prefers the simpler model
+when the better-looking one is not better beyond noise. The figures are kept under
+``choice`` in ``ensemble.json``.
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ ROUNDS = 20
 #: The share of the single model's objective by which the ensemble must beat it on the
 #: held-out half to be exported (:func:`wins_by_margin`).
 MIN_GAIN = 0.005
+#: A trial is exported instead of the baseline only when it leads it on validation by more
+#: than this many standard errors of the paired difference (:func:`choose_single`).
+SE_RULE = 1.0
+#: Bootstrap resamples of the validation rows behind that standard error.
+BOOTSTRAP = 100
 
 
 # --------------------------------------------------------------------------- the rule
@@ -159,6 +172,8 @@ class EnsembleResult:
     held_out: dict[str, Any]
     #: The single model exported when the ensemble is not: ``trial-N`` or ``baseline``.
     single: str
+    #: How the single model was chosen (:func:`choose_single`).
+    choice: dict[str, Any]
     wins: bool
     probabilities: bool
     seconds: float
@@ -240,8 +255,8 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     def mix(split_name: str, index: Any = slice(None)) -> np.ndarray:
         return combine([m.outputs[split_name][index] for m, _ in used], [w for _, w in used], probabilities=probabilities)
 
+    single, choice = choose_single(task, members, val_split, val_enc, objective.name, maximize=maximize, seed=ctx.recipe.training.seed)
     # The held-out half: calibration from the first half, objective on the second.
-    single = members[0]
     held: dict[str, Any] = {"rows": len(second), "single": single.name}
     for name, outputs in (("ensemble", mix("validation", first)), ("single_model", single.outputs["validation"][first])):
         calibration = task.calibrate(outputs, split_a, enc_a)
@@ -265,12 +280,62 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
         calibration=calibration,
         held_out=held,
         single=single.name,
+        choice=choice,
         wins=bool(better and len(used) >= 2),
         probabilities=probabilities,
         seconds=time.perf_counter() - start,
     )
     path.write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
+
+
+def choose_single(
+    task: Task, members: Sequence[Member], split: Split, encoded: dict[str, Any], objective: str, *, maximize: bool, seed: int
+) -> tuple[Member, dict[str, Any]]:
+    """The single model exported when the ensemble is not: the best trial when it leads
+    the baseline on validation by more than :data:`SE_RULE` standard errors of the paired
+    difference, else the baseline (the rule in the module docstring). Also the figures
+    behind the choice, for ``ensemble.json``."""
+    trial = next((m for m in members if m.kind == "trial"), None)
+    base = next((m for m in members if m.kind == "baseline"), None)
+    if trial is None or base is None:
+        return members[0], {"rule": "only one kind of candidate"}
+    diff, se = paired_difference(task, trial.outputs["validation"], base.outputs["validation"], split, encoded, objective, seed=seed)
+    lead = diff if maximize else -diff
+    pick = trial if math.isfinite(lead) and math.isfinite(se) and lead > SE_RULE * se else base
+    return pick, {
+        "trial": trial.name,
+        "lead": lead,
+        "standard_error": se,
+        "se_rule": SE_RULE,
+        "resamples": BOOTSTRAP,
+        "chosen": pick.name,
+    }
+
+
+def paired_difference(
+    task: Task, a: np.ndarray, b: np.ndarray, split: Split, encoded: dict[str, Any], objective: str, *, seed: int, resamples: int = BOOTSTRAP
+) -> tuple[float, float]:
+    """(objective of *a* minus that of *b* on the split, and its bootstrap standard error):
+    both models are scored on the same resampled rows, each with the calibration it has on
+    the whole split. Resamples whose objective is undefined (one class only) are skipped."""
+    cal_a, cal_b = task.calibrate(a, split, encoded), task.calibrate(b, split, encoded)
+
+    def value(outputs: np.ndarray, calibration: dict[str, Any], index: Any) -> float:
+        sub, enc = subset(split, encoded, index)
+        return float(ensemble_metrics(task, outputs[index], sub, enc, calibration).get(objective, float("nan")))
+
+    rows = np.arange(len(a))
+    diff = value(a, cal_a, rows) - value(b, cal_b, rows)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        index = np.sort(rng.integers(0, len(rows), len(rows)))
+        d = value(a, cal_a, index) - value(b, cal_b, index)
+        if math.isfinite(d):
+            diffs.append(d)
+    se = float(np.std(diffs, ddof=1)) if len(diffs) >= 2 else float("nan")
+    return diff, se
 
 
 def wins_by_margin(ensemble: float, single: float, *, maximize: bool, margin: float = MIN_GAIN) -> bool:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.privacy import describe
-from automl.results._formats import NOT_PRIVATE, ensemble_verdict, fmt_members, fmt_seconds, fmt_value
+from automl.results._formats import NOT_PRIVATE, choice_note, ensemble_verdict, fmt_members, fmt_seconds, fmt_value
 from automl.results._gather import gather, importances  # noqa: F401  (importances: kept for callers of automl.summary.importances)
 from automl.results.report import fmt_gain, fmt_metric, metric_rows
 
@@ -65,7 +65,8 @@ class RunSummary:
             head.add_row("positive class", Text(f"{positive!r}" + (f" (column '{column}')" if column else "")))
         if r.best_export and r.run_dir is not None:
             where = r.run_dir / "best"
-            head.add_row("exported", Text(r.exported_label))
+            why = choice_note(r.ensemble, r.exported)
+            head.add_row("exported", Text(r.exported_label + (f" ({why})" if why else "")))
             head.add_row("model", Text.assemble((str(where), "cyan"), "\n", (f"automl predict {where} FILE", "dim")))
         return head
 

@@ -112,3 +112,14 @@ def test_the_verdict_says_why_a_better_ensemble_was_not_exported():
     assert ensemble_verdict(hair, "ensemble") == "exported"
     worse = {"members": members, "held_out": {"ensemble": 0.90, "single_model": 0.9119, "better": False}}
     assert ensemble_verdict(worse, "baseline") == "not exported"
+
+
+def test_the_note_says_why_the_baseline_was_kept_over_a_better_looking_trial():
+    from automl.results._formats import choice_note
+
+    kept = {"choice": {"trial": "trial-0", "lead": 0.02, "standard_error": 0.025, "se_rule": 1.0, "chosen": "baseline"}}
+    assert choice_note(kept, "baseline") == "trial-0 led by 0.0200 on validation, within one standard error (0.0250): not better beyond noise"
+    assert choice_note(kept, "ensemble") is None
+    behind = {"choice": {**kept["choice"], "lead": -0.01}}
+    assert choice_note(behind, "baseline") is None
+    assert choice_note(None, "baseline") is None

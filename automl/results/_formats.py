@@ -146,3 +146,16 @@ def ensemble_verdict(ensemble: dict[str, Any], exported: str | None) -> str:
     if held.get("better") and len(ensemble.get("members") or []) >= 2:
         return f"not exported (a gain under the {held.get('min_gain', 0.005):.1%} an ensemble needs)"
     return "not exported"
+
+
+def choice_note(ensemble: dict[str, Any] | None, exported: str | None) -> str | None:
+    """Why the baseline was exported although a trial did better on validation: its lead
+    was within the standard errors the one-standard-error rule asks
+    (``automl.ensemble.choose_single``); ``None`` otherwise."""
+    choice = (ensemble or {}).get("choice") or {}
+    lead, se = choice.get("lead"), choice.get("standard_error")
+    if exported != "baseline" or choice.get("chosen") != "baseline" or lead is None or se is None or not lead > 0:
+        return None
+    rule = choice.get("se_rule", 1.0)
+    within = "one standard error" if rule == 1.0 else f"{rule:g} standard errors"
+    return f"{choice.get('trial', 'the best trial')} led by {lead:.4f} on validation, within {within} ({se:.4f}): not better beyond noise"

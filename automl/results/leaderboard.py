@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.errors import UserError, did_you_mean
-from automl.results._formats import NOT_PRIVATE, Column, ensemble_verdict, fmt_members, fmt_params, fmt_seconds, render
+from automl.results._formats import NOT_PRIVATE, Column, choice_note, ensemble_verdict, fmt_members, fmt_params, fmt_seconds, render
 from automl.results._gather import STATE_ORDER, RowState, RunResults, TrialRow
 
 STATE_STYLES = {
@@ -165,6 +165,9 @@ def _baseline_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     note = r.baseline.get("name")
     if r.privacy:
         note, rec["epsilon"] = f"{note or 'baseline'} {NOT_PRIVATE}", None
+    why = choice_note(r.ensemble, r.exported)
+    if why:
+        note = f"{note or 'baseline'}; exported: {why}"
     rec.update(epochs_run=None, steps=None, seconds=r.baseline.get("seconds"), reason=note, best=r.exported == "baseline")
     return rec
 

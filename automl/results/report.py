@@ -20,7 +20,7 @@ from automl import importance as importance_mod
 from automl.errors import UserError
 from automl.export import privacy_facts, privacy_section
 from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
-from automl.results._formats import NOT_PRIVATE, fmt_members, fmt_seconds, fmt_value, md_cell
+from automl.results._formats import NOT_PRIVATE, choice_note, fmt_members, fmt_seconds, fmt_value, md_cell
 from automl.results._gather import RowState, RunResults, gather
 from automl.results.leaderboard import Leaderboard, leaderboard
 from automl.results.plots import save_plots
@@ -344,6 +344,9 @@ def render_html(r: RunResults, plots: list[tuple[str, Path]], task_plots: list[t
     parts.append(f'<section class="cards">{cards}</section>')
 
     parts.append(f"<h2>Exported model ({e(r.exported_label)})</h2>" if r.exported else "<h2>Best model</h2>")
+    why = choice_note(r.ensemble, r.exported)
+    if why:
+        parts.append(f'<p class="caption">The baseline is exported: {e(why)}.</p>')
     if best is None and r.exported:
         parts.append(f"<p>No trial has completed; the exported model is the {e(r.exported_label)} "
                      "(its figures are in the cards above and the plots below).</p>")
@@ -467,7 +470,8 @@ def render_markdown(r: RunResults, plots: list[tuple[str, Path]], task_plots: li
     lines += [f"| {m(label)} | {m(value)} | {m(note)} |" for label, value, note in headline(r)]
     best = r.best
     if best is not None:
-        lines += ["", f"## Exported model ({r.exported_label})", "", "| metric | validation | test | baseline | vs baseline |", "|---|---:|---:|---:|---:|"]
+        why = choice_note(r.ensemble, r.exported)
+        lines += ["", f"## Exported model ({r.exported_label})", *(["", f"The baseline is exported: {why}."] if why else []), "", "| metric | validation | test | baseline | vs baseline |", "|---|---:|---:|---:|---:|"]
         for row in metric_rows(r):
             gain = fmt_gain(row.gain)
             lines.append(f"| {m(row.name)} | {fmt_value(row.validation)} | {fmt_value(row.test)} | {fmt_value(row.baseline)} | {gain} |")

@@ -166,3 +166,43 @@ def _candidates(ctx, study):
     from automl.ensemble import candidates
 
     return candidates(ctx, study)
+
+
+def _member(name: str, kind: str, scores: np.ndarray) -> "Member":
+    from automl.ensemble import Member
+
+    logits = np.stack([np.zeros(len(scores)), scores], axis=1)
+    return Member(name, kind, 0.0, {"validation": logits}, 0 if kind == "trial" else None)
+
+
+def test_a_trial_replaces_the_baseline_only_when_it_leads_beyond_one_standard_error():
+    from automl.ensemble import choose_single
+    from automl.recipe import DataSpec
+    from automl.task import Split
+    from automl_plugins.fraud import FraudDetection, FraudOptions
+
+    task = FraudDetection(FraudOptions(), DataSpec(train="t.csv", label_column="y"))
+    rng = np.random.default_rng(0)
+    labels = (rng.random(600) < 0.1).astype(int)
+    split, encoded = Split(inputs=[""] * 600, labels=labels.tolist()), {"labels": labels.tolist()}
+    signal = labels * 1.0
+    baseline = _member("baseline", "baseline", signal + rng.normal(0, 1.0, 600))
+    # A trial a little ahead on validation (the baseline's scores, with a few positives
+    # nudged up), but not beyond noise: the baseline is kept.
+    nudged = baseline.outputs["validation"][:, 1].copy()
+    nudged[np.flatnonzero(labels)[:2]] += 0.2
+    close = _member("trial-0", "trial", nudged)
+    pick, choice = choose_single(task, [close, baseline], split, encoded, "pr_auc", maximize=True, seed=0)
+    lead = task.compute_metrics(close.outputs["validation"], split, encoded, {})["pr_auc"] - task.compute_metrics(baseline.outputs["validation"], split, encoded, {})["pr_auc"]
+    assert choice["lead"] == pytest.approx(lead) and 0 < lead < choice["standard_error"]
+    assert pick.name == "baseline" and choice["chosen"] == "baseline"
+    # A trial far ahead is chosen; one behind never is.
+    strong = _member("trial-0", "trial", signal * 3 + rng.normal(0, 1.0, 600))
+    pick, choice = choose_single(task, [strong, baseline], split, encoded, "pr_auc", maximize=True, seed=0)
+    assert pick.name == "trial-0" and choice["lead"] > choice["standard_error"] and choice["chosen"] == "trial-0"
+    weak = _member("trial-0", "trial", signal * 0.3 + rng.normal(0, 1.0, 600))
+    pick, choice = choose_single(task, [weak, baseline], split, encoded, "pr_auc", maximize=True, seed=0)
+    assert pick.name == "baseline" and choice["lead"] < 0
+    # Without a baseline the trial is the single model.
+    pick, choice = choose_single(task, [close], split, encoded, "pr_auc", maximize=True, seed=0)
+    assert pick.name == "trial-0"
