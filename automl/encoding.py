@@ -22,6 +22,12 @@ from automl.task import Encoded, Split, Task
 
 #: Keys stored as arrays; the rest goes to the JSON sidecar.
 ARRAY_KEYS = ("input_ids", "labels", *FEATURE_KEYS)
+#: ``training.max_length: auto`` (:func:`auto_max_length`): the share of training rows whose
+#: whole encoding fits, the most tokens it may choose, the fewest, the rows it measures.
+AUTO_COVERAGE = 0.95
+AUTO_MAX_LENGTH = 512
+AUTO_MIN_LENGTH = 16
+AUTO_SAMPLE = 5000
 
 
 def cache_key(data_fingerprint: str, tokenizer_fingerprint: str, max_length: int, task: str) -> str:
@@ -110,3 +116,43 @@ def encode_splits(
             encoded = load_encoded(path)
         out[name] = encoded
     return out, hit
+
+
+def auto_max_length(task: Task, split: Split, tokenizer: Any, *, seed: int = 0, cache: Path | None = None) -> dict[str, Any]:
+    """``training.max_length: auto``: the length that holds the whole encoding of
+    :data:`AUTO_COVERAGE` of the training rows (a seeded sample of at most
+    :data:`AUTO_SAMPLE`), rounded up to a multiple of 8, between :data:`AUTO_MIN_LENGTH` and
+    :data:`AUTO_MAX_LENGTH` (or the tokenizer's own limit, if lower). The rows are encoded
+    by the task itself at the upper limit, so a table's columns count as the task joins
+    them. Returns ``{"max_length", "coverage", "rows", "quantile_tokens", "longest"}``;
+    with *cache* (a JSON file) the choice is read from / written to it."""
+    if cache is not None and cache.exists():
+        try:
+            return dict(json.loads(cache.read_text()))
+        except ValueError:
+            pass
+    limit = AUTO_MAX_LENGTH
+    own = getattr(tokenizer, "model_max_length", None)
+    if isinstance(own, int) and AUTO_MIN_LENGTH <= own < limit:
+        limit = own
+    n = len(split)
+    index = np.sort(np.random.default_rng(seed).choice(n, AUTO_SAMPLE, replace=False)) if n > AUTO_SAMPLE else np.arange(n)
+    sample = Split(
+        inputs=[split.inputs[i] for i in index],
+        labels=None if split.labels is None else [split.labels[i] for i in index],
+        frame=None if split.frame is None else split.frame.iloc[index],
+    )
+    lengths = np.array([len(ids) for ids in task.encode(sample, tokenizer, limit)["input_ids"]] or [AUTO_MIN_LENGTH])
+    quantile = float(np.quantile(lengths, AUTO_COVERAGE))
+    chosen = int(min(limit, max(AUTO_MIN_LENGTH, 8 * int(np.ceil(quantile / 8)))))
+    out = {
+        "max_length": chosen,
+        "coverage": float(np.mean(lengths <= chosen)),
+        "rows": len(index),
+        "quantile_tokens": quantile,
+        "longest": int(lengths.max()),
+    }
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(out))
+    return out

@@ -183,7 +183,7 @@ def export_best(
             "kind": "fused" if fused else "transformers",
             "backbone": recipe.backbone,
             "backbone_options": recipe.backbone_options,
-            "max_length": recipe.training.max_length,
+            "max_length": ctx.max_length,
             "trial": trial.number,
             "params": params,
             "adapter": adapter,

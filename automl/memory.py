@@ -27,6 +27,7 @@ from typing import Any
 
 from automl.adapters import ADAPTERS, linear_roles
 from automl.backbone import auto_model_class, head_support
+from automl.encoding import AUTO_MAX_LENGTH
 from automl.fusion import CACHE_CHUNK, FusionHead, FusionShape, caches_text
 from automl.search.space import space_adapters
 
@@ -151,6 +152,13 @@ def device_memory(device: str) -> tuple[str, int | None]:
         return "RAM", None
 
 
+def planned_length(recipe: Any) -> int:
+    """``training.max_length``, or with ``auto`` the most it may choose: an estimate made
+    before the data is read must hold for any length ``auto`` picks."""
+    value = recipe.training.max_length
+    return AUTO_MAX_LENGTH if value == "auto" else int(value)
+
+
 def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
     """One estimate per adapter the recipe's search can pick, at its largest batch size,
     ``training.max_length`` and the adapter's default settings (largest rank searched)."""
@@ -193,7 +201,7 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
                 head=task.head,
                 default_targets=targets,
                 batch_size=physical(int(params.get("batch_size", 32)), name),
-                max_length=recipe.training.max_length,
+                max_length=planned_length(recipe),
                 weight_bytes=2 if bf16 else 4,
                 activation_bytes=2 if autocast else 4,
                 gradient_checkpointing=recipe.training.gradient_checkpointing,

@@ -183,7 +183,9 @@ class SearchSpec(_Model):
 class TrainingSpec(_Model):
     """Settings that hold for every trial."""
 
-    max_length: Annotated[int, Field(ge=8, le=8192)] = 128
+    #: Tokens per example; ``auto``: chosen from the training rows' token lengths
+    #: (:func:`automl.encoding.auto_max_length`).
+    max_length: Literal["auto"] | Annotated[int, Field(ge=8, le=8192)] = "auto"
     seed: int = 42
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -204,6 +206,15 @@ class TrainingSpec(_Model):
     @classmethod
     def _checkpoint_every(cls, value: str | int) -> str | int:
         return check_setting(value)
+
+    @field_validator("max_length", mode="before")
+    @classmethod
+    def _max_length(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 8192:
+            raise ValueError(f"expected 'auto' or a whole number of tokens from 8 to 8192, got {value!r}")
+        return value
 
     @field_validator("device")
     @classmethod

@@ -28,7 +28,7 @@ from typing import Any
 
 from automl.adapters import ADAPTERS
 from automl.data import data_fingerprint, file_fingerprint, load_task_data
-from automl.encoding import cache_key, encode_splits
+from automl.encoding import auto_max_length, cache_key, encode_splits
 from automl.errors import UserError
 from automl.events import RunInfo
 from automl.recipe import Recipe
@@ -81,6 +81,20 @@ class RunContext:
     #: Where trial weights go (Optuna's file-system artifact store). Machines that share a
     #: study in RDB storage share this directory too, so any of them can export the best.
     artifacts: Path | None = None
+    #: ``training.max_length: auto``, once :meth:`load_data` has chosen it
+    #: (:func:`automl.encoding.auto_max_length`'s figures).
+    auto_length: dict[str, Any] | None = None
+
+    @property
+    def max_length(self) -> int:
+        """The tokens per example of this run: ``training.max_length``, or the length
+        ``auto`` chose from the training rows (:meth:`load_data` chooses it first)."""
+        value = self.recipe.training.max_length
+        if value != "auto":
+            return int(value)
+        if self.auto_length is None:
+            raise RuntimeError("training.max_length is 'auto' and the data has not been loaded yet")
+        return int(self.auto_length["max_length"])
 
     @classmethod
     def create(
@@ -184,6 +198,7 @@ class RunContext:
             "recipe": self.recipe.resolved(),
             "storage": mask_url(self.storage_url) or f"journal:{self.run_dir / 'study.journal'}",
             "seed": self.recipe.training.seed,
+            **({"max_length": self.auto_length} if self.auto_length else {}),
             "versions": package_versions(),
             "hardware": hardware(),
             "started": started or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -202,6 +217,13 @@ class RunContext:
         task.prepare(data)
         tokenizer = self.resolved.backbone.load_tokenizer(trust_remote_code=self.recipe.training.trust_remote_code)
         encoded: dict[str, Any] = {}
+        if self.recipe.training.max_length == "auto" and self.auto_length is None:
+            # Deterministic in the data, the tokenizer and the seed: every worker and a
+            # resumed run choose the same length.
+            digest = cache_key(data_fingerprint(self.recipe), self.resolved.backbone.fingerprint(), 0, f"{task.name}|auto")
+            self.auto_length = auto_max_length(
+                task, data.train, tokenizer, seed=self.recipe.training.seed, cache=self.cache_dir / f"max-length-{digest}.json"
+            )
         if encode:
             splits = {"train": data.train, "validation": data.validation}
             if data.test is not None:
@@ -209,11 +231,11 @@ class RunContext:
             key = cache_key(
                 data_fingerprint(self.recipe),
                 self.resolved.backbone.fingerprint(),
-                self.recipe.training.max_length,
+                self.max_length,
                 # The rows each split holds (data.max_eval_rows may sample validation and test).
                 f"{task.name}|" + ",".join(f"{k}:{len(v)}" for k, v in splits.items()),
             )
-            encoded, _ = encode_splits(task, splits, tokenizer, self.recipe.training.max_length, self.cache_dir, key)
+            encoded, _ = encode_splits(task, splits, tokenizer, self.max_length, self.cache_dir, key)
         return data, tokenizer, encoded
 
     @property

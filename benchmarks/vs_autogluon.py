@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="vaers: stratified sample of train.csv; csv: of the table (0: all)")
     parser.add_argument("--timeout", default="4m", help="automl's search.timeout (default 4m)")
     parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--max-length", type=lambda v: v if v == "auto" else int(v), default=128, help="training.max_length: tokens, or auto")
     parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds, run one after another")
     parser.add_argument("--workdir", type=Path, default=None, help="where splits, runs and results go (default: a temp dir)")
     parser.add_argument("--autogluon-python", default=os.environ.get("AUTOGLUON_PYTHON", str(REPO.parent / "agvenv" / "bin" / "python")))

@@ -77,12 +77,13 @@ def print_memory(console: Console, resolved: Any, recipe: Any) -> None:
     """A line per adapter: weights, training state, activations, total, and whether it fits."""
     import warnings
 
-    from automl.memory import device_memory, human_bytes, recipe_estimates  # when the command runs: `automl --help` stays fast
+    from automl.memory import device_memory, human_bytes, planned_length, recipe_estimates  # when the command runs: `automl --help` stays fast
 
     what, available = device_memory(recipe.training.device)
     room = f"{what} {human_bytes(available)}" if available else what
+    length = f"auto, at most {planned_length(recipe)}" if recipe.training.max_length == "auto" else recipe.training.max_length
     at = "the physical batch, with per-example gradients" if recipe.privacy is not None else "the largest batch size"
-    console.print(f"  memory per trial (estimate at {at}, max_length {recipe.training.max_length}; {room}):")
+    console.print(f"  memory per trial (estimate at {at}, max_length {length}; {room}):")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         estimates = recipe_estimates(resolved, recipe)

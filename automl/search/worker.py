@@ -297,7 +297,7 @@ class Worker:
             return
         self.unfit = 0
 
-        if oom_known(study.user_attrs.get("oom_configs", []), params, self.recipe.training.max_length):
+        if oom_known(study.user_attrs.get("oom_configs", []), params, self.ctx.max_length):
             reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
             set_attr("fail_reason", reason)
             self._tell(study, trial, state=TrialState.FAIL)
@@ -364,7 +364,7 @@ class Worker:
             configs = list(study.user_attrs.get("oom_configs", []))
             configs.append(
                 {"adapter": params.get("adapter", "full"), "batch_size": int(params.get("batch_size", 0)),
-                 "max_length": self.recipe.training.max_length, "micro_batch_size": 1}
+                 "max_length": self.ctx.max_length, "micro_batch_size": 1}
             )
             study.set_user_attr("oom_configs", configs)
             outcome = self._fail(study, trial, str(exc), start)

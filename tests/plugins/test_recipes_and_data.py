@@ -86,3 +86,39 @@ def test_other_seed_other_data(tmp_path):
     a = datagen.generate("fraud", tmp_path / "a", seed=1, scale=0.05)
     b = datagen.generate("fraud", tmp_path / "b", seed=2, scale=0.05)
     assert a[0].read_bytes() != b[0].read_bytes()
+
+
+def test_max_length_auto_covers_most_rows_of_the_data(data_root, tmp_path):
+    """``training.max_length: auto`` holds the whole encoding of 95% of the training rows,
+    rounded up to a multiple of 8, and nothing longer; a run uses and records it."""
+    import json
+
+    import numpy as np
+    import yaml
+    from plugin_helpers import load
+
+    from automl.encoding import AUTO_COVERAGE, AUTO_MIN_LENGTH, auto_max_length
+    from automl.run import RunContext
+    from automl.testing import TinyBertBackbone
+
+    task, data = load("fraud-detection", data_root)
+    tokenizer = TinyBertBackbone().load_tokenizer()
+    cache = tmp_path / "auto.json"
+    choice = auto_max_length(task, data.train, tokenizer, cache=cache)
+    lengths = np.array([len(ids) for ids in task.encode(data.train, tokenizer, 512)["input_ids"]])
+    chosen = choice["max_length"]
+    assert chosen % 8 == 0 and choice["rows"] == len(lengths) and choice["longest"] == lengths.max()
+    assert np.mean(lengths <= chosen) >= AUTO_COVERAGE
+    assert chosen == AUTO_MIN_LENGTH or np.mean(lengths <= chosen - 8) < AUTO_COVERAGE
+    assert json.loads(cache.read_text()) == choice
+
+    recipe_path = tiny_recipe_for("fraud-detection", data_root, tmp_path)
+    recipe = yaml.safe_load(recipe_path.read_text())
+    recipe["training"]["max_length"] = "auto"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    ctx = RunContext.create(load_recipe(recipe_path))
+    _, _, encoded = ctx.load_data()
+    assert ctx.max_length == chosen
+    assert max(len(ids) for ids in encoded["train"]["input_ids"]) <= chosen
+    ctx.write_run_file()
+    assert json.loads((ctx.run_dir / "run.json").read_text())["max_length"]["max_length"] == chosen
