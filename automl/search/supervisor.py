@@ -403,6 +403,12 @@ class Supervisor:
                 f"{name}: a stratified sample of {len(getattr(data, name)):,} of its {rows:,} rows "
                 "scores every model of the run (data.max_eval_rows; 0 for every row)"
             )
+        if ctx.auto_length:
+            a = ctx.auto_length
+            console.print(
+                f"max_length auto: {a['max_length']} tokens, which hold {a['coverage']:.0%} of {a['rows']:,} training rows whole "
+                f"(the longest takes {a['longest']:,})"
+            )
         check_private_data(ctx.recipe, len(data.train))
         storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
