@@ -1,5 +1,6 @@
 """The run's exported model, ``<run>/best/``: the ensemble when it wins on the held-out
-half of validation, else the better of the best trial and the baseline (the rule is in
+half of validation, else the best trial or the baseline: the trial only when it leads the
+baseline on validation by more than one standard error (the rules are in
 :mod:`automl.ensemble`'s docstring). The supervisor calls :func:`export_chosen` once the
 search is over.
 
@@ -41,9 +42,9 @@ if TYPE_CHECKING:
 
 
 def export_chosen(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, encoded: dict[str, Any]) -> Path | None:
-    """Build the ensemble and export the best model of the run by the rule in
-    :mod:`automl.ensemble`'s docstring: the ensemble when it wins on the held-out half, else the better of
-    the best trial and the baseline on validation. Returns ``best/``."""
+    """Build the ensemble and export the best model of the run by the rules in
+    :mod:`automl.ensemble`'s docstring: the ensemble when it wins on the held-out half, else
+    the single model :func:`automl.ensemble.choose_single` chose. Returns ``best/``."""
     result = build_ensemble(ctx, study, data, encoded)
     if result is not None and result.wins:
         return export_ensemble(ctx, study, result, data, tokenizer, encoded)
@@ -53,8 +54,11 @@ def export_chosen(ctx: Any, study: optuna.Study, data: Any, tokenizer: Any, enco
 
 
 def single_choice(ctx: Any, study: optuna.Study, result: EnsembleResult | None) -> str:
-    """``"baseline"`` when the saved baseline's validation objective is strictly better than
-    the best trial's (or there is no trial), else ``"trial"``."""
+    """The single model to export: the ensemble step's choice (the one-standard-error rule
+    of :func:`automl.ensemble.choose_single`) when it ran; without it (fewer than two
+    candidates, or a task with no ensembles), ``"baseline"`` when the saved baseline's
+    validation objective is strictly better than the best trial's (or there is no trial),
+    else ``"trial"``."""
     if result is not None:
         return "baseline" if result.single == "baseline" else "trial"
     base = ctx.run_dir / BASELINE_DIR
