@@ -118,3 +118,20 @@ def test_a_run_without_trials_says_what_it_exported():
 
     assert "the exported model is the baseline" in page({"kind": "baseline"})
     assert "No trial has completed yet." in page(None)
+
+
+def test_a_baseline_kept_over_a_better_looking_trial_says_why():
+    from automl.results._gather import RowState, RunResults, TrialRow
+    from automl.results.leaderboard import leaderboard
+    from automl.results.report import render_markdown
+
+    choice = {"trial": "trial-0", "lead": 0.012, "standard_error": 0.02, "se_rule": 1.0, "chosen": "baseline"}
+    r = RunResults(study_name="s", task="fraud-detection", backbone="b", objective="pr_auc", direction="maximize",
+                   trials=[TrialRow(number=0, state=RowState.COMPLETE, value=0.812, metrics={"pr_auc": 0.812}, params={"learning_rate": 1e-4})],
+                   baseline={"name": "blend", "metrics": {"validation": {"pr_auc": 0.8}}},
+                   best_export={"kind": "baseline"}, ensemble={"members": [], "choice": choice})
+    why = "trial-0 led by 0.0120 on validation, within one standard error (0.0200)"
+    assert f"The baseline is exported: {why}" in render_html(r, [], [])
+    assert f"The baseline is exported: {why}" in render_markdown(r, [], [])
+    rows = {rec["trial"]: rec for rec in leaderboard(r).records}
+    assert rows["baseline"]["best"] and why in rows["baseline"]["reason"]
