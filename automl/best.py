@@ -1,7 +1,8 @@
 """The run's exported model, ``<run>/best/``: the ensemble when it wins on the held-out
 half of validation, else the best trial or the baseline: the trial only when it leads the
 baseline on validation by more than one standard error (the rules are in
-:mod:`automl.ensemble`'s docstring). The supervisor calls :func:`export_chosen` once the
+:mod:`automl.ensemble`'s docstring). A task without ensembles (token classification) keeps
+the plain rule: the better of the two on validation. The supervisor calls :func:`export_chosen` once the
 search is over.
 
 An exported ensemble is loaded back and scored on the raw test rows, as a user would load

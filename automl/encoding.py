@@ -118,17 +118,23 @@ def encode_splits(
     return out, hit
 
 
-def auto_max_length(task: Task, split: Split, tokenizer: Any, *, seed: int = 0, cache: Path | None = None) -> dict[str, Any]:
+def auto_max_length(
+    task: Task, split: Split, tokenizer: Any, *, seed: int = 0, cache: Path | None = None, coverage: float = AUTO_COVERAGE
+) -> dict[str, Any]:
     """``training.max_length: auto``: the length that holds the whole encoding of
-    :data:`AUTO_COVERAGE` of the training rows (a seeded sample of at most
+    *coverage* (the task's :attr:`~automl.task.Task.auto_length_coverage`,
+    :data:`AUTO_COVERAGE` by default) of the training rows (a seeded sample of at most
     :data:`AUTO_SAMPLE`), rounded up to a multiple of 8, between :data:`AUTO_MIN_LENGTH` and
     :data:`AUTO_MAX_LENGTH` (or the tokenizer's own limit, if lower). The rows are encoded
     by the task itself at the upper limit, so a table's columns count as the task joins
     them. Returns ``{"max_length", "coverage", "rows", "quantile_tokens", "longest"}``;
     with *cache* (a JSON file) the choice is read from / written to it."""
+    keys = ("max_length", "coverage", "rows", "quantile_tokens", "longest")
     if cache is not None and cache.exists():
         try:
-            return dict(json.loads(cache.read_text()))
+            stored = json.loads(cache.read_text())
+            if isinstance(stored, dict) and all(k in stored for k in keys) and stored.get("target") == coverage:
+                return stored
         except ValueError:
             pass
     limit = AUTO_MAX_LENGTH
@@ -143,7 +149,7 @@ def auto_max_length(task: Task, split: Split, tokenizer: Any, *, seed: int = 0, 
         frame=None if split.frame is None else split.frame.iloc[index],
     )
     lengths = np.array([len(ids) for ids in task.encode(sample, tokenizer, limit)["input_ids"]] or [AUTO_MIN_LENGTH])
-    quantile = float(np.quantile(lengths, AUTO_COVERAGE))
+    quantile = float(np.quantile(lengths, coverage))
     chosen = int(min(limit, max(AUTO_MIN_LENGTH, 8 * int(np.ceil(quantile / 8)))))
     out = {
         "max_length": chosen,
@@ -151,6 +157,7 @@ def auto_max_length(task: Task, split: Split, tokenizer: Any, *, seed: int = 0, 
         "rows": len(index),
         "quantile_tokens": quantile,
         "longest": int(lengths.max()),
+        "target": coverage,
     }
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

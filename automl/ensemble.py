@@ -305,8 +305,8 @@ def choose_single(
     pick = trial if math.isfinite(lead) and math.isfinite(se) and lead > SE_RULE * se else base
     return pick, {
         "trial": trial.name,
-        "lead": lead,
-        "standard_error": se,
+        "lead": lead if math.isfinite(lead) else None,
+        "standard_error": se if math.isfinite(se) else None,
         "se_rule": SE_RULE,
         "resamples": BOOTSTRAP,
         "chosen": pick.name,
@@ -321,19 +321,19 @@ def paired_difference(
     the whole split. Resamples whose objective is undefined (one class only) are skipped."""
     cal_a, cal_b = task.calibrate(a, split, encoded), task.calibrate(b, split, encoded)
 
-    def value(outputs: np.ndarray, calibration: dict[str, Any], index: Any) -> float:
+    def difference(index: np.ndarray) -> float:
         sub, enc = subset(split, encoded, index)
-        return float(ensemble_metrics(task, outputs[index], sub, enc, calibration).get(objective, float("nan")))
+        try:
+            one = ensemble_metrics(task, a[index], sub, enc, cal_a).get(objective, float("nan"))
+            two = ensemble_metrics(task, b[index], sub, enc, cal_b).get(objective, float("nan"))
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            return float("nan")  # a task whose metric cannot handle one class in the resample
+        return float(one) - float(two)
 
     rows = np.arange(len(a))
-    diff = value(a, cal_a, rows) - value(b, cal_b, rows)
+    diff = difference(rows)
     rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(resamples):
-        index = np.sort(rng.integers(0, len(rows), len(rows)))
-        d = value(a, cal_a, index) - value(b, cal_b, index)
-        if math.isfinite(d):
-            diffs.append(d)
+    diffs = [d for _ in range(resamples) if math.isfinite(d := difference(np.sort(rng.integers(0, len(rows), len(rows)))))]
     se = float(np.std(diffs, ddof=1)) if len(diffs) >= 2 else float("nan")
     return diff, se
 

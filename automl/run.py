@@ -159,10 +159,15 @@ class RunContext:
         elif run_file.exists():
             previous = json.loads(run_file.read_text())
             if previous.get("fingerprint") != self.recipe.fingerprint():
+                before = ((previous.get("recipe") or {}).get("training") or {}).get("max_length")
+                hint = ""
+                if before == 128 and self.recipe.training.max_length == "auto":
+                    # Runs started before training.max_length defaulted to auto.
+                    hint = "; training.max_length now defaults to auto, and the run used 128: set it to 128 to resume"
                 raise UserError(
                     f"the run in {self.run_dir} was started from a different recipe (task, data, "
                     "space or settings changed); resume it with the same recipe, or start over "
-                    "with --fresh (the old run is kept) or another --output",
+                    f"with --fresh (the old run is kept) or another --output{hint}",
                     file=self.file,
                 )
         try:
@@ -222,7 +227,8 @@ class RunContext:
             # resumed run choose the same length.
             digest = cache_key(data_fingerprint(self.recipe), self.resolved.backbone.fingerprint(), 0, f"{task.name}|auto")
             self.auto_length = auto_max_length(
-                task, data.train, tokenizer, seed=self.recipe.training.seed, cache=self.cache_dir / f"max-length-{digest}.json"
+                task, data.train, tokenizer, seed=self.recipe.training.seed, cache=self.cache_dir / f"max-length-{digest}.json",
+                coverage=task.auto_length_coverage,
             )
         if encode:
             splits = {"train": data.train, "validation": data.validation}

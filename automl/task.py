@@ -188,6 +188,10 @@ class Task(abc.ABC):
     #: share of ``search.timeout``, :data:`automl.search.budget.BASELINE_BUDGET_SHARE`); ``None``: the
     #: run has no time limit.
     baseline_budget: float | None = None
+    #: ``training.max_length: auto`` holds the whole encoding of this share of the training
+    #: rows (:func:`automl.encoding.auto_max_length`). 1.0 for a task that labels every
+    #: token, where a cut row loses its labels.
+    auto_length_coverage: ClassVar[float] = 0.95
     #: ``time.time()`` by which the run's trials are done (``search.timeout`` less the end
     #: of the run, :func:`automl.search.budget.search_deadline`), set with
     #: :attr:`baseline_budget`: a baseline that runs past its budget (optional extra work)

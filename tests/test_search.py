@@ -287,6 +287,23 @@ def test_resume_refuses_a_changed_recipe(recipe_file, tmp_path):
     assert list(tmp_path.glob("run.old-*"))  # the old run was kept
 
 
+def test_resuming_a_run_from_before_max_length_auto_says_how(recipe_file, tmp_path):
+    """A run started when training.max_length defaulted to 128, resumed with a recipe that
+    leaves it out (now auto): the refusal says which setting resumes it."""
+    import json
+
+    import pytest
+
+    from automl.errors import UserError
+    from automl.run import RunContext
+
+    path = recipe_file(training={"seed": 0})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"fingerprint": "older", "recipe": {"training": {"max_length": 128, "seed": 0}}}))
+    with pytest.raises(UserError, match="training.max_length now defaults to auto, and the run used 128: set it to 128 to resume"):
+        RunContext.create(load_recipe(path)).prepare_dir()
+
+
 def test_unwritable_output_fails_before_training(recipe_file, tmp_path):
     from click.testing import CliRunner
 

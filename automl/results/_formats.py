@@ -154,8 +154,10 @@ def choice_note(ensemble: dict[str, Any] | None, exported: str | None) -> str | 
     (``automl.ensemble.choose_single``); ``None`` otherwise."""
     choice = (ensemble or {}).get("choice") or {}
     lead, se = choice.get("lead"), choice.get("standard_error")
-    if exported != "baseline" or choice.get("chosen") != "baseline" or lead is None or se is None or not lead > 0:
+    if exported != "baseline" or choice.get("chosen") != "baseline" or lead is None or not lead > 0:
         return None
+    if se is None:
+        return f"{choice.get('trial', 'the best trial')} led by {lead:.4f} on validation, but its standard error is undefined (too few usable resamples)"
     rule = choice.get("se_rule", 1.0)
     within = "one standard error" if rule == 1.0 else f"{rule:g} standard errors"
     return f"{choice.get('trial', 'the best trial')} led by {lead:.4f} on validation, within {within} ({se:.4f}): not better beyond noise"

@@ -113,6 +113,8 @@ class TokenClassification(Task):
         Metric("predicted_tag_kinds", "maximize", "distinct tags the model predicted (1: collapsed to one tag)"),
     )
     default_metric = "entity_f1"
+    # Words past max_length are predicted O: max_length auto holds every training row whole.
+    auto_length_coverage = 1.0
     extra_hyperparameters = {
         "entity_weight": "loss weight of entity tags (every tag but O) relative to O; 1 = plain cross-entropy",
         "label_smoothing": "label smoothing of the token loss (0 = none)",

@@ -111,6 +111,11 @@ def test_max_length_auto_covers_most_rows_of_the_data(data_root, tmp_path):
     assert np.mean(lengths <= chosen) >= AUTO_COVERAGE
     assert chosen == AUTO_MIN_LENGTH or np.mean(lengths <= chosen - 8) < AUTO_COVERAGE
     assert json.loads(cache.read_text()) == choice
+    # A task that tags every token keeps every training row whole.
+    ner, ner_data = load("token-classification", data_root)
+    whole = auto_max_length(ner, ner_data.train, tokenizer, coverage=ner.auto_length_coverage)
+    longest = max(len(ids) for ids in ner.encode(ner_data.train, tokenizer, 512)["input_ids"])
+    assert whole["coverage"] == 1.0 and whole["max_length"] >= longest and whole["longest"] == longest
 
     recipe_path = tiny_recipe_for("fraud-detection", data_root, tmp_path)
     recipe = yaml.safe_load(recipe_path.read_text())
