@@ -161,3 +161,15 @@ def choice_note(ensemble: dict[str, Any] | None, exported: str | None) -> str | 
     rule = choice.get("se_rule", 1.0)
     within = "one standard error" if rule == 1.0 else f"{rule:g} standard errors"
     return f"{choice.get('trial', 'the best trial')} led by {lead:.4f} on validation, within {within} ({se:.4f}): not better beyond noise"
+
+
+def short_name(name: str, limit: int = 60) -> str:
+    """A model's description short enough for a card or a plot legend: up to its first
+    ``;`` (a baseline's name goes on to list out-of-fold figures), cut at a word before
+    *limit* characters with an ellipsis. The full name stays in the leaderboard and the
+    summary."""
+    head = name.split(";", 1)[0].strip()
+    if len(head) <= limit:
+        return head
+    cut = head[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,")
+    return cut + "…"

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automl.results._formats import short_name
 from automl.results._gather import RowState, RunResults
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def history(r: RunResults) -> Figure | None:
         if r.best is not None:
             ax.scatter([r.best.number], [r.best.value], s=160, facecolors="none", edgecolors=COLORS["best"], linewidths=2, zorder=4, label=f"best: trial {r.best.number}")
         if r.baseline_value is not None:
-            ax.axhline(r.baseline_value, color=COLORS["baseline"], linestyle="--", linewidth=1.5, label=f"baseline ({(r.baseline or {}).get('name', 'classical')})")
+            ax.axhline(r.baseline_value, color=COLORS["baseline"], linestyle="--", linewidth=1.5, label=f"baseline ({short_name(str((r.baseline or {}).get('name', 'classical')))})")
         ax.set_title("Optimisation history")
         ax.set_xlabel("trial")
         ax.set_ylabel(f"{r.objective} (validation)")

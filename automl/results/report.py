@@ -20,7 +20,7 @@ from automl import importance as importance_mod
 from automl.errors import UserError
 from automl.export import privacy_facts, privacy_section
 from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
-from automl.results._formats import NOT_PRIVATE, choice_note, fmt_members, fmt_seconds, fmt_value, md_cell
+from automl.results._formats import NOT_PRIVATE, choice_note, fmt_members, fmt_seconds, fmt_value, md_cell, short_name
 from automl.results._gather import RowState, RunResults, gather
 from automl.results.leaderboard import Leaderboard, leaderboard
 from automl.results.plots import save_plots
@@ -88,7 +88,7 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
         out.append((f"best trial {r.objective}", "-", "no trial completed yet"))
     if r.baseline_value is not None:
         btest = ((r.baseline or {}).get("test") or {}).get(r.objective)
-        note = str((r.baseline or {}).get("name", "classical baseline")) + (f" {NOT_PRIVATE}" if r.privacy else "")
+        note = short_name(str((r.baseline or {}).get("name", "classical baseline"))) + (f" {NOT_PRIVATE}" if r.privacy else "")
         out.append(("baseline", fmt_metric(btest if btest is not None and test is not None else r.baseline_value), note + (" · test" if btest is not None and test is not None else " · validation")))
     if r.ensemble and r.ensemble.get("members"):
         ens = r.ensemble

@@ -135,3 +135,13 @@ def test_a_baseline_kept_over_a_better_looking_trial_says_why():
     assert f"The baseline is exported: {why}" in render_markdown(r, [], [])
     rows = {rec["trial"]: rec for rec in leaderboard(r).records}
     assert rows["baseline"]["best"] and why in rows["baseline"]["reason"]
+
+
+def test_long_baseline_names_are_shortened_for_cards_and_legends():
+    from automl.results._formats import short_name
+
+    long = ("blend of random forest on the raw columns ×0.36, gradient boosting (CatBoost) on the raw columns ×0.24; "
+            "out-of-fold PR-AUC blend 0.733, stack 0.708")
+    assert short_name(long) == "blend of random forest on the raw columns ×0.36, gradient…"
+    assert short_name("TF-IDF + logistic regression; out-of-fold 0.7") == "TF-IDF + logistic regression"
+    assert len(short_name("word " * 40)) <= 60
