@@ -159,9 +159,10 @@ def planned_length(recipe: Any) -> int:
     return AUTO_MAX_LENGTH if value == "auto" else int(value)
 
 
-def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
+def recipe_estimates(resolved: Any, recipe: Any, max_length: int | None = None) -> list[MemoryEstimate]:
     """One estimate per adapter the recipe's search can pick, at its largest batch size,
-    ``training.max_length`` and the adapter's default settings (largest rank searched)."""
+    ``training.max_length`` (or *max_length*, what ``auto`` chose from the data) and the
+    adapter's default settings (largest rank searched)."""
     import torch
 
     task = resolved.task
@@ -201,7 +202,7 @@ def recipe_estimates(resolved: Any, recipe: Any) -> list[MemoryEstimate]:
                 head=task.head,
                 default_targets=targets,
                 batch_size=physical(int(params.get("batch_size", 32)), name),
-                max_length=planned_length(recipe),
+                max_length=max_length or planned_length(recipe),
                 weight_bytes=2 if bf16 else 4,
                 activation_bytes=2 if autocast else 4,
                 gradient_checkpointing=recipe.training.gradient_checkpointing,

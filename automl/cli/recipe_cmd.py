@@ -68,12 +68,31 @@ def check_cmd(recipe_path: Path, no_data: bool, no_memory: bool) -> None:
         if data.label_names:
             shown = ", ".join(data.label_names[:10]) + (" ..." if len(data.label_names) > 10 else "")
             console.print(f"  labels ({len(data.label_names)}): {shown}")
+    chosen = None
+    if data is not None and recipe.training.max_length == "auto":
+        chosen = auto_length(console, resolved, recipe, data)
     if not no_memory:
-        print_memory(console, resolved, recipe)
+        print_memory(console, resolved, recipe, chosen)
     console.print(f"  output: {recipe.output_dir}")
 
 
-def print_memory(console: Console, resolved: Any, recipe: Any) -> None:
+def auto_length(console: Console, resolved: Any, recipe: Any, data: Any) -> int:
+    """``training.max_length: auto`` as the run will choose it from this data; printed."""
+    from automl.encoding import auto_max_length  # when the command runs: `automl --help` stays fast
+
+    task = resolved.task
+    task.labels = data.label_names
+    task.prepare(data)
+    tokenizer = resolved.backbone.load_tokenizer(trust_remote_code=recipe.training.trust_remote_code)
+    a = auto_max_length(task, data.train, tokenizer, seed=recipe.training.seed, coverage=task.auto_length_coverage)
+    console.print(
+        f"  max_length auto: {a['max_length']} tokens, which hold {a['coverage']:.0%} of {a['rows']:,} training rows whole "
+        f"(the longest takes {a['longest']:,})"
+    )
+    return int(a["max_length"])
+
+
+def print_memory(console: Console, resolved: Any, recipe: Any, chosen: int | None = None) -> None:
     """A line per adapter: weights, training state, activations, total, and whether it fits."""
     import warnings
 
@@ -81,12 +100,14 @@ def print_memory(console: Console, resolved: Any, recipe: Any) -> None:
 
     what, available = device_memory(recipe.training.device)
     room = f"{what} {human_bytes(available)}" if available else what
-    length = f"auto, at most {planned_length(recipe)}" if recipe.training.max_length == "auto" else recipe.training.max_length
+    length: Any = recipe.training.max_length
+    if length == "auto":
+        length = f"{chosen} (auto)" if chosen else f"auto, at most {planned_length(recipe)}"
     at = "the physical batch, with per-example gradients" if recipe.privacy is not None else "the largest batch size"
     console.print(f"  memory per trial (estimate at {at}, max_length {length}; {room}):")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        estimates = recipe_estimates(resolved, recipe)
+        estimates = recipe_estimates(resolved, recipe, chosen)
     for e in estimates:
         fits = "" if available is None else ("  fits" if e.total < available else "  [red]does not fit[/]")
         console.print(

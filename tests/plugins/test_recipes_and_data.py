@@ -121,6 +121,10 @@ def test_max_length_auto_covers_most_rows_of_the_data(data_root, tmp_path):
     recipe = yaml.safe_load(recipe_path.read_text())
     recipe["training"]["max_length"] = "auto"
     recipe_path.write_text(yaml.safe_dump(recipe))
+    # `automl recipe check` says what the run will choose, and estimates memory at it.
+    result = CliRunner().invoke(cli, ["recipe", "check", str(recipe_path)])
+    assert result.exit_code == 0, result.output
+    assert f"max_length auto: {chosen} tokens" in result.output and f"max_length {chosen} (auto)" in " ".join(result.output.split())
     ctx = RunContext.create(load_recipe(recipe_path))
     _, _, encoded = ctx.load_data()
     assert ctx.max_length == chosen
