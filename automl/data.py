@@ -241,14 +241,6 @@ def data_fingerprint(recipe: Recipe) -> str:
     return h.hexdigest()[:16]
 
 
-def _take(split: Split, index: np.ndarray) -> Split:
-    return Split(
-        inputs=[split.inputs[i] for i in index],
-        labels=[split.labels[i] for i in index] if split.labels is not None else None,
-        frame=split.frame.iloc[index].reset_index(drop=True) if split.frame is not None else None,
-    )
-
-
 def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, file: str = "") -> tuple[Split, Split]:
     """Split off *fraction* of *split* (stratified when keys are given and every class has
     at least two examples)."""
@@ -260,7 +252,7 @@ def carve(split: Split, fraction: float, seed: int, stratify: Any = None, *, fil
     index = np.arange(n)
     keys = _strata(stratify, n * fraction)
     keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=keys)
-    return _take(split, np.sort(keep)), _take(split, np.sort(held))
+    return split.take(np.sort(keep)), split.take(np.sort(held))
 
 
 def sample_rows(split: Split, rows: int, seed: int, stratify: Any = None) -> Split:
@@ -272,7 +264,7 @@ def sample_rows(split: Split, rows: int, seed: int, stratify: Any = None) -> Spl
     if rows <= 0 or n <= rows:
         return split
     kept, _ = train_test_split(np.arange(n), train_size=rows, random_state=seed, stratify=_strata(stratify, rows))
-    return _take(split, np.sort(kept))
+    return split.take(np.sort(kept))
 
 
 def _strata(stratify: Any, smaller: float) -> np.ndarray | None:

@@ -118,48 +118,37 @@ def encode_splits(
     return out, hit
 
 
-def auto_max_length(
-    task: Task, split: Split, tokenizer: Any, *, seed: int = 0, cache: Path | None = None, coverage: float = AUTO_COVERAGE
-) -> dict[str, Any]:
+def auto_max_length(task: Task, split: Split, tokenizer: Any, *, seed: int = 0, coverage: float = AUTO_COVERAGE) -> dict[str, Any]:
     """``training.max_length: auto``: the length that holds the whole encoding of
     *coverage* (the task's :attr:`~automl.task.Task.auto_length_coverage`,
     :data:`AUTO_COVERAGE` by default) of the training rows (a seeded sample of at most
     :data:`AUTO_SAMPLE`), rounded up to a multiple of 8, between :data:`AUTO_MIN_LENGTH` and
     :data:`AUTO_MAX_LENGTH` (or the tokenizer's own limit, if lower). The rows are encoded
     by the task itself at the upper limit, so a table's columns count as the task joins
-    them. Returns ``{"max_length", "coverage", "rows", "quantile_tokens", "longest"}``;
-    with *cache* (a JSON file) the choice is read from / written to it."""
-    keys = ("max_length", "coverage", "rows", "quantile_tokens", "longest")
-    if cache is not None and cache.exists():
-        try:
-            stored = json.loads(cache.read_text())
-            if isinstance(stored, dict) and all(k in stored for k in keys) and stored.get("target") == coverage:
-                return stored
-        except ValueError:
-            pass
+    them. Deterministic in the rows, the tokenizer and *seed* (every worker and a resumed
+    run choose the same), and a second or two of tokenising. Returns ``{"max_length",
+    "coverage", "rows", "quantile_tokens", "longest"}``."""
     limit = AUTO_MAX_LENGTH
     own = getattr(tokenizer, "model_max_length", None)
     if isinstance(own, int) and AUTO_MIN_LENGTH <= own < limit:
         limit = own
     n = len(split)
-    index = np.sort(np.random.default_rng(seed).choice(n, AUTO_SAMPLE, replace=False)) if n > AUTO_SAMPLE else np.arange(n)
-    sample = Split(
-        inputs=[split.inputs[i] for i in index],
-        labels=None if split.labels is None else [split.labels[i] for i in index],
-        frame=None if split.frame is None else split.frame.iloc[index],
-    )
+    sample = split.take(np.sort(np.random.default_rng(seed).choice(n, AUTO_SAMPLE, replace=False))) if n > AUTO_SAMPLE else split
     lengths = np.array([len(ids) for ids in task.encode(sample, tokenizer, limit)["input_ids"]] or [AUTO_MIN_LENGTH])
     quantile = float(np.quantile(lengths, coverage))
     chosen = int(min(limit, max(AUTO_MIN_LENGTH, 8 * int(np.ceil(quantile / 8)))))
-    out = {
+    return {
         "max_length": chosen,
         "coverage": float(np.mean(lengths <= chosen)),
-        "rows": len(index),
+        "rows": len(sample),
         "quantile_tokens": quantile,
         "longest": int(lengths.max()),
-        "target": coverage,
     }
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(out))
-    return out
+
+
+def describe_auto_length(choice: dict[str, Any]) -> str:
+    """One line on what :func:`auto_max_length` chose (``automl run``, ``automl recipe check``)."""
+    return (
+        f"max_length auto: {choice['max_length']} tokens, which hold {choice['coverage']:.0%} of {choice['rows']:,} "
+        f"training rows whole (the longest takes {choice['longest']:,})"
+    )

@@ -187,12 +187,7 @@ class EnsembleResult:
 
 
 def subset(split: Split, encoded: dict[str, list[Any]], index: np.ndarray) -> tuple[Split, dict[str, list[Any]]]:
-    picked = Split(
-        inputs=[split.inputs[i] for i in index],
-        labels=None if split.labels is None else [split.labels[i] for i in index],
-        frame=None if split.frame is None else split.frame.iloc[index],
-    )
-    return picked, {k: [v[i] for i in index] for k, v in encoded.items()}
+    return split.take(index), {k: [v[i] for i in index] for k, v in encoded.items()}
 
 
 def ensemble_metrics(task: Task, outputs: np.ndarray, split: Split, encoded: Any, calibration: dict[str, Any] | None = None) -> dict[str, float]:

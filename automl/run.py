@@ -223,13 +223,7 @@ class RunContext:
         tokenizer = self.resolved.backbone.load_tokenizer(trust_remote_code=self.recipe.training.trust_remote_code)
         encoded: dict[str, Any] = {}
         if self.recipe.training.max_length == "auto" and self.auto_length is None:
-            # Deterministic in the data, the tokenizer and the seed: every worker and a
-            # resumed run choose the same length.
-            digest = cache_key(data_fingerprint(self.recipe), self.resolved.backbone.fingerprint(), 0, f"{task.name}|auto")
-            self.auto_length = auto_max_length(
-                task, data.train, tokenizer, seed=self.recipe.training.seed, cache=self.cache_dir / f"max-length-{digest}.json",
-                coverage=task.auto_length_coverage,
-            )
+            self.auto_length = auto_max_length(task, data.train, tokenizer, seed=self.recipe.training.seed, coverage=task.auto_length_coverage)
         if encode:
             splits = {"train": data.train, "validation": data.validation}
             if data.test is not None:

@@ -99,6 +99,14 @@ class Split:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def take(self, index: Any) -> Split:
+        """The examples at *index* (positions), in that order."""
+        return Split(
+            inputs=[self.inputs[i] for i in index],
+            labels=[self.labels[i] for i in index] if self.labels is not None else None,
+            frame=self.frame.iloc[index].reset_index(drop=True) if self.frame is not None else None,
+        )
+
 
 @dataclass
 class TaskData:

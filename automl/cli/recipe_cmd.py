@@ -78,18 +78,15 @@ def check_cmd(recipe_path: Path, no_data: bool, no_memory: bool) -> None:
 
 def auto_length(console: Console, resolved: Any, recipe: Any, data: Any) -> int:
     """``training.max_length: auto`` as the run will choose it from this data; printed."""
-    from automl.encoding import auto_max_length  # when the command runs: `automl --help` stays fast
+    from automl.encoding import auto_max_length, describe_auto_length  # when the command runs: `automl --help` stays fast
 
     task = resolved.task
     task.labels = data.label_names
     task.prepare(data)
     tokenizer = resolved.backbone.load_tokenizer(trust_remote_code=recipe.training.trust_remote_code)
-    a = auto_max_length(task, data.train, tokenizer, seed=recipe.training.seed, coverage=task.auto_length_coverage)
-    console.print(
-        f"  max_length auto: {a['max_length']} tokens, which hold {a['coverage']:.0%} of {a['rows']:,} training rows whole "
-        f"(the longest takes {a['longest']:,})"
-    )
-    return int(a["max_length"])
+    choice = auto_max_length(task, data.train, tokenizer, seed=recipe.training.seed, coverage=task.auto_length_coverage)
+    console.print(f"  {describe_auto_length(choice)}")
+    return int(choice["max_length"])
 
 
 def print_memory(console: Console, resolved: Any, recipe: Any, chosen: int | None = None) -> None:

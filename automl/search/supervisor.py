@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from automl import plugins
+from automl.encoding import describe_auto_length
 from automl.errors import StorageError, UserError
 from automl.events import StudySummary
 from automl.privacy import STUDY_ATTR, privacy_settings
@@ -404,11 +405,7 @@ class Supervisor:
                 "scores every model of the run (data.max_eval_rows; 0 for every row)"
             )
         if ctx.auto_length:
-            a = ctx.auto_length
-            console.print(
-                f"max_length auto: {a['max_length']} tokens, which hold {a['coverage']:.0%} of {a['rows']:,} training rows whole "
-                f"(the longest takes {a['longest']:,})"
-            )
+            console.print(describe_auto_length(ctx.auto_length))
         check_private_data(ctx.recipe, len(data.train))
         storage = self.storage = open_storage(ctx.storage_url, ctx.run_dir)
         study = create_study(ctx, storage)
