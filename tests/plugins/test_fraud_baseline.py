@@ -78,22 +78,24 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     scores = result.extra["candidates"]
     assert {"lightgbm", "words", "stack"} <= set(scores), scores
     assert scores["stack"] > 0.9 and scores["lightgbm"] > scores["trees"], scores
-    # The stacked family alone: its LightGBM sees the words model's score (column 0, which
-    # it splits on) and each word 1-2-gram of a text column, and it round-trips without pickle.
-    x = fraud.baseline_frame(data.train.frame, task.schema, joined=["symptoms", "history"])
+    # The stacked family alone: its LightGBM sees a words model's score of each text column
+    # (columns 0 and 1, which it splits on) and each word 1-2-gram of a text column, and it
+    # round-trips without pickle.
+    x = fraud.baseline_frame(data.train.frame, task.schema)
     y = np.asarray(data.train.labels)
     config = result.extra["lightgbm_trials"][0]
     stack = fraud._stacked(
-        [("number", "passthrough", ["age"]), ("text:symptoms", fraud._ngrams(), "symptoms"),
-         (f"{fraud.JOINED_PART}:symptoms", "drop", "symptoms"), (f"{fraud.JOINED_PART}:history", "drop", "history")],
-        config, y, [], seed=0,
+        [("number", "passthrough", ["age"]), ("text:symptoms", fraud._ngrams(), "symptoms")],
+        ["symptoms", "history"], config, y, [], seed=0,
     ).fit(x, y)
     ngrams = stack.named_steps["columns"].named_transformers_["text:symptoms"]
     assert isinstance(ngrams, CountVectorizer) and "seizure" in ngrams.vocabulary_
+    words = dict(stack.named_steps["model"].named_estimators_)
+    assert set(words) == {"words:symptoms", "words:history"}
     booster = stack.named_steps["model"].final_estimator_.named_steps["model"].booster_
     used = {node["split_feature"] for tree in booster.dump_model()["tree_info"] for node in _nodes(tree["tree_structure"])}
-    assert booster.num_feature() == 2 + len(ngrams.vocabulary_)  # the score, the age, the n-grams
-    assert 0 in used, used  # the words model's score
+    assert booster.num_feature() == 3 + len(ngrams.vocabulary_)  # two scores, the age, the n-grams
+    assert 0 in used, used  # the words model's score of the symptoms
     save_model(stack, tmp_path / "stack.skops")
     # Arrays of the hashed features (IDF weights, coefficients), not an index per column.
     assert (tmp_path / "stack.skops").stat().st_size < 30e6
