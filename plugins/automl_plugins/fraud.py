@@ -627,7 +627,8 @@ class FraudDetection(Columns, Task):
                     cost = 2 * seconds["words"] + seconds["lightgbm"]
                     to_go = None if self.baseline_deadline is None else self.baseline_deadline - time.time()
                     if to_go is None or 2 * cost < to_go:
-                        candidates["stack"] = _stacked(ngram_parts, texts, searched[0], y, category_indices, seed)
+                        widths = {c: hashed_width(x[c]) for c in texts}
+                        candidates["stack"] = _stacked(ngram_parts, widths, searched[0], y, category_indices, seed)
                         stacked, took = _oof({"stack": candidates["stack"]}, x, y, cv)
                         oof |= stacked
                         seconds |= took
@@ -870,36 +871,37 @@ def _words_model(seed: int) -> Any:
 STACK_FOLDS = 3
 
 
-def _stacked(parts: list[tuple[str, Any, Any]], texts: list[str], config: dict[str, Any], y: np.ndarray,
+def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: dict[str, Any], y: np.ndarray,
              categories: list[int], seed: int) -> Any:
     """The ``stack`` family: scikit-learn's StackingClassifier over one sparse matrix, the
     columns of *parts* (numbers, categories, each text column's n-grams) followed by each
-    text column's hashed word and character features (their width is fixed, so each model
-    selects its own by position). A words model (logistic regression) per column of *texts*
+    text column's hashed word and character features, *texts* mapping each column to the
+    width of each of its two hashed parts (fixed, so each model selects its own by
+    position; :func:`hashed_width`). A words model (logistic regression) per text column
     scores the training rows out of fold (:data:`STACK_FOLDS`); LightGBM at *config* trains
     on those scores and the columns of *parts*. Stacking as Shi et al. (2021) measured it on
     business tables with text: the trees read what a words model makes of each text column
     next to the other columns, instead of a fixed weight in a blend. One score per column
     rather than one of all columns joined: on all of VAERS the trees then tell the symptoms
-    from the history and the lab data (test PR-AUC 0.852 against 0.831 for the joined score,
+    from the history and the lab data (test PR-AUC 0.850 against 0.831 for the joined score,
     docs/benchmarks.md section 13)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import StackingClassifier
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import Pipeline
 
-    width = 2 * HASHED_FEATURES  # one column's word and character features
-    hashed = width * len(texts)
-    words = []
-    for i, name in enumerate(texts):
-        start, stop = i * width - hashed, (i + 1) * width - hashed
+    hashed = 2 * sum(texts.values())
+    words, start = [], -hashed
+    for name, width in texts.items():
+        stop = start + 2 * width
         select = _columns(slice(start, stop if stop < 0 else None))
         words.append((f"words:{name}", Pipeline([("select", select), ("model", _words_model(seed))])))
+        start = stop
     trees = max(10, round(config["trees"] * 1.1))
     # The final model sees the words models' scores first, then the columns of *parts*.
     lightgbm = _classical.lightgbm(_classical.config_of(config), y, [i + len(texts) for i in categories], seed, trees)
     final = Pipeline([("select", _columns(slice(0, -hashed))), ("model", lightgbm)])
-    features = [(f"text:{name}:{kind}", make(), name) for name in texts
+    features = [(f"text:{name}:{kind}", make(width), name) for name, width in texts.items()
                 for kind, make in (("words", _word_features), ("chars", _char_features))]
     return Pipeline([
         ("columns", ColumnTransformer(parts + features, sparse_threshold=1.0)),
@@ -908,6 +910,21 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: list[str], config: dict[s
             cv=StratifiedKFold(STACK_FOLDS, shuffle=True, random_state=seed),
         )),
     ])
+
+
+def hashed_width(values: Any) -> int:
+    """How many hashed features each of a text column's two parts (words, characters) gets in
+    the stacked family: a power of two, 16 per distinct word of the column, from 2**12 to
+    :data:`HASHED_FEATURES`. A short column (a manufacturer's name) gets a small model:
+    logistic regression's cost per iteration grows with the width (on VAERS its six
+    columns at full width took 6.3 s a fit, against 1.2 s for all of them joined)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    try:
+        vocabulary = len(CountVectorizer().fit(values).vocabulary_)
+    except ValueError:  # nothing but stop words or empty cells
+        vocabulary = 0
+    return min(HASHED_FEATURES, max(2**12, 1 << max(0, 16 * vocabulary - 1).bit_length()))
 
 
 def _columns(positions: slice) -> Any:
@@ -926,26 +943,26 @@ def _columns(positions: slice) -> Any:
 HASHED_FEATURES = 2**18
 
 
-def _hashed_tfidf(**analyser: Any) -> Any:
+def _hashed_tfidf(width: int, **analyser: Any) -> Any:
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
     from sklearn.pipeline import make_pipeline
 
     return make_pipeline(
-        HashingVectorizer(n_features=HASHED_FEATURES, alternate_sign=False, norm=None, **analyser),
+        HashingVectorizer(n_features=width, alternate_sign=False, norm=None, **analyser),
         TfidfTransformer(sublinear_tf=True),
     )
 
 
-def _word_features() -> Any:
+def _word_features(width: int = HASHED_FEATURES) -> Any:
     """Word 1-2-grams, TF-IDF weighted, hashed."""
-    return _hashed_tfidf(ngram_range=(1, 2))
+    return _hashed_tfidf(width, ngram_range=(1, 2))
 
 
-def _char_features() -> Any:
+def _char_features(width: int = HASHED_FEATURES) -> Any:
     """Character 2- to 5-grams within words: abbreviations, misspellings and word forms
     ("hospitalized", "hosp", "hospitalised") share features that whole words do not
     (docs/benchmarks.md section 8 measures what they add on VAERS). TF-IDF weighted, hashed."""
-    return _hashed_tfidf(analyzer="char_wb", ngram_range=(2, 5))
+    return _hashed_tfidf(width, analyzer="char_wb", ngram_range=(2, 5))
 
 
 def baseline_frame(frame: Any, schema: list[Column], *, file: str = "<input>", joined: list[str] = ()) -> Any:

@@ -86,7 +86,7 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     config = result.extra["lightgbm_trials"][0]
     stack = fraud._stacked(
         [("number", "passthrough", ["age"]), ("text:symptoms", fraud._ngrams(), "symptoms")],
-        ["symptoms", "history"], config, y, [], seed=0,
+        {"symptoms": fraud.hashed_width(x["symptoms"]), "history": 2**12}, config, y, [], seed=0,
     ).fit(x, y)
     ngrams = stack.named_steps["columns"].named_transformers_["text:symptoms"]
     assert isinstance(ngrams, CountVectorizer) and "seizure" in ngrams.vocabulary_
