@@ -96,6 +96,8 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     used = {node["split_feature"] for tree in booster.dump_model()["tree_info"] for node in _nodes(tree["tree_structure"])}
     assert booster.num_feature() == 3 + len(ngrams.vocabulary_)  # two scores, the age, the n-grams
     assert 0 in used, used  # the words model's score of the symptoms
+    fraud._single_references(stack)  # as the baseline leaves its model: plain indices, quick to save
+    assert all(type(i) is int for i in ngrams.vocabulary_.values())
     save_model(stack, tmp_path / "stack.skops")
     # Arrays of the hashed features (IDF weights, coefficients), not an index per column.
     assert (tmp_path / "stack.skops").stat().st_size < 30e6
@@ -128,9 +130,10 @@ def test_rows_without_text_signal_keep_the_trees():
 def test_refit_baseline_keeps_held_out_validation_and_scores_test_with_all_rows():
     train, validation, test = reports(300, 0), reports(120, 1), reports(100, 4)
 
-    def fitted(refit: bool):
+    def fitted(refit: bool, deadline: float | None = None):
         task = FraudDetection(FraudOptions(positive_label="1", refit_baseline=refit),
                               SimpleNamespace(label_column="serious", text_column="text", feature_columns=None))
+        task.baseline_deadline = deadline
         names = task.label_names(train, file="train.csv")
         splits = [task.read(f, split=n, file=n, label_names=names) for f, n in
                   ((train, "train"), (validation, "validation"), (test, "test"))]
@@ -150,6 +153,12 @@ def test_refit_baseline_keeps_held_out_validation_and_scores_test_with_all_rows(
     # The saved model is the refit one: its test outputs are what the run stored.
     assert not np.allclose(refit.outputs["test"], plain.outputs["test"])
     np.testing.assert_allclose(task.baseline_outputs(refit.model, test_split), refit.outputs["test"])
+    # Past the run's deadline the refit is left out, and the name and extra say so.
+    import time
+
+    _, late, _ = fitted(True, deadline=time.time())
+    assert "not refit on training + validation rows: about" in late.name, late.name
+    assert late.extra["refit"].startswith("not refit") and late.extra["refit"].endswith("before the deadline")
 
 
 def risky_merchants(n: int, seed: int) -> pd.DataFrame:
