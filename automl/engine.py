@@ -101,10 +101,6 @@ class TrialPolicy:
             ends (at its best evaluation) once the time left is what its last evaluation,
             the outputs a kept trial stores and the export's scoring of the validation and test rows are
             estimated to take (:meth:`TrialEngine.finish_seconds`).
-        share: the share of the time left before *deadline* that the trial may plan to
-            train for: with less than 1, a trial whose plan takes longer plans fewer steps
-            (a lower fidelity, so that the search tries several configurations in the time
-            it has; :data:`automl.search.budget.MIN_CONFIGURATIONS`).
     """
 
     eval_examples: int | None = None
@@ -112,7 +108,6 @@ class TrialPolicy:
     patience: int | None = None
     min_delta: float = 0.0
     deadline: float | None = None
-    share: float = 1.0
 
 
 class BestSoFar:
@@ -601,15 +596,13 @@ class TrialEngine:
         still finish by the run's deadline, at the pace of *timed_steps* steps (default
         *step*) that took *compute_time* and trained *seen* rows, counting its evaluations
         on the way and :meth:`finish_seconds` after the last; *total_steps* when they all
-        fit or there is no deadline. With a policy ``share`` under 1, the steps that fit in
-        that share of the time left."""
+        fit or there is no deadline."""
         timed = step if timed_steps is None else timed_steps
         if self.policy.deadline is None or step <= 0 or timed <= 0 or compute_time <= 0:
             return total_steps
         per_eval = self._score_seconds_per_row(seen / compute_time, evaluations, eval_time) * self._rows("validation")
         per_step = compute_time / timed + per_eval / max(1, eval_every)
         left = self.policy.deadline - time.time() - self.finish_seconds(seen / compute_time, evaluations, eval_time)
-        left *= self.policy.share
         return int(min(total_steps, max(step + 1, step + left // per_step)))
 
     def finish_seconds(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:

@@ -336,10 +336,9 @@ def test_evaluation_plan_and_hyperband_resources(tmp_path, toy_dir):
 
 
 def test_timeout_cuts_the_running_trial_at_an_evaluation(tmp_path, toy_dir):
-    """A trial that cannot finish by the deadline plans fewer steps (the first of a worker's
-    trials: to train within a third of the time left, so that others can follow), or is
-    evaluated after its current step and stops; it completes at its best and is marked; no
-    trial starts after the deadline."""
+    """A trial that cannot finish by the deadline plans fewer steps, or is evaluated after
+    its current step and stops; it completes at its best and is marked; no trial starts
+    after the deadline."""
     space = {"learning_rate": [4e-3], "epochs": [400], "batch_size": [16], "adapter": "full"}
     path = _recipe(
         tmp_path, toy_dir,
@@ -348,24 +347,16 @@ def test_timeout_cuts_the_running_trial_at_an_evaluation(tmp_path, toy_dir):
     )
     outcome = run_recipe(load_recipe(path), options=RunOptions(workers=0, baseline=False))
     study = _study(outcome.run_dir)
-    trial = study.trials[0]
+    (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE
-    # At its pace it plans fewer steps, within its share of the time left, or is cut at the
-    # deadline (a machine slower than its first steps): either way it ends in time, at its best.
+    # At its pace it plans fewer steps to finish by the deadline, or is cut there (a
+    # machine slower than its first steps): either way it ends in time, at its best.
     attrs = trial.user_attrs
-    assert attrs.get("stopped") == "deadline" or (
-        attrs.get("shortened_from_steps") == 400 * 19 and attrs.get("time_share") == 0.333
-    ), attrs
+    assert attrs.get("stopped") == "deadline" or attrs.get("shortened_from_steps") == 400 * 19, attrs
     assert trial.user_attrs["steps"] < 400 * 19
     # The evaluation at the deadline is one more than the plan's (every 5 steps) when the
     # deadline falls between two of them.
     assert len(trial.intermediate_values) in (trial.user_attrs["steps"] // 5, trial.user_attrs["steps"] // 5 + 1)
-    # The trials after it: trained within the time left too, or not started (a sixth of
-    # the plan would not fit); none counted beyond the budget.
-    for later in study.trials[1:]:
-        assert later.state == TrialState.COMPLETE and later.user_attrs["steps"] < 400 * 19 or (
-            later.state == TrialState.FAIL and later.user_attrs.get("surplus")
-        ), later.user_attrs
     assert (outcome.run_dir / "best" / "config.json").exists()
 
 

@@ -297,19 +297,11 @@ def _budget_note(attrs: dict[str, Any], steps: Any) -> str | None:
     """What the run's deadline did to a trial, with the task's note after it."""
     if attrs.get("stopped") == "deadline":
         budget = "cut by the deadline (kept at its best evaluation)"
-    elif attrs.get("shortened_from_steps") and attrs.get("time_share"):
-        budget = (f"planned {attrs['shortened_from_steps']} steps, shortened to {steps} to train within "
-                  f"{_share(attrs['time_share'])} of the time left (a lower fidelity: the search tries several configurations)")
     elif attrs.get("shortened_from_steps"):
         budget = f"planned {attrs['shortened_from_steps']} steps, shortened to {steps} to finish by the deadline"
     else:
         return None
     return f"{budget}; {attrs['note']}" if attrs.get("note") else budget
-
-
-def _share(share: float) -> str:
-    """``0.333`` as "a third", ``0.5`` as "half", else a percentage."""
-    return {0.333: "a third", 0.5: "half"}.get(round(share, 3), f"{share:.0%}")
 
 
 def _finite(value: Any) -> bool:

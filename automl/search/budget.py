@@ -25,22 +25,6 @@ BASELINE_BUDGET_SHARE = 0.2
 #: (:meth:`automl.engine.TrialEngine.steps_that_fit`). Below it, a trial would be a
 #: different, much shorter configuration than the one sampled.
 MIN_PLAN_SHARE = 0.5
-#: Under a timeout, each worker's first trials plan to train for at most their share of the
-#: time left, so that it tries at least this many configurations: the first a third of it,
-#: the second half of what is left then, the third all of it (a trial whose plan is longer
-#: plans fewer steps, its learning-rate schedule with them: a lower fidelity, which the
-#: pruner compares at the same rows seen). They start when MIN_PLAN_SHARE of their plan
-#: divided by this many fits. Without it, a table whose trials are slow (two CPUs, long
-#: rows) gave the whole search to one configuration.
-MIN_CONFIGURATIONS = 3
-
-
-def trial_share(started: int) -> float:
-    """The share of the time left that a worker's trial may plan to train for, after it
-    started *started* trials (:data:`MIN_CONFIGURATIONS`)."""
-    return 1.0 / max(1, MIN_CONFIGURATIONS - started)
-
-
 #: Share of ``search.timeout`` kept for the end of the run: trials are done this much before
 #: the timeout (each also keeps the time its last evaluation and the scoring of its outputs
 #: take, :meth:`automl.engine.TrialEngine.finish_seconds`), leaving it for choosing the
@@ -152,8 +136,7 @@ def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) 
     """Whether a trial can finish before *deadline*. With the *steps* it plans, its length is
     :func:`trial_seconds` from the trials so far (complete, pruned or cut: every one that
     trained measured the pace); without, the shortest complete trial
-    (not counting those the deadline cut short, nor those shortened to their share of the
-    time left: their length was the time they had) must fit."""
+    (not counting those the deadline cut short) must fit."""
     left = deadline - time.time()
     if left <= 0:
         return False
@@ -170,7 +153,6 @@ def fits_before(study: optuna.Study, deadline: float, steps: int | None = None) 
         float(t.user_attrs["seconds"])
         for t in finished
         if t.state == TrialState.COMPLETE and "seconds" in t.user_attrs and t.user_attrs.get("stopped") != "deadline"
-        and "time_share" not in t.user_attrs
     ]
     return not seconds or min(seconds) <= left
 

@@ -13,7 +13,6 @@ waiting worker imports them in :func:`preload` while the supervisor sets the run
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -41,7 +40,6 @@ from automl.run import RunContext
 from automl.search.samplers import make_pruner, make_sampler, plan_evaluations
 from automl.search.budget import (
     MAX_UNFIT,
-    MIN_CONFIGURATIONS,
     MIN_PLAN_SHARE,
     budget_used,
     count_states,
@@ -49,7 +47,6 @@ from automl.search.budget import (
     fail_and_retry,
     fits_before,
     oom_known,
-    trial_share,
 )
 from automl.search.storage import heartbeat, heartbeat_enabled, open_storage
 
@@ -117,8 +114,6 @@ class Worker:
         self.exhausted = False
         #: Consecutive drawn trials that would not have finished before the deadline.
         self.unfit = 0
-        #: Trials this worker started training (their share of the time left: trial_share).
-        self.started = 0
         self.tag = worker_tag()
         self.storage = open_storage(args.storage_url, self.ctx.run_dir)
         self.progress_file = self.ctx.run_dir / "progress" / f"worker-{args.index}.json"
@@ -287,15 +282,10 @@ class Worker:
         set_attr = trial.set_user_attr
         outcome: TrialOutcome
 
-        # A worker's first MIN_CONFIGURATIONS trials train within their share of the time
-        # left (trial_share), so they start at a lower fidelity too. Not a private trial:
-        # its plan is booked against the privacy budget in full, so it does not shorten.
-        private = self.recipe.privacy is not None
-        fidelity = 1.0 / MIN_CONFIGURATIONS if self.started < MIN_CONFIGURATIONS and not private else 1.0
-        needed = math.ceil(MIN_PLAN_SHARE * fidelity * self.engine.planned_steps(params))
+        needed = math.ceil(MIN_PLAN_SHARE * self.engine.planned_steps(params))
         if self.args.deadline is not None and not fits_before(study, self.args.deadline, needed):
-            # Sampled, but not even MIN_PLAN_SHARE of it (of its share) can finish in the
-            # time left (a trial that can shortens its plan itself): not run and not counted. A
+            # Sampled, but not even MIN_PLAN_SHARE of it can finish in the time left (a
+            # trial that can shortens its plan itself): not run and not counted. A
             # shorter draw (fewer epochs, a larger batch) may still fit; after MAX_UNFIT
             # draws in a row that do not, the search ends (the timeout is a wall-clock
             # budget).
@@ -351,9 +341,6 @@ class Worker:
             except Exception as exc:
                 name = plugin_in_traceback(exc) or "a plugin"
                 raise TrialFailed(f"plugin '{name}' raised in automl_trial_start: {type(exc).__name__}: {exc}") from exc
-            share = 1.0 if target is not None else trial_share(self.started)
-            self.engine.policy = dataclasses.replace(self.engine.policy, share=share)
-            self.started += 1
             if target is None:
                 result = self.engine.run_trial(params, reporter=report, progress=progress, checkpoint=checkpoint)
             else:
@@ -477,11 +464,8 @@ class Worker:
             # "deadline": cut by the run's timeout, kept at its best evaluation.
             set_attr("stopped", result.stopped)
         if result.planned_steps:
-            # It planned fewer steps to finish by the deadline, or within its share of the
-            # time left (its schedule too).
+            # It planned fewer steps to finish by the deadline (its schedule too).
             set_attr("shortened_from_steps", result.planned_steps)
-            if self.engine.policy.share < 1:
-                set_attr("time_share", round(self.engine.policy.share, 3))
         if result.oom_retries:
             set_attr("oom_retries", result.oom_retries)
         note = self.ctx.resolved.task.diagnose(result.metrics)

@@ -10,7 +10,3 @@ def test_the_note_says_whether_the_deadline_cut_or_shortened_a_trial():
     assert _budget_note({"shortened_from_steps": 400, "note": "x"}, 120) == (
         "planned 400 steps, shortened to 120 to finish by the deadline; x"
     )
-    assert _budget_note({"shortened_from_steps": 400, "time_share": 0.333}, 120) == (
-        "planned 400 steps, shortened to 120 to train within a third of the time left "
-        "(a lower fidelity: the search tries several configurations)"
-    )
