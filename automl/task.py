@@ -206,6 +206,13 @@ class Task(abc.ABC):
     #: can check that it still ends by then; ``None``: no time limit.
     baseline_deadline: float | None = None
 
+    def baseline_cores(self) -> int:
+        """How many CPU cores :meth:`baseline` may use at this moment: those no worker process
+        of the run is using. Workers end while a baseline trains (their trials done, or none
+        fits before the deadline), so a baseline asks again before each step it can spread
+        over processes. The core sets this with :attr:`baseline_budget`; alone: one."""
+        return 1
+
     def __init__(self, options: BaseModel | None = None, data: DataSpec | None = None) -> None:
         self.options = options if options is not None else self.Options()
         self.data = data

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def _pid_alive(pid: int) -> bool:
 
 def run_baseline(
     ctx: RunContext, data: Any, console: Console | None = None, encoded: dict[str, Any] | None = None,
-    deadline: float | None = None,
+    deadline: float | None = None, idle_cores: Callable[[], int] | None = None,
 ) -> dict[str, Any] | None:
     """Train the task's classical baseline once per run (``baseline.json``). It is
     isolated like a trial: an exception is a warning naming the plugin, and the run goes
@@ -190,6 +191,8 @@ def run_baseline(
     timeout = ctx.recipe.search.timeout
     task.baseline_budget = BASELINE_BUDGET_SHARE * timeout if timeout else None
     task.baseline_deadline = deadline
+    if idle_cores is not None:
+        task.baseline_cores = idle_cores  # type: ignore[method-assign]
     try:
         result = task.baseline(data, ctx.recipe.training.seed)
     except KeyboardInterrupt:
@@ -335,6 +338,13 @@ class Supervisor:
             return None
         return max(1, (os.cpu_count() or 1) // max(1, self.options.workers))
 
+    def _idle_cores(self) -> int:
+        """CPU cores no live worker process uses (at least 1): what the baseline, training in
+        this process meanwhile, may spread over. A worker on a GPU keeps one core busy."""
+        cores = os.cpu_count() or 1
+        busy = sum(1 for proc in self.procs.values() if proc.is_alive()) * (self._threads() or 1)
+        return max(1, cores - busy)
+
     def _worker_args(self, index: int, deadline: float | None) -> WorkerArgs:
         ctx = self.ctx
         return WorkerArgs(
@@ -433,7 +443,9 @@ class Supervisor:
             if self.options.baseline:
                 # With privacy on, the baseline (trained without it) is a reference row only:
                 # not saved as a model, so it can neither be exported nor join an ensemble.
-                baseline = run_baseline(ctx, data, console, None if ctx.recipe.privacy else encoded, deadline)
+                baseline = run_baseline(
+                    ctx, data, console, None if ctx.recipe.privacy else encoded, deadline, self._idle_cores
+                )
             if done < target:
                 self._supervise(study, target, deadline)
         except KeyboardInterrupt:

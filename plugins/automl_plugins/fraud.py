@@ -36,6 +36,7 @@ model that the core saves with skops so it can be exported, scored and ensembled
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -552,6 +553,7 @@ class FraudDetection(Columns, Task):
             return ColumnTransformer(ngram_parts, sparse_threshold=1.0)
 
         phases = {"prepare": time.perf_counter() - start}
+        cores: dict[str, int] = {}  # the cores each step ran on (Task.baseline_cores)
         trees: Any = Pipeline([
             ("columns", ColumnTransformer(parts)),
             ("model", HistGradientBoostingClassifier(
@@ -614,7 +616,8 @@ class FraudDetection(Columns, Task):
             # predictions when it does better; ties keep the reference (HistGBM) trees.
             cv = StratifiedKFold(_choice_folds(len(y), positives), shuffle=True, random_state=seed)
             with threadpool_limits(1):
-                oof, seconds = _oof(candidates, x, y, cv)
+                jobs = cores["choice"] = self.baseline_cores()
+                oof, seconds = _oof(candidates, x, y, cv, jobs)
                 if "words" in candidates and searched:
                     # Stacked: LightGBM's best configuration on the raw columns with a words
                     # model's score of each text column as more columns (out of fold while it
@@ -624,12 +627,15 @@ class FraudDetection(Columns, Task):
                     # choice took 85 s with it, 56 s without). It runs only while twice that
                     # (its share of the final fits and of the scoring too) still ends by the
                     # run's deadline.
-                    cost = 2 * seconds["words"] + seconds["lightgbm"]
+                    # Its folds run side by side on the cores no worker uses.
+                    jobs = cores["stack"] = self.baseline_cores()
+                    rounds = math.ceil(cv.get_n_splits() / jobs) / cv.get_n_splits()
+                    cost = (2 * seconds["words"] + seconds["lightgbm"]) * rounds
                     to_go = None if self.baseline_deadline is None else self.baseline_deadline - time.time()
                     if to_go is None or 2 * cost < to_go:
                         widths = {c: hashed_width(x[c]) for c in texts}
                         candidates["stack"] = _stacked(ngram_parts, widths, searched[0], y, category_indices, seed)
-                        stacked, took = _oof({"stack": candidates["stack"]}, x, y, cv)
+                        stacked, took = _oof({"stack": candidates["stack"]}, x, y, cv, jobs)
                         oof |= stacked
                         seconds |= took
                     else:
@@ -652,9 +658,11 @@ class FraudDetection(Columns, Task):
         if scores:
             name += "; out-of-fold PR-AUC " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1]))
         # One thread: on small data OpenMP's thread start-up and spinning cost more than
-        # they save, badly so next to a torch process (3 s instead of 0.2 s).
+        # they save, badly so next to a torch process (3 s instead of 0.2 s). A blend's
+        # members in parallel where cores are idle.
         with threadpool_limits(1):
-            _single_references(model.fit(x, y))
+            cores["fit"] = self.baseline_cores()
+            _fit(model, x, y, cores["fit"])
         phases["fit"] = time.perf_counter() - start - sum(phases.values())
         outputs = {"validation": self.baseline_outputs(model, data.validation)}
         refit_note = None
@@ -667,11 +675,12 @@ class FraudDetection(Columns, Task):
             more_x, more_y = _row_sample(more_x, more_y, max_rows, seed)
             # The refit takes about what the fit took, per row; it is left out when that
             # would end past the run's deadline (the model fitted on the training rows stays).
-            cost = phases["fit"] * len(more_y) / max(1, len(y))
+            cores["refit"] = self.baseline_cores()
+            cost = phases["fit"] * len(more_y) / max(1, len(y)) * (cores["fit"] / cores["refit"] if pick == "blend" else 1)
             to_go = None if self.baseline_deadline is None else self.baseline_deadline - time.time()
             if to_go is None or cost < to_go:
                 with threadpool_limits(1):
-                    model = _single_references(clone(model).fit(more_x, more_y))
+                    model = _fit(clone(model), more_x, more_y, cores["refit"])
                 name += " (refit on training + validation rows)"
             else:
                 refit_note = f"not refit on training + validation rows: about {cost:.0f} s needed, {to_go:.0f} s left before the deadline"
@@ -690,6 +699,8 @@ class FraudDetection(Columns, Task):
         if scores:
             extra["candidates"] = scores
             extra["oof_seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+        if cores:
+            extra["cores"] = cores
         if stack_note:
             extra["stack"] = stack_note
         if refit_note:
@@ -827,17 +838,52 @@ def lightgbm_trials(rows: int) -> int:
     return min(LIGHTGBM_MAX_TRIALS, max(8, rows // 20))
 
 
-def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def _oof(candidates: dict[str, Any], x: Any, y: np.ndarray, cv: Any, jobs: int = 1
+         ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Each candidate's out-of-fold probability of the positive class on the training rows,
-    and the seconds each took."""
-    from sklearn.model_selection import cross_val_predict
+    and the seconds its fits and predictions took (summed over the folds: what one core
+    spends). With *jobs* > 1 the (candidate, fold) fits run in that many processes
+    (joblib's loky backend, each with one thread)."""
+    folds = list(cv.split(np.zeros(len(y)), y))
+    tasks = [(k, fit, held) for k in candidates for fit, held in folds]
+    if jobs > 1:
+        from joblib import Parallel, delayed
 
-    oof, seconds = {}, {}
-    for k, m in candidates.items():
-        started = time.perf_counter()
-        oof[k] = cross_val_predict(m, x, y, cv=cv, method="predict_proba")[:, 1]
-        seconds[k] = time.perf_counter() - started
+        done = Parallel(n_jobs=jobs)(delayed(_fold_proba)(candidates[k], x, y, fit, held) for k, fit, held in tasks)
+    else:
+        done = [_fold_proba(candidates[k], x, y, fit, held) for k, fit, held in tasks]
+    oof = {k: np.zeros(len(y)) for k in candidates}
+    seconds = dict.fromkeys(candidates, 0.0)
+    for (k, _, held), (proba, took) in zip(tasks, done, strict=True):
+        oof[k][held] = proba
+        seconds[k] += took
     return oof, seconds
+
+
+def _fold_proba(model: Any, x: Any, y: np.ndarray, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, float]:
+    """A clone of *model* fitted on the rows *fit*: its probability of the positive class on
+    the rows *held*, and the seconds that took."""
+    from sklearn.base import clone
+
+    started = time.perf_counter()
+    proba = clone(model).fit(x.iloc[fit], y[fit]).predict_proba(x.iloc[held])[:, 1]
+    return proba, time.perf_counter() - started
+
+
+def _fit(model: Any, x: Any, y: np.ndarray, jobs: int) -> Any:
+    """*model* fitted; a blend's members (or the stacked family's words models) in *jobs*
+    processes, then set back to one, so predicting starts no processes."""
+    from sklearn.ensemble import StackingClassifier, VotingClassifier
+
+    inner = model.named_steps.get("model") if hasattr(model, "named_steps") else model
+    spread = isinstance(inner, VotingClassifier | StackingClassifier) and jobs > 1
+    if spread:
+        inner.set_params(n_jobs=jobs)
+    try:
+        return _single_references(model.fit(x, y))
+    finally:
+        if spread:
+            inner.set_params(n_jobs=None)
 
 
 def _tfidf(max_features: int = 2_000) -> Any:

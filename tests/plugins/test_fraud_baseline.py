@@ -117,6 +117,32 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     np.testing.assert_allclose(again, result.outputs["validation"], rtol=1e-6, atol=1e-9)
 
 
+def test_idle_cores_run_the_choice_and_the_blend_in_processes_with_the_same_result(tmp_path):
+    from sklearn.ensemble import VotingClassifier
+
+    def noisy(n: int, seed: int) -> pd.DataFrame:  # no family is perfect: a blend wins
+        frame = reports(n, seed)
+        flip = np.random.default_rng(seed + 50).random(n) < 0.12
+        frame.loc[flip, "serious"] = 1 - frame.loc[flip, "serious"]
+        return frame
+
+    results = {}
+    for cores in (1, 2):
+        task, data = task_and_data(noisy(300, 0), noisy(120, 10))
+        task.baseline_cores = lambda cores=cores: cores
+        results[cores] = task.baseline(data, seed=0)
+    one, two = results[1], results[2]
+    assert one.extra["cores"] == {"choice": 1, "stack": 1, "fit": 1}
+    assert two.extra["cores"] == {"choice": 2, "stack": 2, "fit": 2}
+    assert two.extra["candidates"] == one.extra["candidates"] and two.name == one.name
+    np.testing.assert_allclose(two.outputs["validation"], one.outputs["validation"], rtol=1e-9, atol=1e-12)
+    # The saved model predicts in this process: no n_jobs left behind.
+    model = two.model
+    assert isinstance(model, VotingClassifier) and model.n_jobs is None, two.name
+    save_model(model, tmp_path / "model.skops")
+    assert load_model_file(tmp_path / "model.skops").n_jobs is None
+
+
 def test_rows_without_text_signal_keep_the_trees():
     rng = np.random.default_rng(3)
     def rows(n: int) -> pd.DataFrame:
@@ -146,7 +172,7 @@ def test_refit_baseline_keeps_held_out_validation_and_scores_test_with_all_rows(
     np.testing.assert_allclose(refit.outputs["validation"], plain.outputs["validation"])
     def untimed(extra: dict) -> dict:  # the same choices, whatever each step took
         trials = [{k: v for k, v in t.items() if k != "seconds"} for t in extra.get("lightgbm_trials", [])]
-        return {k: v for k, v in extra.items() if k not in ("phase_seconds", "oof_seconds")} | {"lightgbm_trials": trials}
+        return {k: v for k, v in extra.items() if k not in ("phase_seconds", "oof_seconds", "cores")} | {"lightgbm_trials": trials}
 
     assert refit.validation == plain.validation
     assert untimed(refit.extra) == untimed(plain.extra)
@@ -316,6 +342,10 @@ def test_a_run_exports_the_lightgbm_baseline_when_it_wins(tmp_path):
     baseline = json.loads((outcome.run_dir / "baseline.json").read_text())
     assert baseline["extra"]["budget_seconds"] == pytest.approx(BASELINE_BUDGET_SHARE * 600)
     assert 500 < baseline["extra"]["seconds_to_deadline"] < 0.95 * 600  # the run's deadline reached the task
+    # No worker process (workers=0: the trial runs after the baseline): every core is the baseline's.
+    import os
+
+    assert baseline["extra"]["cores"]["choice"] == (os.cpu_count() or 1)
     assert baseline["extra"]["family"] in ("lightgbm", "blend"), baseline["name"]
     meta = json.loads((outcome.best_dir / "automl.json").read_text())
     assert meta["kind"] == "baseline" and meta["name"] == baseline["name"]
