@@ -132,8 +132,9 @@ def test_idle_cores_run_the_choice_and_the_blend_in_processes_with_the_same_resu
         task.baseline_cores = lambda cores=cores: cores
         results[cores] = task.baseline(data, seed=0)
     one, two = results[1], results[2]
-    assert one.extra["cores"] == {"choice": 1, "stack": 1, "fit": 1}
-    assert two.extra["cores"] == {"choice": 2, "stack": 2, "fit": 2}
+    assert one.extra["cores"] == {"choice": 1, "fit": 1}
+    assert two.extra["cores"] == {"choice": 2, "fit": 2}
+    assert "stack" in two.extra["candidates"]  # its folds ran in the same processes
     assert two.extra["candidates"] == one.extra["candidates"] and two.name == one.name
     np.testing.assert_allclose(two.outputs["validation"], one.outputs["validation"], rtol=1e-9, atol=1e-12)
     # The saved model predicts in this process: no n_jobs left behind.
@@ -172,10 +173,11 @@ def test_refit_baseline_keeps_held_out_validation_and_scores_test_with_all_rows(
     np.testing.assert_allclose(refit.outputs["validation"], plain.outputs["validation"])
     def untimed(extra: dict) -> dict:  # the same choices, whatever each step took
         trials = [{k: v for k, v in t.items() if k != "seconds"} for t in extra.get("lightgbm_trials", [])]
-        return {k: v for k, v in extra.items() if k not in ("phase_seconds", "oof_seconds", "cores")} | {"lightgbm_trials": trials}
+        return {k: v for k, v in extra.items() if k not in ("phase_seconds", "oof_seconds", "cores", "refit_rows")} | {"lightgbm_trials": trials}
 
     assert refit.validation == plain.validation
     assert untimed(refit.extra) == untimed(plain.extra)
+    assert refit.extra["refit_rows"] == 300 + 120 and "refit_rows" not in plain.extra
     # The saved model is the refit one: its test outputs are what the run stored.
     assert not np.allclose(refit.outputs["test"], plain.outputs["test"])
     np.testing.assert_allclose(task.baseline_outputs(refit.model, test_split), refit.outputs["test"])
@@ -303,6 +305,8 @@ def test_big_tables_train_the_baseline_on_a_stratified_row_sample():
     splits = [task.read(f, split=n, file=n, label_names=names) for f, n in ((train, "train"), (risky_merchants(150, 100), "validation"))]
     result = task.baseline(TaskData(*splits, None, names), seed=0)
     assert result.extra["rows"] == 200
+    # The refit adds the validation rows in the share the training rows were sampled in.
+    assert result.extra["refit_rows"] == round(200 * (1 + 150 / 400)), result.extra
     # The sample keeps the positive share: its labels are what the candidates were scored on.
     from automl_plugins.fraud import _row_sample
 
