@@ -500,6 +500,12 @@ class FraudDetection(Columns, Task):
     # ------------------------------------------------------------------ baseline
 
     def baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
+        try:
+            return self._baseline(data, seed)
+        finally:
+            _end_processes()
+
+    def _baseline(self, data: TaskData, seed: int) -> BaselineResult | None:
         from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import TruncatedSVD
         from sklearn.ensemble import (
@@ -900,6 +906,15 @@ class _OutOfFold:
                 oof[key][held] = proba
                 seconds[key] += took
         return oof, seconds
+
+
+def _end_processes() -> None:
+    """End the processes the baseline's steps ran in (joblib's reusable loky executor, which
+    would otherwise wait idle for minutes in a process that goes on: a library caller's, a
+    test session's). Where none was started this starts none."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
 
 
 def _fold_proba(model: Any, x: Any, y: np.ndarray, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, float]:

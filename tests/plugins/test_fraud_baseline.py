@@ -140,6 +140,9 @@ def test_idle_cores_run_the_choice_and_the_blend_in_processes_with_the_same_resu
     # The saved model predicts in this process: no n_jobs left behind.
     model = two.model
     assert isinstance(model, VotingClassifier) and model.n_jobs is None, two.name
+    import multiprocessing
+
+    assert multiprocessing.active_children() == []  # the processes ended with the baseline
     save_model(model, tmp_path / "model.skops")
     assert load_model_file(tmp_path / "model.skops").n_jobs is None
 
