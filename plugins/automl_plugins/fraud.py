@@ -36,7 +36,6 @@ model that the core saves with skops so it can be exported, scored and ensembled
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
