@@ -16,9 +16,13 @@ label, seeded by ``training.seed``). The weights are chosen on the first half. T
 ensemble is exported as ``best/`` only if it has at least two members and, on the second
 half (rows its weights never saw), its objective beats that of the single model that
 would be exported otherwise (below) by more than :data:`MIN_GAIN` (0.5%) of the single
-model's (:func:`wins_by_margin`). Otherwise that single model is exported, and the
-ensemble is still shown in the leaderboard, the summary and the report. The figures are
-kept in ``<run>/ensemble.json``.
+model's (:func:`wins_by_margin`) and by more than :data:`SE_RULE` standard errors of the
+paired difference there (bootstrapped, as for the single model's choice): the ensemble is
+the more complex model, held to the rule a trial meets to replace the baseline. (On the
+README's fraud data an ensemble led its baseline by 0.0088 on a held-out half of 300 rows
+and was exported; on test it was 0.010 below it.) Otherwise that single model is
+exported, and the ensemble is still shown in the leaderboard, the summary and the report.
+The figures are kept in ``<run>/ensemble.json``.
 
 **The single model: the best trial or the baseline** (:func:`choose_single`). The best
 trial is the best of many on the same validation rows, so its validation figure is
@@ -238,7 +242,6 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     val_split, val_enc = data.validation, encoded["validation"]
     first, second = halves(val_enc["labels"], ctx.recipe.training.seed, stratify=probabilities)
     split_a, enc_a = subset(val_split, val_enc, first)
-    split_b, enc_b = subset(val_split, val_enc, second)
 
     def on_first(outputs: np.ndarray, _labels: Any) -> float:
         return ensemble_metrics(task, outputs, split_a, enc_a).get(objective.name, float("nan"))
@@ -251,18 +254,13 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
         return combine([m.outputs[split_name][index] for m, _ in used], [w for _, w in used], probabilities=probabilities)
 
     single, choice = choose_single(task, members, val_split, val_enc, objective.name, maximize=maximize, seed=ctx.recipe.training.seed)
-    # The held-out half: calibration from the first half, objective on the second.
-    held: dict[str, Any] = {"rows": len(second), "single": single.name}
-    for name, outputs in (("ensemble", mix("validation", first)), ("single_model", single.outputs["validation"][first])):
-        calibration = task.calibrate(outputs, split_a, enc_a)
-        other = mix("validation", second) if name == "ensemble" else single.outputs["validation"][second]
-        held[name] = ensemble_metrics(task, other, split_b, enc_b, calibration).get(objective.name)
-    better = False
-    if held["ensemble"] is not None and held["single_model"] is not None:
-        better = wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize)
-        held.update(better=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize, margin=0.0),
-                    min_gain=MIN_GAIN)
     full = mix("validation")
+    held = held_out_check(
+        task, full, single.outputs["validation"], val_split, val_enc, (first, second), objective.name,
+        maximize=maximize, seed=ctx.recipe.training.seed,
+    )
+    held["single"] = single.name
+    better = bool(held.pop("wins"))
     calibration = task.calibrate(full, val_split, val_enc)
     test = None
     if data.test is not None and "test" in encoded and all("test" in m.outputs for m, _ in used):
@@ -282,6 +280,35 @@ def build_ensemble(ctx: Any, study: optuna.Study, data: Any, encoded: dict[str, 
     )
     path.write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
+
+
+def held_out_check(
+    task: Task, ensemble: np.ndarray, single: np.ndarray, split: Split, encoded: dict[str, Any],
+    halves_: tuple[np.ndarray, np.ndarray], objective: str, *, maximize: bool, seed: int,
+) -> dict[str, Any]:
+    """The ensemble against the single model on the held-out half (the rule in the module
+    docstring): each calibrated on the first half of *split* (where the weights were
+    chosen) and scored on the second. ``wins``: by more than :data:`MIN_GAIN` and by more
+    than :data:`SE_RULE` standard errors of the paired difference there."""
+    first, second = halves_
+    split_a, enc_a = subset(split, encoded, first)
+    split_b, enc_b = subset(split, encoded, second)
+    held: dict[str, Any] = {"rows": len(second)}
+    for name, outputs in (("ensemble", ensemble), ("single_model", single)):
+        calibration = task.calibrate(outputs[first], split_a, enc_a)
+        held[name] = ensemble_metrics(task, outputs[second], split_b, enc_b, calibration).get(objective)
+    held["wins"] = False
+    if held["ensemble"] is None or held["single_model"] is None:
+        return held
+    _, se = paired_difference(task, ensemble[second], single[second], split_b, enc_b, objective, seed=seed)
+    gain = held["ensemble"] - held["single_model"] if maximize else held["single_model"] - held["ensemble"]
+    beyond_noise = math.isfinite(se) and gain > SE_RULE * se
+    held.update(
+        wins=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize) and beyond_noise,
+        better=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize, margin=0.0),
+        min_gain=MIN_GAIN, standard_error=se if math.isfinite(se) else None, se_rule=SE_RULE,
+    )
+    return held
 
 
 def choose_single(

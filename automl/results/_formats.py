@@ -139,12 +139,19 @@ def fmt_members(members: list[dict[str, Any]]) -> str:
 def ensemble_verdict(ensemble: dict[str, Any], exported: str | None) -> str:
     """Whether the run exported its ensemble: ``exported``, or ``not exported``, with the
     reason when the ensemble did better on the held-out half but by less than the margin
-    an export needs (``automl.ensemble.MIN_GAIN``)."""
+    an export needs (``automl.ensemble.MIN_GAIN``) or within one standard error of the
+    paired difference (``automl.ensemble.SE_RULE``)."""
     if exported == "ensemble":
         return "exported"
     held = ensemble.get("held_out") or {}
     if held.get("better") and len(ensemble.get("members") or []) >= 2:
-        return f"not exported (a gain under the {held.get('min_gain', 0.005):.1%} an ensemble needs)"
+        min_gain, se = held.get("min_gain", 0.005), held.get("standard_error")
+        ens, single = held.get("ensemble"), held.get("single_model")
+        if ens is not None and single is not None and abs(ens - single) > min_gain * max(abs(single), 1e-12):
+            if se is None:
+                return "not exported (its standard error on the held-out half is undefined)"
+            return f"not exported (a gain of {abs(ens - single):.4f}, within one standard error ({se:.4f}): not better beyond noise)"
+        return f"not exported (a gain under the {min_gain:.1%} an ensemble needs)"
     return "not exported"
 
 

@@ -206,3 +206,38 @@ def test_a_trial_replaces_the_baseline_only_when_it_leads_beyond_one_standard_er
     # Without a baseline the trial is the single model.
     pick, choice = choose_single(task, [close], split, encoded, "pr_auc", maximize=True, seed=0)
     assert pick.name == "trial-0"
+
+
+def test_an_ensemble_is_exported_only_when_it_wins_the_held_out_half_beyond_one_standard_error():
+    from automl.ensemble import halves, held_out_check
+    from automl.recipe import DataSpec
+    from automl.results._formats import ensemble_verdict
+    from automl.task import Split
+    from automl_plugins.fraud import FraudDetection, FraudOptions
+
+    task = FraudDetection(FraudOptions(), DataSpec(train="t.csv", label_column="y"))
+    rng = np.random.default_rng(0)
+    labels = (rng.random(600) < 0.1).astype(int)
+    split, encoded = Split(inputs=[""] * 600, labels=labels.tolist()), {"labels": labels.tolist()}
+    parts = halves(labels.tolist(), 0, stratify=True)
+    single = _member("baseline", "baseline", labels + rng.normal(0, 1.0, 600)).outputs["validation"]
+
+    def check(ensemble):
+        return held_out_check(task, ensemble, single, split, encoded, parts, "pr_auc", maximize=True, seed=0)
+
+    # A little ahead on the held-out half, by more than the 0.5% margin but within noise:
+    # the single model stays, and the verdict says why.
+    nudged = single.copy()
+    nudged[np.intersect1d(np.flatnonzero(labels), parts[1])[:1], 1] += 1.5
+    close = check(nudged)
+    assert close["ensemble"] - close["single_model"] > 0.005 * close["single_model"]
+    assert 0 < close["ensemble"] - close["single_model"] < close["standard_error"] and not close["wins"]
+    record = {"members": [{"name": "baseline"}, {"name": "trial-0"}], "held_out": close}
+    assert ensemble_verdict(record, "baseline").startswith("not exported (a gain of ")
+    assert "within one standard error" in ensemble_verdict(record, "baseline")
+    # Far ahead: exported; behind: never.
+    strong = _member("e", "trial", labels * 3 + rng.normal(0, 1.0, 600)).outputs["validation"]
+    far = check(strong)
+    assert far["wins"] and far["ensemble"] - far["single_model"] > far["standard_error"]
+    weak = _member("e", "trial", labels * 0.2 + rng.normal(0, 1.0, 600)).outputs["validation"]
+    assert not check(weak)["wins"]
