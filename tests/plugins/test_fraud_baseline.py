@@ -103,6 +103,20 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     assert (tmp_path / "stack.skops").stat().st_size < 30e6
     loaded = load_model_file(tmp_path / "stack.skops")
     np.testing.assert_allclose(loaded.predict_proba(x), stack.predict_proba(x), rtol=1e-9, atol=1e-12)
+    # With CatBoost the final model averages LightGBM and CatBoost, which reads the words
+    # models' scores and the table columns (not the n-grams), and it round-trips too.
+    both = fraud._stacked(
+        [("number", "passthrough", ["age"]), ("text:symptoms", fraud._ngrams(), "symptoms")],
+        {"symptoms": fraud.hashed_width(x["symptoms"]), "history": 2**12}, config, y, [], seed=0, catboost_trees=50,
+    ).fit(x, y)
+    final = dict(both.named_steps["model"].final_estimator_.named_estimators_)
+    assert set(final) == {"lightgbm", "catboost"}
+    assert final["catboost"].named_steps["model"].n_features_in_ == 3  # two scores and the age
+    assert final["lightgbm"].named_steps["model"].booster_.num_feature() == 3 + len(ngrams.vocabulary_)
+    fraud._single_references(both)
+    assert not hasattr(both.named_steps["model"].final_estimator_, "named_estimators_")  # saved once each
+    save_model(both, tmp_path / "both.skops")
+    np.testing.assert_allclose(load_model_file(tmp_path / "both.skops").predict_proba(x), both.predict_proba(x), rtol=1e-9, atol=1e-12)
     # Past the run's deadline the stacked family (the costliest) is left out.
     import time
 
