@@ -172,36 +172,70 @@ def test_rows_without_text_signal_keep_the_trees():
 
 
 def test_refit_baseline_keeps_held_out_validation_and_scores_test_with_all_rows():
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from automl_plugins import fraud
+
     train, validation, test = reports(300, 0), reports(120, 1), reports(100, 4)
 
-    def fitted(refit: bool, deadline: float | None = None):
+    def fitted(refit: bool, deadline: float | None = None, frames=(train, validation, test), cores: int = 1):
         task = FraudDetection(FraudOptions(positive_label="1", refit_baseline=refit),
                               SimpleNamespace(label_column="serious", text_column="text", feature_columns=None))
         task.baseline_deadline = deadline
-        names = task.label_names(train, file="train.csv")
+        task.baseline_cores = lambda: cores
+        names = task.label_names(frames[0], file="train.csv")
         splits = [task.read(f, split=n, file=n, label_names=names) for f, n in
-                  ((train, "train"), (validation, "validation"), (test, "test"))]
-        return task, task.baseline(TaskData(*splits, names), seed=0), splits[2]
+                  zip(frames, ("train", "validation", "test"), strict=True)]
+        return task, task.baseline(TaskData(*splits, names), seed=0), splits
 
     _, plain, _ = fitted(False)
-    task, refit, test_split = fitted(True)
-    assert refit.name == plain.name + " (refit on training + validation rows)"
-    # Validation figures (and the threshold tuned on them) are the held-out fit's.
-    np.testing.assert_allclose(refit.outputs["validation"], plain.outputs["validation"])
-    def untimed(extra: dict) -> dict:  # the same choices, whatever each step took
-        trials = [{k: v for k, v in t.items() if k != "seconds"} for t in extra.get("lightgbm_trials", [])]
-        return {k: v for k, v in extra.items() if k not in ("phase_seconds", "oof_seconds", "cores", "refit_rows")} | {"lightgbm_trials": trials}
+    task, refit, splits = fitted(True)
+    # The same choice, whatever each step took; the chosen model fitted once, on every row.
+    assert refit.name == plain.name + " (fitted on training + validation rows)"
 
-    assert refit.validation == plain.validation
+    def untimed(extra: dict) -> dict:
+        trials = [{k: v for k, v in t.items() if k != "seconds"} for t in extra.get("lightgbm_trials", [])]
+        return {k: v for k, v in extra.items() if k not in ("phase_seconds", "oof_seconds", "cores", "refit_rows", "threshold")} | {"lightgbm_trials": trials}
+
     assert untimed(refit.extra) == untimed(plain.extra)
     assert refit.extra["refit_rows"] == 300 + 120 and "refit_rows" not in plain.extra
-    # The saved model is the refit one: its test outputs are what the run stored.
+    # Its validation figures (and the threshold) come from the choice's fold models, which
+    # never saw a validation row: each fold's model of the chosen family (or blend) scores
+    # the validation rows, and they are averaged.
+    texts = [c.name for c in task.schema if c.kind == "text"]
+    x, x_val = (fraud.baseline_frame(split.frame, task.schema, joined=texts) for split in splits[:2])
+    y = np.asarray(splits[0].labels)
+    cv = StratifiedKFold(fraud._choice_folds(len(y), int(y.sum())), shuffle=True, random_state=0)
+    bagged = np.mean([clone(refit.model).fit(x.iloc[fit], y[fit]).predict_proba(x_val)[:, 1]
+                      for fit, _ in cv.split(np.zeros(len(y)), y)], axis=0)
+    np.testing.assert_allclose(np.exp(refit.outputs["validation"][:, 1]), bagged, rtol=1e-6)
+    assert not np.allclose(refit.outputs["validation"], plain.outputs["validation"])
+    # The same when the folds run in processes on idle cores.
+    _, two, _ = fitted(True, cores=2)
+    assert two.extra["cores"] == {"choice": 2, "fit": 2} and two.name == refit.name
+    np.testing.assert_allclose(two.outputs["validation"], refit.outputs["validation"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(two.outputs["test"], refit.outputs["test"], rtol=1e-9, atol=1e-12)
+    # The saved model is fitted on every labelled row: its test outputs are what the run stored.
     assert not np.allclose(refit.outputs["test"], plain.outputs["test"])
-    np.testing.assert_allclose(task.baseline_outputs(refit.model, test_split), refit.outputs["test"])
-    # Past the run's deadline the refit is left out, and the name and extra say so.
+    np.testing.assert_allclose(task.baseline_outputs(refit.model, splits[2]), refit.outputs["test"])
+    # Past the run's deadline it is the same one fit.
     import time
 
     _, late, _ = fitted(True, deadline=time.time())
+    assert late.name.endswith(" (fitted on training + validation rows)") and late.extra["refit_rows"] == 420
+    # Where there is no choice (one family: no text, too few positives for LightGBM), the
+    # model is fitted on the training rows and refit on every row when that ends by the
+    # deadline; past it the refit is left out, and the name and extra say so.
+    rng = np.random.default_rng(0)
+
+    def few(n: int) -> pd.DataFrame:
+        return pd.DataFrame({"amount": rng.normal(size=n), "serious": (np.arange(n) % 12 == 0).astype(int)})
+
+    frames = (few(80), few(40), few(40))
+    _, one, _ = fitted(True, frames=frames)
+    assert "candidates" not in one.extra and one.name.endswith(" (refit on training + validation rows)")
+    _, late, _ = fitted(True, deadline=time.time(), frames=frames)
     assert "not refit on training + validation rows: about" in late.name, late.name
     assert late.extra["refit"].startswith("not refit") and late.extra["refit"].endswith("before the deadline")
 
