@@ -306,6 +306,7 @@ def held_out_check(
     held.update(
         wins=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize) and beyond_noise,
         better=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize, margin=0.0),
+        beyond_margin=wins_by_margin(held["ensemble"], held["single_model"], maximize=maximize),
         min_gain=MIN_GAIN, standard_error=se if math.isfinite(se) else None, se_rule=SE_RULE,
     )
     return held

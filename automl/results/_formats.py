@@ -145,13 +145,12 @@ def ensemble_verdict(ensemble: dict[str, Any], exported: str | None) -> str:
         return "exported"
     held = ensemble.get("held_out") or {}
     if held.get("better") and len(ensemble.get("members") or []) >= 2:
-        min_gain, se = held.get("min_gain", 0.005), held.get("standard_error")
-        ens, single = held.get("ensemble"), held.get("single_model")
-        if ens is not None and single is not None and abs(ens - single) > min_gain * max(abs(single), 1e-12):
+        if held.get("beyond_margin"):  # it missed the one-standard-error rule instead
+            se, gain = held.get("standard_error"), abs(held["ensemble"] - held["single_model"])
             if se is None:
                 return "not exported (its standard error on the held-out half is undefined)"
-            return f"not exported (a gain of {abs(ens - single):.4f}, within one standard error ({se:.4f}): not better beyond noise)"
-        return f"not exported (a gain under the {min_gain:.1%} an ensemble needs)"
+            return f"not exported (a gain of {gain:.4f}, within one standard error ({se:.4f}): not better beyond noise)"
+        return f"not exported (a gain under the {held.get('min_gain', 0.005):.1%} an ensemble needs)"
     return "not exported"
 
 
