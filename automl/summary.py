@@ -40,7 +40,7 @@ class RunSummary:
         head.add_row("trials", Text(trials + (" (interrupted)" if self.interrupted else "")))
         best = r.best
         if best is None:
-            head.add_row("best", Text("no trial completed", style="yellow"))
+            head.add_row("best", Text("no trial completed" + (f"; {r.untrained}" if r.untrained else ""), style="yellow"))
         else:
             found = f", found after {fmt_seconds(r.seconds_to_best)}" if r.seconds_to_best is not None else ""
             line = Text.assemble(f"trial {best.number}: {r.objective} = ", (fmt_metric(best.value), "bold green"), f" (validation){found}")

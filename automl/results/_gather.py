@@ -20,6 +20,7 @@ from automl.errors import StorageError, UserError, require_modules
 from automl.privacy import ATTR as PRIVACY_ATTR
 from automl.privacy import STUDY_ATTR as PRIVACY_STUDY_ATTR
 from automl.privacy import run_privacy
+from automl.search.budget import untrained_reason
 from automl.search.space import user_params
 from automl.search.storage import mask_url, open_storage
 
@@ -101,6 +102,8 @@ class RunResults:
     #: What the run's differential privacy amounts to (:func:`automl.privacy.run_privacy`:
     #: the search's ε, δ, mode, what is not covered); None when the run is not private.
     privacy: dict[str, Any] | None = None
+    #: Why the search trained no trial, when it trained none (:func:`automl.search.budget.untrained_reason`).
+    untrained: str | None = None
 
     # ------------------------------------------------------------------ derived facts
 
@@ -511,6 +514,7 @@ def gather(
         param_kinds=param_kinds(study),
         deployment=deployment,
         privacy=privacy_of(study),
+        untrained=untrained_reason(study),
     )
 
 

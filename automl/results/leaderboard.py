@@ -85,7 +85,7 @@ class Leaderboard:
         r = self.results
         counts = r.counts()
         caption = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-        caption = (caption or "no trials yet") + (f" · {BEST_MARK} exported model" if r.exported else f" · {BEST_MARK} best trial" if r.best else "")
+        caption = (caption or (f"no trials: {r.untrained}" if r.untrained else "no trials yet")) + (f" · {BEST_MARK} exported model" if r.exported else f" · {BEST_MARK} best trial" if r.best else "")
         if r.privacy:
             caption += "\n" + privacy_line(r.privacy)
         table = Table(

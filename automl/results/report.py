@@ -85,7 +85,7 @@ def headline(r: RunResults) -> list[tuple[str, str, str]]:
     if best is not None:
         out.append((f"best trial {r.objective}", fmt_metric(best.value), f"validation · trial {best.number}"))
     else:
-        out.append((f"best trial {r.objective}", "-", "no trial completed yet"))
+        out.append((f"best trial {r.objective}", "-", r.untrained or "no trial completed yet"))
     if r.baseline_value is not None:
         btest = ((r.baseline or {}).get("test") or {}).get(r.objective)
         note = short_name(str((r.baseline or {}).get("name", "classical baseline"))) + (f" {NOT_PRIVATE}" if r.privacy else "")

@@ -71,6 +71,21 @@ def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
     return t.state == TrialState.FAIL and not t.user_attrs.get("retried") and not t.user_attrs.get("surplus")
 
 
+def untrained_reason(study: optuna.Study) -> str | None:
+    """Why the search trained no trial, when it trained none: ``"trial N not trained: ..."``
+    from the last trial it drew and left unrun because it would not have finished before
+    the deadline (on a big or wordy table a CPU may not score the validation rows in the
+    time given). ``None`` when a trial ran, or none was drawn."""
+    trials = study.get_trials(deepcopy=False)
+    if any(not t.user_attrs.get("surplus") for t in trials):
+        return None
+    drawn = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")]
+    if not drawn:
+        return None
+    reason = " ".join(str(drawn[-1].user_attrs["fail_reason"]).split())
+    return f"trial {drawn[-1].number} {reason}"
+
+
 def budget_used(study: optuna.Study) -> int:
     """Trials that count toward ``search.trials``, across every worker and every resume."""
     return sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))

@@ -34,7 +34,7 @@ from automl.events import StudySummary
 from automl.privacy import STUDY_ATTR, privacy_settings
 from automl.resolve import check_backbone, check_private_data, check_trainable
 from automl.run import RunContext
-from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry, search_deadline
+from automl.search.budget import BASELINE_BUDGET_SHARE, budget_used, fail_and_retry, search_deadline, untrained_reason
 from automl.search.live import LiveStatus
 from automl.search.storage import mask_url, open_storage
 from automl.search.warmstart import queue_start
@@ -89,6 +89,8 @@ class RunOutcome:
         if failed:
             reason = " ".join(str(failed[-1].user_attrs.get("fail_reason", "unknown reason")).split())
             line += f"; trial {failed[-1].number} failed: {reason}"
+        elif self.study is not None and (untrained := untrained_reason(self.study)):
+            line += f"; {untrained}"
         return line + "; see automl leaderboard " + str(self.run_dir)
 
 
