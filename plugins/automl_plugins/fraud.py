@@ -551,9 +551,12 @@ class FraudDetection(Columns, Task):
             vocabulary = _tfidf().fit(x[name]).vocabulary_
             if len(vocabulary) > 2:
                 texts.append(name)
-                svd = TruncatedSVD(min(16, len(vocabulary) - 1), random_state=seed)
-                parts.append((f"text:{name}", make_pipeline(_tfidf(), svd), name))
-                ngram_parts.append((f"text:{name}", _ngrams(), name))
+                components = svd_components(x[name])
+                if components:
+                    svd = TruncatedSVD(components, random_state=seed)
+                    parts.append((f"text:{name}", make_pipeline(_tfidf(), svd), name))
+                if has_ngrams(x[name]):
+                    ngram_parts.append((f"text:{name}", _ngrams(), name))
         category_indices = list(range(len(numbers), len(numbers) + len(categories)))
 
         def ngram_columns() -> Any:  # sparse whenever a part is (a table without text: dense)
@@ -1129,6 +1132,33 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: d
             cv=StratifiedKFold(STACK_FOLDS, shuffle=True, random_state=seed),
         )),
     ])
+
+
+def svd_components(values: Any) -> int:
+    """How many SVD components of a text column's TF-IDF the trees other than LightGBM see:
+    16, fewer for a column of few distinct words. The choice's folds and CatBoost's probe
+    fit on part of the training rows, where fewer words reach the TF-IDF's ``min_df``, and
+    TruncatedSVD needs fewer components than words: so at most half the words of every
+    other row (on 240 VAERS rows PRIOR_VAX has 18 words, 6 in every other row, and 16
+    components failed a fold, which cost the run its baseline); 0 (no components: the
+    column's n-grams only) below 4 words there."""
+    try:
+        words = len(_tfidf().fit(values.iloc[::2]).vocabulary_)
+    except ValueError:  # nothing but stop words or empty cells there
+        words = 0
+    return min(16, words // 2) if words >= 4 else 0
+
+
+def has_ngrams(values: Any) -> bool:
+    """Whether LightGBM gets a text column's n-grams (:func:`_ngrams`): only when some reach
+    its ``min_df`` in every other row (the search's folds fit on part of the training rows,
+    and a column whose words each appear once or twice left the n-grams no term there: an
+    error that cost the run its baseline)."""
+    try:
+        _ngrams().fit(values.iloc[::2])
+    except ValueError:  # no term in enough rows
+        return False
+    return True
 
 
 def hashed_width(values: Any) -> int:

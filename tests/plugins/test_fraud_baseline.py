@@ -407,3 +407,33 @@ def test_a_run_exports_the_lightgbm_baseline_when_it_wins(tmp_path):
     model = automl.load_model(str(outcome.best_dir))
     test = pd.read_csv(paths["test"])
     np.testing.assert_allclose(model.outputs(test), load_outputs(outcome.best_dir / "outputs.npz")["test"], rtol=1e-6)
+
+
+def test_text_columns_of_few_or_rare_words_keep_the_baseline_on_a_small_table():
+    """A column of few distinct words on a few hundred rows (VAERS's PRIOR_VAX on 240 rows:
+    18 words) gave its TF-IDF more SVD components than the words a fold of the choice
+    sees, and TruncatedSVD's error cost the run its baseline. The components are now
+    bounded by the words of every other row; a column of too few words there keeps its
+    n-grams only."""
+    from automl_plugins.fraud import svd_components
+
+    frame = reports(240, 0)
+    # 18 words, each in two rows, and one in all of those rows, beside words of one row
+    # each: 19 terms reach the TF-IDF's min_df=2, about 13 in four fifths of the rows.
+    frame["prior"] = [f"dose{i // 2} once{i} prior" if i < 36 else f"once{i}a once{i}b once{i}c" for i in range(240)]
+    rare = pd.Series([f"rare{i}" for i in range(40)] + ["missing"] * 200)
+    assert svd_components(frame["prior"].fillna("missing")) < 16
+    assert svd_components(pd.Series(["the a an"] * 20)) == 0  # stop words only
+    assert svd_components(rare) == 0  # no word twice in every other row
+    task, data = task_and_data(frame, reports(120, 1).assign(prior=None))
+    assert [c.kind for c in task.schema] == ["text", "text", "number", "category", "text"]
+    result = task.baseline(data, seed=0)
+    assert {"trees", "random-forest", "extra-trees", "words"} <= set(result.extra["candidates"]), result.extra["candidates"]
+    # Words in one or two rows each: no n-gram reaches LightGBM's min_df, which is left
+    # without the column's n-grams instead of failing.
+    from automl_plugins.fraud import has_ngrams
+
+    frame["prior"] = [f"dose{i // 2} once{i}a" if i < 36 else f"once{i}a once{i}b once{i}c" for i in range(240)]
+    assert not has_ngrams(frame["prior"]) and has_ngrams(frame["symptoms"])
+    task, data = task_and_data(frame, reports(120, 1).assign(prior=None))
+    assert "lightgbm" in task.baseline(data, seed=0).extra["candidates"]
