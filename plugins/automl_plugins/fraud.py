@@ -548,15 +548,14 @@ class FraudDetection(Columns, Task):
         # components (docs/benchmarks.md section 13 measures the difference).
         ngram_parts = list(parts)
         for name in [c.name for c in self.schema if c.kind == "text"]:
-            vocabulary = _tfidf().fit(x[name]).vocabulary_
-            if len(vocabulary) > 2:
+            if tfidf_terms(x[name]) > 2:
                 texts.append(name)
                 components = svd_components(x[name])
                 if components:
                     svd = TruncatedSVD(components, random_state=seed)
-                    parts.append((f"text:{name}", make_pipeline(_tfidf(), svd), name))
+                    parts.append((step_name("text", name), make_pipeline(_tfidf(), svd), name))
                 if has_ngrams(x[name]):
-                    ngram_parts.append((f"text:{name}", _ngrams(), name))
+                    ngram_parts.append((step_name("text", name), _ngrams(), name))
         category_indices = list(range(len(numbers), len(numbers) + len(categories)))
 
         def ngram_columns() -> Any:  # sparse whenever a part is (a table without text: dense)
@@ -608,7 +607,7 @@ class FraudDetection(Columns, Task):
         if texts and positives >= 2:
             # TF-IDF + logistic regression on the words of all text columns as one document:
             # on report-like rows often better than any tree on its own.
-            joined_parts = [(f"{JOINED_PART}:{c}", "drop", c) for c in texts]
+            joined_parts = [(step_name(JOINED_PART, c), "drop", c) for c in texts]
             candidates["words"] = Pipeline([
                 ("columns", ColumnTransformer(
                     joined_parts + [("words", _word_features(), JOINED), ("chars", _char_features(), JOINED)]
@@ -1112,7 +1111,7 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: d
     for name, width in texts.items():
         stop = start + 2 * width
         select = _columns(slice(start, stop if stop < 0 else None))
-        words.append((f"words:{name}", Pipeline([("select", select), ("model", _words_model(seed))])))
+        words.append((step_name("words", name), Pipeline([("select", select), ("model", _words_model(seed))])))
         start = stop
     trees = max(10, round(config["trees"] * 1.1))
     # The final model sees the words models' scores first, then the columns of *parts*.
@@ -1123,7 +1122,7 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: d
         catboost = Pipeline([("select", _columns(slice(0, len(texts) + table))),
                              ("model", _classical.catboost(y, seed, catboost_trees))])
         final = VotingClassifier([("lightgbm", final), ("catboost", catboost)], voting="soft")
-    features = [(f"text:{name}:{kind}", make(width), name) for name, width in texts.items()
+    features = [(step_name("text", name, kind), make(width), name) for name, width in texts.items()
                 for kind, make in (("words", _word_features), ("chars", _char_features))]
     return Pipeline([
         ("columns", ColumnTransformer(parts + features, sparse_threshold=1.0)),
@@ -1134,6 +1133,25 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: d
     ])
 
 
+def step_name(kind: str, column: str, *more: str) -> str:
+    """The name of a column's step in a scikit-learn ColumnTransformer or ensemble,
+    ``kind:column[:more]`` (:meth:`FraudDetection.baseline_outputs` reads the kind back):
+    a double underscore in a column's name becomes ``_.``, since scikit-learn keeps ``__``
+    for its nested parameters and refuses step names that hold it (``customer__note``,
+    dbt's naming, failed the baseline)."""
+    return ":".join([kind, column.replace("__", "_."), *more])
+
+
+def tfidf_terms(values: Any) -> int:
+    """How many terms a text column's TF-IDF (:func:`_tfidf`) keeps: 0 where none reaches its
+    ``min_df`` (a column of identifiers, each value once) or no word is long enough to be
+    a term (single letters), which scikit-learn reports with an error."""
+    try:
+        return len(_tfidf().fit(values).vocabulary_)
+    except ValueError:
+        return 0
+
+
 def svd_components(values: Any) -> int:
     """How many SVD components of a text column's TF-IDF the trees other than LightGBM see:
     16, fewer for a column of few distinct words. The choice's folds and CatBoost's probe
@@ -1142,10 +1160,7 @@ def svd_components(values: Any) -> int:
     other row (on 240 VAERS rows PRIOR_VAX has 18 words, 6 in every other row, and 16
     components failed a fold, which cost the run its baseline); 0 (no components: the
     column's n-grams only) below 4 words there."""
-    try:
-        words = len(_tfidf().fit(values.iloc[::2]).vocabulary_)
-    except ValueError:  # nothing but stop words or empty cells there
-        words = 0
+    words = tfidf_terms(values.iloc[::2])
     return min(16, words // 2) if words >= 4 else 0
 
 

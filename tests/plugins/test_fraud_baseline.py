@@ -409,7 +409,7 @@ def test_a_run_exports_the_lightgbm_baseline_when_it_wins(tmp_path):
     np.testing.assert_allclose(model.outputs(test), load_outputs(outcome.best_dir / "outputs.npz")["test"], rtol=1e-6)
 
 
-def test_text_columns_of_few_or_rare_words_keep_the_baseline_on_a_small_table():
+def test_text_columns_of_few_rare_or_no_terms_keep_the_baseline_on_a_small_table():
     """A column of few distinct words on a few hundred rows (VAERS's PRIOR_VAX on 240 rows:
     18 words) gave its TF-IDF more SVD components than the words a fold of the choice
     sees, and TruncatedSVD's error cost the run its baseline. The components are now
@@ -437,3 +437,30 @@ def test_text_columns_of_few_or_rare_words_keep_the_baseline_on_a_small_table():
     assert not has_ngrams(frame["prior"]) and has_ngrams(frame["symptoms"])
     task, data = task_and_data(frame, reports(120, 1).assign(prior=None))
     assert "lightgbm" in task.baseline(data, seed=0).extra["candidates"]
+    # A column of identifiers (each value once: no term reaches min_df) and one of single
+    # letters (no word is a term): scikit-learn's TF-IDF raised on them, and the run lost
+    # its baseline. They are left to the words models now.
+    from automl_plugins.fraud import tfidf_terms
+
+    rng = np.random.default_rng(0)
+    ids = {"reference": [f"tx{i:05d}" for i in range(240)], "code": [" ".join(rng.choice(list("abcdef"), 30)) for _ in range(240)]}
+    assert tfidf_terms(pd.Series(ids["reference"])) == 0 and tfidf_terms(pd.Series(ids["code"])) == 0
+    frame = reports(240, 0).assign(**ids)
+    task, data = task_and_data(frame, reports(120, 1).assign(reference="tx99999", code="a b c"))
+    assert [c.kind for c in task.schema][-2:] == ["text", "text"]
+    assert {"lightgbm", "trees", "words"} <= set(task.baseline(data, seed=0).extra["candidates"])
+
+
+def test_a_column_whose_name_holds_a_double_underscore_gets_a_baseline_that_round_trips(tmp_path):
+    """scikit-learn keeps ``__`` for nested parameters and refuses step names that hold it;
+    the baseline names its steps after the columns (``customer__note``, dbt's naming)."""
+    from automl_plugins.fraud import step_name
+
+    assert step_name("text", "customer__note", "words") == "text:customer_.note:words"
+    frame = reports(300, 0).rename(columns={"symptoms": "customer__note", "site": "store__site"})
+    task, data = task_and_data(frame, reports(120, 1).rename(columns={"symptoms": "customer__note", "site": "store__site"}))
+    result = task.baseline(data, seed=0)
+    assert result.extra["candidates"]["words"] > 0.9, result.extra["candidates"]
+    save_model(result.model, tmp_path / "model.skops")
+    loaded = load_model_file(tmp_path / "model.skops")
+    np.testing.assert_allclose(task.baseline_outputs(loaded, data.validation), result.outputs["validation"], atol=1e-6)
