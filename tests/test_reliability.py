@@ -140,7 +140,7 @@ def test_failed_check_leaves_no_run_directory(tmp_path, toy_dir):
     recipe["data"]["train"] = str(_write(tmp_path / "train.csv", "text,label\n"))
     path = write_recipe(tmp_path / "r.yaml", recipe)
     one_line_error(["run", str(path)], "header but no data rows")
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert not (tmp_path / "run").exists()  # not even an empty directory
 
 
 # ----------------------------------------------------------------------------- properties

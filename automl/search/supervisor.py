@@ -12,6 +12,8 @@ workers: the supervisor's own torch import then overlaps theirs.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import multiprocessing
 import os
@@ -628,10 +630,19 @@ def _run(
     check_trainable(ctx.resolved)
     if recipe.path is None:
         raise UserError("a recipe must be loaded from a file to run (workers re-read it)")
+    existed = ctx.run_dir.exists()
     moved = ctx.prepare_dir(fresh=options.fresh)
     if moved is not None:
         console.print(f"--fresh: the previous run was moved to {moved}")
-    return Supervisor(ctx, options, console, launcher).run()
+    try:
+        return Supervisor(ctx, options, console, launcher).run()
+    except UserError:
+        # Bad data is reported before anything is written for the run: the directory made
+        # for it goes too (only while empty; a run to resume keeps its own).
+        if not existed:
+            with contextlib.suppress(OSError):
+                ctx.run_dir.rmdir()
+        raise
 
 
 __all__ = ["RunOptions", "RunOutcome", "run_recipe"]
