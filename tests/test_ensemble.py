@@ -112,6 +112,8 @@ def test_the_verdict_says_why_a_better_ensemble_was_not_exported():
     assert ensemble_verdict(hair, "ensemble") == "exported"
     worse = {"members": members, "held_out": {"ensemble": 0.90, "single_model": 0.9119, "better": False}}
     assert ensemble_verdict(worse, "baseline") == "not exported"
+    alone = {"members": [{"name": "baseline", "weight": 1.0}], "held_out": {"ensemble": 0.83, "single_model": 0.83, "better": False}}
+    assert ensemble_verdict(alone, "baseline") == "not exported (the selection kept baseline alone: no other model raised it)"
 
 
 def test_the_note_says_why_the_baseline_was_kept_over_a_better_looking_trial():

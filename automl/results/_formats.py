@@ -140,9 +140,12 @@ def ensemble_verdict(ensemble: dict[str, Any], exported: str | None) -> str:
     """Whether the run exported its ensemble: ``exported``, or ``not exported``, with the
     reason when the ensemble did better on the held-out half but by less than the margin
     an export needs (``automl.ensemble.MIN_GAIN``) or within one standard error of the
-    paired difference (``automl.ensemble.SE_RULE``)."""
+    paired difference (``automl.ensemble.SE_RULE``), or when the ensemble is one model."""
     if exported == "ensemble":
         return "exported"
+    members = ensemble.get("members") or []
+    if len(members) == 1:  # the greedy selection added nothing to its first pick
+        return f"not exported (the selection kept {members[0].get('name', 'one model')} alone: no other model raised it)"
     held = ensemble.get("held_out") or {}
     if held.get("better") and len(ensemble.get("members") or []) >= 2:
         if held.get("beyond_margin"):  # it missed the one-standard-error rule instead
