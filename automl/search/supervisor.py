@@ -13,7 +13,6 @@ workers: the supervisor's own torch import then overlaps theirs.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import multiprocessing
 import os
