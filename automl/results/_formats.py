@@ -147,7 +147,7 @@ def ensemble_verdict(ensemble: dict[str, Any], exported: str | None) -> str:
     if len(members) == 1:  # the greedy selection added nothing to its first pick
         return f"not exported (the selection kept {members[0].get('name', 'one model')} alone: no other model raised it)"
     held = ensemble.get("held_out") or {}
-    if held.get("better") and len(ensemble.get("members") or []) >= 2:
+    if held.get("better") and len(members) >= 2:
         if held.get("beyond_margin"):  # it missed the one-standard-error rule instead
             se, gain = held.get("standard_error"), abs(held["ensemble"] - held["single_model"])
             if se is None:
