@@ -143,6 +143,8 @@ def test_predict_matches_columns_by_name_extra_and_reordered(columns_run, tmp_pa
         out = tmp_path / f"pred-{source.stem}.csv"
         result = invoke("predict", str(columns_run / export), str(source), "-o", str(out))
         assert result.exit_code == 0, result.output
+        # The label column shares its name with fraud's decision column, which replaces it.
+        assert f"note: {source}: column 'is_fraud' is replaced by the prediction column" in " ".join(result.stderr.split())
         outputs.append(pd.read_csv(out))
     assert outputs[1]["note"].eq("extra column").all() and outputs[1]["id"].tolist() == list(range(len(test)))
     assert outputs[0]["prediction"].tolist() == outputs[1]["prediction"].tolist()
