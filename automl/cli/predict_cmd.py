@@ -64,8 +64,8 @@ def command(
     # model was trained on, often the label itself (fraud's `is_fraud`), which the user may
     # have meant to keep beside the prediction.
     replaced = [c for c in frame.columns if c in result.columns and not result[c].equals(frame[c])]
-    for column in replaced:
-        err.print(f"note: {name}: column '{column}' is replaced by the prediction column of the same name; "
+    for replaced_column in replaced:
+        err.print(f"note: {name}: column '{replaced_column}' is replaced by the prediction column of the same name; "
                   "rename it in the input to keep it", highlight=False, soft_wrap=True)
     if output is not None and err.is_terminal:
         err.print(f"{len(result)} predictions written to {output}")
