@@ -27,7 +27,7 @@ natively, the positive class weighted) with its hyperparameters searched by a sm
 lasts (``automl_plugins._classical``), its two best configurations, a random forest and
 extremely randomised trees, TF-IDF + logistic regression on the words of the text
 columns, and a stack of those two (LightGBM, averaged with CatBoost where it is installed,
-with a words model's score of each text column as more columns).
+with two words models' scores of each text column as more columns).
 Every family predicts the training rows out of fold (at most
 ``baseline_max_rows`` of them); the best one, or a weighted blend of several picked
 greedily on those predictions when it does better, is fitted on the training rows. One
@@ -822,7 +822,7 @@ FAMILY_NAMES = {
     "extra-trees": "extremely randomised trees on the raw columns",
     "catboost": "gradient boosting (CatBoost) on the raw columns",
     "words": "TF-IDF + logistic regression on the words and characters of the text columns",
-    "stack": "LightGBM (and CatBoost) on the raw columns and each text column's words model score, stacked",
+    "stack": "LightGBM (and CatBoost) on the raw columns and each text column's words models' scores, stacked",
 }
 #: Share of the baseline's time budget (``Task.baseline_budget``) that LightGBM's search
 #: may take; the out-of-fold choice and the final fit follow.
@@ -1076,6 +1076,16 @@ def _words_model(seed: int) -> Any:
     return LogisticRegression(C=4.0, max_iter=2000, random_state=seed)
 
 
+def _bayes_model() -> Any:
+    """Complement naive Bayes (Rennie et al. 2003), the stacked family's second words model of
+    each text column: word counts weighed on their own, where logistic regression weighs
+    them together, so its score tells the trees something the first one does not, for a
+    fit of a fraction of a second (docs/benchmarks.md section 13 measures it)."""
+    from sklearn.naive_bayes import ComplementNB
+
+    return ComplementNB(alpha=0.5)
+
+
 #: Folds of the stacked family's own out-of-fold scores of the words models.
 STACK_FOLDS = 3
 
@@ -1086,9 +1096,10 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: d
     columns of *parts* (numbers, categories, each text column's n-grams) followed by each
     text column's hashed word and character features, *texts* mapping each column to the
     width of each of its two hashed parts (fixed, so each model selects its own by
-    position; :func:`hashed_width`). A words model (logistic regression) per text column
-    scores the training rows out of fold (:data:`STACK_FOLDS`); LightGBM at *config* trains
-    on those scores and the columns of *parts*. Stacking as Shi et al. (2021) measured it on
+    position; :func:`hashed_width`). Two words models per text column, logistic regression
+    on both parts and complement naive Bayes on the words (:func:`_bayes_model`), score the
+    training rows out of fold (:data:`STACK_FOLDS`); LightGBM at *config* trains on those
+    scores and the columns of *parts*. Stacking as Shi et al. (2021) measured it on
     business tables with text: the trees read what a words model makes of each text column
     next to the other columns, instead of a fixed weight in a blend. One score per column
     rather than one of all columns joined: on all of VAERS the trees then tell the symptoms
@@ -1112,14 +1123,16 @@ def _stacked(parts: list[tuple[str, Any, Any]], texts: dict[str, int], config: d
         stop = start + 2 * width
         select = _columns(slice(start, stop if stop < 0 else None))
         words.append((step_name("words", name), Pipeline([("select", select), ("model", _words_model(seed))])))
+        select_words = _columns(slice(start, start + width))  # the word half (never the matrix's end)
+        words.append((step_name("bayes", name), Pipeline([("select", select_words), ("model", _bayes_model())])))
         start = stop
     trees = max(10, round(config["trees"] * 1.1))
     # The final model sees the words models' scores first, then the columns of *parts*.
-    lightgbm = _classical.lightgbm(_classical.config_of(config), y, [i + len(texts) for i in categories], seed, trees)
+    lightgbm = _classical.lightgbm(_classical.config_of(config), y, [i + len(words) for i in categories], seed, trees)
     final: Any = Pipeline([("select", _columns(slice(0, -hashed))), ("model", lightgbm)])
     if catboost_trees:
         table = sum(len(columns) for name, _, columns in parts if name in ("number", "category"))
-        catboost = Pipeline([("select", _columns(slice(0, len(texts) + table))),
+        catboost = Pipeline([("select", _columns(slice(0, len(words) + table))),
                              ("model", _classical.catboost(y, seed, catboost_trees))])
         final = VotingClassifier([("lightgbm", final), ("catboost", catboost)], voting="soft")
     features = [(step_name("text", name, kind), make(width), name) for name, width in texts.items()

@@ -78,8 +78,9 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     scores = result.extra["candidates"]
     assert {"lightgbm", "words", "stack"} <= set(scores), scores
     assert scores["stack"] > 0.9 and scores["lightgbm"] > scores["trees"], scores
-    # The stacked family alone: its LightGBM sees a words model's score of each text column
-    # (columns 0 and 1, which it splits on) and each word 1-2-gram of a text column, and it
+    # The stacked family alone: its LightGBM sees two words models' scores of each text
+    # column (logistic regression and naive Bayes: columns 0 to 3, in the order of the
+    # members, which it splits on) and each word 1-2-gram of a text column, and it
     # round-trips without pickle.
     x = fraud.baseline_frame(data.train.frame, task.schema)
     y = np.asarray(data.train.labels)
@@ -91,11 +92,11 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     ngrams = stack.named_steps["columns"].named_transformers_["text:symptoms"]
     assert isinstance(ngrams, CountVectorizer) and "seizure" in ngrams.vocabulary_
     words = dict(stack.named_steps["model"].named_estimators_)
-    assert set(words) == {"words:symptoms", "words:history"}
+    assert set(words) == {"words:symptoms", "bayes:symptoms", "words:history", "bayes:history"}
     booster = stack.named_steps["model"].final_estimator_.named_steps["model"].booster_
     used = {node["split_feature"] for tree in booster.dump_model()["tree_info"] for node in _nodes(tree["tree_structure"])}
-    assert booster.num_feature() == 3 + len(ngrams.vocabulary_)  # two scores, the age, the n-grams
-    assert 0 in used, used  # the words model's score of the symptoms
+    assert booster.num_feature() == 5 + len(ngrams.vocabulary_)  # four scores, the age, the n-grams
+    assert {0, 1} & used, used  # a words model's score of the symptoms
     fraud._single_references(stack)  # as the baseline leaves its model: plain indices, quick to save
     assert all(type(i) is int for i in ngrams.vocabulary_.values())
     save_model(stack, tmp_path / "stack.skops")
@@ -104,15 +105,20 @@ def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_word
     loaded = load_model_file(tmp_path / "stack.skops")
     np.testing.assert_allclose(loaded.predict_proba(x), stack.predict_proba(x), rtol=1e-9, atol=1e-12)
     # With CatBoost the final model averages LightGBM and CatBoost, which reads the words
-    # models' scores and the table columns (not the n-grams), and it round-trips too.
+    # models' scores and the table columns (not the n-grams), and it round-trips too; the
+    # category (the table's second column) is LightGBM's sixth, after the four scores.
+    from sklearn.preprocessing import OrdinalEncoder
+
     both = fraud._stacked(
-        [("number", "passthrough", ["age"]), ("text:symptoms", fraud._ngrams(), "symptoms")],
-        {"symptoms": fraud.hashed_width(x["symptoms"]), "history": 2**12}, config, y, [], seed=0, catboost_trees=50,
+        [("number", "passthrough", ["age"]), ("category", OrdinalEncoder(), ["site"]),
+         ("text:symptoms", fraud._ngrams(), "symptoms")],
+        {"symptoms": fraud.hashed_width(x["symptoms"]), "history": 2**12}, config, y, [1], seed=0, catboost_trees=50,
     ).fit(x, y)
     final = dict(both.named_steps["model"].final_estimator_.named_estimators_)
     assert set(final) == {"lightgbm", "catboost"}
-    assert final["catboost"].named_steps["model"].n_features_in_ == 3  # two scores and the age
-    assert final["lightgbm"].named_steps["model"].booster_.num_feature() == 3 + len(ngrams.vocabulary_)
+    assert final["catboost"].named_steps["model"].n_features_in_ == 6  # four scores, the age and the site
+    assert final["lightgbm"].named_steps["model"].booster_.num_feature() == 6 + len(ngrams.vocabulary_)
+    assert final["lightgbm"].named_steps["model"].get_params()["categorical_column"] == [5]
     fraud._single_references(both)
     assert not hasattr(both.named_steps["model"].final_estimator_, "named_estimators_")  # saved once each
     save_model(both, tmp_path / "both.skops")
