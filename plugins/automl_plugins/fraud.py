@@ -1158,9 +1158,16 @@ def step_name(kind: str, column: str, *more: str) -> str:
 def tfidf_terms(values: Any) -> int:
     """How many terms a text column's TF-IDF (:func:`_tfidf`) keeps: 0 where none reaches its
     ``min_df`` (a column of identifiers, each value once) or no word is long enough to be
-    a term (single letters), which scikit-learn reports with an error."""
+    a term (single letters)."""
+    return vocabulary_size(_tfidf(), values)
+
+
+def vocabulary_size(vectoriser: Any, values: Any) -> int:
+    """How many terms *vectoriser* keeps of *values*: 0 where it keeps none (no term reaches
+    its ``min_df``, or nothing but stop words and empty cells), which scikit-learn reports
+    with an error."""
     try:
-        return len(_tfidf().fit(values).vocabulary_)
+        return len(vectoriser.fit(values).vocabulary_)
     except ValueError:
         return 0
 
@@ -1182,11 +1189,7 @@ def has_ngrams(values: Any) -> bool:
     its ``min_df`` in every other row (the search's folds fit on part of the training rows,
     and a column whose words each appear once or twice left the n-grams no term there: an
     error that cost the run its baseline)."""
-    try:
-        _ngrams().fit(values.iloc[::2])
-    except ValueError:  # no term in enough rows
-        return False
-    return True
+    return vocabulary_size(_ngrams(), values.iloc[::2]) > 0
 
 
 def hashed_width(values: Any) -> int:
@@ -1197,10 +1200,7 @@ def hashed_width(values: Any) -> int:
     columns at full width took 6.3 s a fit, against 1.2 s for all of them joined)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    try:
-        vocabulary = len(CountVectorizer().fit(values).vocabulary_)
-    except ValueError:  # nothing but stop words or empty cells
-        vocabulary = 0
+    vocabulary = vocabulary_size(CountVectorizer(), values)
     return min(HASHED_FEATURES, max(2**12, 1 << max(0, 16 * vocabulary - 1).bit_length()))
 
 
