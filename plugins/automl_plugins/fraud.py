@@ -556,6 +556,9 @@ class FraudDetection(Columns, Task):
                     parts.append((step_name("text", name), make_pipeline(_tfidf(), svd), name))
                 if has_ngrams(x[name]):
                     ngram_parts.append((step_name("text", name), _ngrams(), name))
+        # A category column of lists ("DTAP;HEP;IPV"): its codes stay (one per list, the
+        # rarer lists pooled), and LightGBM also reads which items each list holds.
+        ngram_parts += [(step_name("category", name, ITEMS), _items(), name) for name in categories if listed_items(x[name])]
         category_indices = list(range(len(numbers), len(numbers) + len(categories)))
 
         def ngram_columns() -> Any:  # sparse whenever a part is (a table without text: dense)
@@ -1017,6 +1020,37 @@ def _ngrams() -> Any:
     from sklearn.feature_extraction.text import CountVectorizer
 
     return CountVectorizer(ngram_range=(1, 2), min_df=3, max_features=NGRAMS_PER_COLUMN, binary=True, dtype=np.float32)
+
+
+#: The step of a category column's items (:func:`listed_items`): ``category:<column>:items``.
+ITEMS = "items"
+#: What separates the items of a listed category value, and what an item is: words, with
+#: single spaces inside ("New York").
+ITEM_SEPARATORS = ";|,"
+ITEM_PATTERN = rf"[^{ITEM_SEPARATORS}\s]+(?: [^{ITEM_SEPARATORS}\s]+)*"
+
+
+def _items() -> Any:
+    """A listed category column's items (:func:`listed_items`) in at least 3 rows, present or
+    absent (sparse): the codes of 779 lists of vaccines tell LightGBM little about any one
+    vaccine, pooled beyond the 250 most frequent lists; the items tell it which the row holds."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(token_pattern=ITEM_PATTERN, min_df=3, binary=True, dtype=np.float32)
+
+
+def listed_items(values: Any) -> list[str]:
+    """The items of a category column of lists that are in at least 3 of every other row (the
+    search's folds fit on part of the rows), sorted; none (not a column of lists) unless at
+    least 5% of its present values hold one of :data:`ITEM_SEPARATORS`."""
+    present = [v for v in values if v != MISSING]
+    listed = sum(any(sep in v for sep in ITEM_SEPARATORS) for v in present)
+    if listed < max(1, 0.05 * len(present)):
+        return []
+    try:
+        return sorted(_items().fit(values.iloc[::2]).vocabulary_)
+    except ValueError:  # no item in 3 rows
+        return []
 
 
 def _single_references(model: Any) -> Any:

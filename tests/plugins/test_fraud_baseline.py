@@ -470,3 +470,48 @@ def test_a_column_whose_name_holds_a_double_underscore_gets_a_baseline_that_roun
     save_model(result.model, tmp_path / "model.skops")
     loaded = load_model_file(tmp_path / "model.skops")
     np.testing.assert_allclose(task.baseline_outputs(loaded, data.validation), result.outputs["validation"], atol=1e-6)
+
+
+def vaccine_lists(n: int, seed: int) -> pd.DataFrame:
+    """Rows whose risk is one item ("ppv") in a category column of lists of 2-3 of ten
+    vaccines, "dtap;ppv;mmr" (over a hundred distinct lists, each in a few rows), and
+    the age."""
+    rng = np.random.default_rng(seed)
+    vaccines = ["dtap", "ppv", "mmr", "hep", "flu", "ipv", "hib", "var", "men", "tdap"]
+    lists = [";".join(sorted(rng.choice(vaccines, rng.integers(2, 4), replace=False))) for _ in range(n)]
+    age = rng.integers(1, 90, n)
+    risk = np.array(["ppv" in v.split(";") for v in lists]) * 2.0 + (age > 60) * 0.8
+    p = 1 / (1 + np.exp(-(risk - 2.0 + rng.normal(0, 0.5, n))))
+    return pd.DataFrame({"vaccines": lists, "age": age.astype(float), "serious": (rng.random(n) < p).astype(int)})
+
+
+def test_a_category_column_of_lists_gives_lightgbm_its_items(tmp_path):
+    from automl_plugins import fraud
+
+    train = vaccine_lists(500, 0)
+    vaccines = ["dtap", "flu", "hep", "hib", "ipv", "men", "mmr", "ppv", "tdap", "var"]
+    assert fraud.listed_items(pd.Series(train["vaccines"])) == vaccines
+    assert fraud.listed_items(pd.Series(["New York, NY"] * 6 + ["Paris, TX"] * 6)) == ["new york", "ny", "paris", "tx"]
+    assert not fraud.listed_items(pd.Series(risky_merchants(200, 0)["merchant"]))
+    assert not fraud.listed_items(pd.Series(["a;b"] * 4 + ["c"] * 96))  # separators in under 5% of values
+    assert not fraud.listed_items(pd.Series(["a;b", "c;d", "e;f"]))  # no item in 3 rows
+    task, data = task_and_data(train, vaccine_lists(200, 100))
+    assert [c.kind for c in task.schema] == ["category", "number"]  # lists of one word each: a category
+    result = task.baseline(data, seed=0)
+    assert result.extra["candidates"]["lightgbm"] > result.extra["candidates"]["trees"], result.extra["candidates"]
+    model = result.model
+    if result.extra["family"] == "blend":
+        model = dict(zip([name for name, _ in model.estimators], model.estimators_, strict=True))["lightgbm"]
+    columns = model.named_steps["columns"]
+    items = columns.named_transformers_["category:vaccines:items"]
+    assert sorted(items.vocabulary_) == vaccines
+    # LightGBM splits on the risky item (its column comes after the code and the age).
+    booster = model.named_steps["model"].booster_
+    used = {node["split_feature"] for tree in booster.dump_model()["tree_info"] for node in _nodes(tree["tree_structure"])}
+    assert 2 + items.vocabulary_["ppv"] in used, used
+    # The saved model scores raw rows: the items come from the category column alone.
+    save_model(result.model, tmp_path / "model.skops")
+    fresh, _ = task_and_data(train, vaccine_lists(10, 2))
+    again = fresh.baseline_outputs(load_model_file(tmp_path / "model.skops"),
+                                   fresh.read(vaccine_lists(200, 100), split="predict", file="new.csv", label_names=fresh.labels))
+    np.testing.assert_allclose(again, result.outputs["validation"], rtol=1e-6, atol=1e-9)
