@@ -118,6 +118,8 @@ def save_baseline(ctx: Any, result: BaselineResult, data: Any, encoded: dict[str
         "seconds": result.seconds,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if result.fitted_on_validation:
+        meta["fitted_on_validation"] = True
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     (directory / "README.md").write_text(model_card(meta))
     return meta

@@ -158,6 +158,9 @@ class BaselineResult:
         outputs: ``{"validation": ..., "test": ...}``: the model's outputs on those splits
             in the same space as the fine-tuned model's (what :meth:`Task.compute_metrics`
             takes; e.g. log-probabilities for a classifier), so that they can be averaged.
+        fitted_on_validation: the saved model was fitted on the validation rows too (its
+            validation outputs then come from models that were not); measures of the
+            export on held-out rows (its column importance) use the test rows instead.
     """
 
     name: str
@@ -167,6 +170,7 @@ class BaselineResult:
     extra: dict[str, Any] = field(default_factory=dict)
     model: Any = None
     outputs: dict[str, Outputs] = field(default_factory=dict)
+    fitted_on_validation: bool = False
 
 
 class Task(abc.ABC):

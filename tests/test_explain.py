@@ -175,6 +175,28 @@ def test_report_shows_the_column_importance_and_the_model_card_lists_it(table_ru
     assert json.loads(files.json.read_text())["importance"]["metric"] == found["metric"]
 
 
+def test_importance_of_an_export_fitted_on_the_validation_rows_shuffles_held_out_rows(table_run, tmp_path):
+    # The baseline beside the run was refit on training + validation rows (fraud-detection's
+    # default): shuffled there, it measured what it remembered (all of VAERS: PR-AUC 1.0
+    # whatever column was shuffled, every column's importance 0). The test rows are used.
+    best = tmp_path / "best"
+    shutil.copytree(table_run / "baseline", best)
+    assert json.loads((best / "automl.json").read_text())["fitted_on_validation"] is True
+    assert importance.fitted_on_validation(best) and not importance.fitted_on_validation(table_run / "best")
+    recipe = json.loads((table_run / "run.json").read_text())["recipe"]
+    found = importance.compute(best, recipe, word_rows=0)
+    assert found["split"] == "test" and found["rows"] == 40
+    assert found["columns"][0]["column"] in ("amount", "color") and found["columns"][0]["importance"] > 0
+    assert "on 40 test rows" in "\n".join(importance.markdown(found))
+    # Without test rows there is nothing held out to shuffle: no column importance, and why.
+    no_test = {**recipe, "data": {**{k: v for k, v in recipe["data"].items() if k != "test"}, "test_fraction": 0}}
+    found = importance.compute(best, no_test, word_rows=0)
+    assert found["columns"] == [] and "fitted on the validation rows too" in found["columns_note"]
+    assert "No column importance" in "\n".join(importance.markdown(found))
+    # An export never fitted on them keeps the validation rows.
+    assert importance.compute(table_run / "best", recipe, word_rows=0)["split"] == "validation"
+
+
 def test_cli_explain_writes_jsonl_csv_and_html(table_run, tmp_path):
     data = table_run.parent / "data" / "test.csv"
     runner = CliRunner()

@@ -287,13 +287,15 @@ def _deployment_html(deployment: dict[str, Any]) -> str:
 
 
 def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:
-    if not found or not (found.get("columns") or found.get("words")):
+    if not found or not (found.get("columns") or found.get("words") or found.get("columns_note")):
         return ""
     parts = ["<h2>What the model looks at</h2>"]
+    if found.get("columns_note") and not found.get("columns"):
+        parts.append(f'<p class="caption">{e(found["columns_note"][0].upper() + found["columns_note"][1:])}.</p>')
     if plot is not None and found.get("columns"):
         parts.append('<div class="plots task">' + _figure(plot, "Column importance") + "</div>")
         parts.append(
-            f'<p class="caption">Permutation importance on {e(found["rows"])} validation rows: the drop of '
+            f'<p class="caption">Permutation importance on {e(found["rows"])} {e(found.get("split", "validation"))} rows: the drop of '
             f'{e(found["metric"])} when a column\'s values are shuffled across the rows (mean and one standard '
             f'deviation over {e(found["repeats"])} shuffles; AutoGluon\'s method). Per-row reasons: <code>automl explain</code>.</p>'
         )

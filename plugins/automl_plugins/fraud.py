@@ -783,6 +783,7 @@ class FraudDetection(Columns, Task):
             extra=extra,
             model=model,
             outputs=outputs,
+            fitted_on_validation=refit_rows is not None,
         )
 
     def baseline_rows(self) -> int:
