@@ -152,7 +152,9 @@ def fitted_on_validation(best_dir: Path) -> bool:
 
 def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats: int = REPEATS,
             word_rows: int = WORD_ROWS, seed: int = 0, seconds: float | None = None) -> dict[str, Any] | None:
-    """The importance of the export in *best_dir* on the run's validation rows. With
+    """The importance of the export in *best_dir* on the run's held-out rows: validation, or
+    test where the export was fitted on the validation rows too (:func:`fitted_on_validation`;
+    without test rows then no column importance, ``columns_note`` says why). With
     *seconds* (what is left of a run's timeout) it shuffles fewer rows (at least
     :data:`MIN_ROWS`), once per column, and explains no words, as far as needed to fit at the
     pace of one scoring of the rows; ``None`` when even that does not fit."""
