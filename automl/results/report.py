@@ -147,7 +147,7 @@ def run_facts(r: RunResults) -> list[tuple[str, str]]:
     if r.summary.get("interrupted"):
         facts.append(("status", "interrupted; resume with automl run"))
     if r.best_export:
-        facts.append(("exported model", f"{r.run_dir / 'best' if r.run_dir else 'best/'} (trial {r.best_export.get('trial')})"))
+        facts.append(("exported model", f"{r.run_dir / 'best' if r.run_dir else 'best/'} ({r.exported_label})"))
     return facts
 
 

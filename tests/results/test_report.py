@@ -135,6 +135,14 @@ def test_a_baseline_kept_over_a_better_looking_trial_says_why():
     assert f"The baseline is exported: {why}" in render_markdown(r, [], [])
     rows = {rec["trial"]: rec for rec in leaderboard(r).records}
     assert rows["baseline"]["best"] and why in rows["baseline"]["reason"]
+    # The run's facts name what best/ holds, not a trial (they said "(trial None)", or the
+    # run's best trial, under an exported baseline).
+    from automl.results.report import run_facts
+
+    assert dict(run_facts(r))["exported model"] == "best/ (baseline)"
+    from dataclasses import replace
+
+    assert dict(run_facts(replace(r, best_export={"kind": "transformers", "trial": 0})))["exported model"] == "best/ (trial 0)"
 
 
 def test_long_baseline_names_are_shortened_for_cards_and_legends():
