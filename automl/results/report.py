@@ -196,7 +196,8 @@ figure { margin:0 0 24px; }
 figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:8px; background:#fff; }
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
 .plots { display:grid; grid-template-columns:repeat(auto-fit,minmax(420px,1fr)); gap:20px; }
-.note-cell { color:var(--muted); min-width:220px; max-width:360px; }
+.note-cell { color:var(--muted); min-width:380px; max-width:480px; }
+.note-cell summary { cursor:pointer; }
 figure.wide { grid-column:1 / -1; }
 .plots.task { grid-template-columns:repeat(auto-fit,minmax(300px,1fr)); }
 .caption { color:var(--muted); font-size:13px; margin:6px 0 0; }
@@ -256,7 +257,7 @@ def _leaderboard_html(board: Leaderboard) -> str:
             elif c.key == "trial":
                 cells.append((e(value) + (" ★" if rec.get("best") else ""), False))
             elif c.key == "reason":
-                cells.append((f'<div class="note-cell">{e(value or "")}</div>', False))
+                cells.append((f'<div class="note-cell">{_note_html(str(value or ""))}</div>', False))
             else:
                 cells.append((e(c.text(value)), c.numeric))
         cls = "best" if rec.get("best") else "baseline" if rec["state"] in (RowState.BASELINE.value, RowState.ENSEMBLE.value) else ""
@@ -284,6 +285,18 @@ def _deployment_html(deployment: dict[str, Any]) -> str:
     headers = [(e(h.format(objective=deployment.get("objective") or "metric")), i > 0) for i, h in enumerate(FIGURE_HEADERS)]
     rows = [([(e(cell), i > 0) for i, cell in enumerate(row)], "") for row in figure_rows(deployment)]
     return where + _table(headers, rows) + f'<p class="caption">{caption}</p>'
+
+
+#: A leaderboard note longer than this shows its start, the rest a click away: a blend's
+#: name and the export's reasons wrapped into a row taller than a screen.
+NOTE_CHARS = 100
+
+
+def _note_html(note: str) -> str:
+    if len(note) <= NOTE_CHARS:
+        return e(note)
+    cut = note.rfind(" ", 0, NOTE_CHARS)
+    return f"<details><summary>{e(note[:cut if cut > 0 else NOTE_CHARS])} …</summary>{e(note)}</details>"
 
 
 def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:

@@ -153,3 +153,14 @@ def test_long_baseline_names_are_shortened_for_cards_and_legends():
     assert short_name(long) == "blend of random forest on the raw columns ×0.36, gradient…"
     assert short_name("TF-IDF + logistic regression; out-of-fold 0.7") == "TF-IDF + logistic regression"
     assert len(short_name("word " * 40)) <= 60
+
+
+def test_a_long_leaderboard_note_shows_its_start_and_the_rest_on_a_click():
+    from automl.results.report import NOTE_CHARS, _note_html
+
+    assert _note_html("kept: beat the baseline") == "kept: beat the baseline"
+    note = "blend of " + ", ".join(f"family {i} ×0.1" for i in range(40)) + " <b>"
+    html = _note_html(note)
+    summary = html[html.index("<summary>") + 9 : html.index("</summary>")]
+    assert html.startswith("<details>") and len(summary) <= NOTE_CHARS + 2 and summary.endswith(" …")
+    assert "&lt;b&gt;" in html and "<b>" not in html  # the whole note, escaped, a click away
