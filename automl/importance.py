@@ -196,8 +196,8 @@ def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats
         if model.task.head == "sequence-classification" and shuffle else [],
     }
     if not shuffle:
-        result["columns_note"] = ("no column importance: the model was fitted on the validation rows too, "
-                                  "and the run has no test rows to shuffle")
+        result["columns_note"] = ("No column importance: the model was fitted on the validation rows too, "
+                                  "and the run has no test rows to shuffle.")
     try:
         if word_rows <= 0:
             raise ValueError("no time left in the run's timeout to explain rows")
@@ -242,7 +242,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
         lines += [f"| {r['column']} | {r['importance']:.4f} | {r['stddev']:.4f} |" for r in result["columns"]]
         lines.append("")
     elif result.get("columns_note"):
-        lines += [result["columns_note"][0].upper() + result["columns_note"][1:] + ".", ""]
+        lines += [result["columns_note"], ""]
     for label, words in (result.get("words") or {}).items():
         lines.append(f"Words that most often push toward **{label}**: " + ", ".join(f"{w} ({n})" for w, n in words))
         lines.append("")

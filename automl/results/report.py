@@ -304,7 +304,7 @@ def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:
         return ""
     parts = ["<h2>What the model looks at</h2>"]
     if found.get("columns_note") and not found.get("columns"):
-        parts.append(f'<p class="caption">{e(found["columns_note"][0].upper() + found["columns_note"][1:])}.</p>')
+        parts.append(f'<p class="caption">{e(found["columns_note"])}</p>')
     if plot is not None and found.get("columns"):
         parts.append('<div class="plots task">' + _figure(plot, "Column importance") + "</div>")
         parts.append(
