@@ -172,6 +172,15 @@ def choice_note(ensemble: dict[str, Any] | None, exported: str | None) -> str | 
     return f"{choice.get('trial', 'the best trial')} led by {lead:.4f} on validation, within {within} ({se:.4f}): not better beyond noise"
 
 
+def note_start(note: str, limit: int) -> str | None:
+    """The start of a long *note* (one a table shows cut: the report's trials table, the
+    terminal leaderboard), cut at a word before *limit* characters; None when it fits."""
+    if len(note) <= limit:
+        return None
+    cut = note.rfind(" ", 0, limit)
+    return note[: cut if cut > 0 else limit].rstrip(" ,;")
+
+
 def short_name(name: str, limit: int = 60) -> str:
     """A model's description short enough for a card or a plot legend: up to its first
     ``;`` (a baseline's name goes on to list out-of-fold figures), cut at a word before

@@ -14,7 +14,17 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.errors import UserError, did_you_mean
-from automl.results._formats import NOT_PRIVATE, Column, choice_note, ensemble_verdict, fmt_members, fmt_params, fmt_seconds, render
+from automl.results._formats import (
+    NOT_PRIVATE,
+    Column,
+    choice_note,
+    ensemble_verdict,
+    fmt_members,
+    fmt_params,
+    fmt_seconds,
+    note_start,
+    render,
+)
 from automl.results._gather import STATE_ORDER, RowState, RunResults, TrialRow
 
 STATE_STYLES = {
@@ -31,6 +41,10 @@ FILTER_STATES = ("complete", "pruned", "failed", "running", "waiting")
 BEST_MARK = "★"
 PARAM_STYLE = "cyan"
 NOTE_WIDTH = 20
+#: Characters of a note the terminal table shows: a blended baseline's note (each family
+#: named, then its out-of-fold figures) ran to 25 lines of a narrow column. The whole note
+#: is in ``--format markdown`` (csv, json) and the report.
+NOTE_CHARS = 160
 PARAMS_WIDTH = 24
 
 
@@ -86,6 +100,8 @@ class Leaderboard:
         counts = r.counts()
         caption = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
         caption = (caption or (f"no trials: {r.untrained}" if r.untrained else "no trials yet")) + (f" · {BEST_MARK} exported model" if r.exported else f" · {BEST_MARK} best trial" if r.best else "")
+        if (note_in_params or any(c.key == "reason" for c in shown)) and any(note_start(str(rec.get("reason") or ""), NOTE_CHARS) for rec in self.records):
+            caption += " · a note cut with … is whole in --format markdown"
         if r.privacy:
             caption += "\n" + privacy_line(r.privacy)
         table = Table(
@@ -117,10 +133,10 @@ class Leaderboard:
                 elif c.key == "params":
                     cell = Text(self._params_text(rec))
                     if note_in_params and rec.get("reason"):
-                        cell.append(("\n" if cell else "") + rec["reason"], style=STATE_STYLES.get(RowState(rec["state"]), "dim"))
+                        cell.append(("\n" if cell else "") + _note(rec["reason"]), style=STATE_STYLES.get(RowState(rec["state"]), "dim"))
                     cells.append(cell)
                 elif c.key == "reason":
-                    cells.append(Text(value or ""))
+                    cells.append(Text(_note(value or "")))
                 else:
                     cells.append(Text(c.text(value)))  # Text: a label like "[red]" is not markup
             style = "bold" if rec.get("best") else "italic" if rec["state"] in (RowState.BASELINE.value, RowState.ENSEMBLE.value) else None
@@ -132,6 +148,11 @@ class Leaderboard:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.table(options.max_width, console)
+
+
+def _note(note: str) -> str:
+    start = note_start(note, NOTE_CHARS)
+    return note if start is None else start + " …"
 
 
 def _record(r: RunResults, t: TrialRow, param_keys: dict[str, str], best: TrialRow | None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from automl import importance as importance_mod
 from automl.errors import UserError
 from automl.export import privacy_facts, privacy_section
 from automl.onnx_model import FIGURE_HEADERS, figure_rows, figures_markdown
-from automl.results._formats import NOT_PRIVATE, choice_note, fmt_members, fmt_seconds, fmt_value, md_cell, short_name
+from automl.results._formats import NOT_PRIVATE, choice_note, fmt_members, fmt_seconds, fmt_value, md_cell, note_start, short_name
 from automl.results._gather import RowState, RunResults, gather
 from automl.results.leaderboard import Leaderboard, leaderboard
 from automl.results.plots import save_plots
@@ -293,10 +293,10 @@ NOTE_CHARS = 100
 
 
 def _note_html(note: str) -> str:
-    if len(note) <= NOTE_CHARS:
+    start = note_start(note, NOTE_CHARS)
+    if start is None:
         return e(note)
-    cut = note.rfind(" ", 0, NOTE_CHARS)
-    return f"<details><summary>{e(note[:cut if cut > 0 else NOTE_CHARS])} …</summary>{e(note)}</details>"
+    return f"<details><summary>{e(start)} …</summary>{e(note)}</details>"
 
 
 def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:

@@ -45,6 +45,29 @@ def test_leaderboard_renders_at_fixed_widths(tiny_run, render, width):
     assert any(line.lstrip().startswith("1") and f"{best.number} ★" in line for line in lines)
 
 
+@pytest.mark.parametrize("width", [80, 160])
+def test_a_long_note_is_cut_in_the_terminal_and_whole_in_markdown(tiny_run, render, width):
+    import dataclasses
+
+    from automl.results.leaderboard import NOTE_CHARS
+
+    board = leaderboard(gather(tiny_run))
+    words = [f"family{i} ×0.{i:02d}" for i in range(40)]
+    note = "blend of " + ", ".join(words)
+    assert len(note) > 2 * NOTE_CHARS
+    records = [{**rec, "reason": note} if rec["state"] == "baseline" else rec for rec in board.records]
+    long = dataclasses.replace(board, records=records)
+
+    text = render(long, width=width)
+    flat = " ".join(text.split())
+    assert "blend of family0 ×0.00, family1" in flat and "family39" not in flat
+    assert "… " in flat or flat.endswith("…")
+    assert "a note cut with … is whole in --format markdown" in flat
+    assert note in long.render("markdown")
+    # A short note is shown whole, without the caption's word on cut notes.
+    assert "is whole in --format markdown" not in " ".join(render(board, width=width).split())
+
+
 def test_leaderboard_csv_and_json_parse_back_in_order(tiny_run):
     order = expected_order(tiny_run)
     result = invoke("leaderboard", str(tiny_run), "--format", "json", "--no-baseline", "--state", "complete")
