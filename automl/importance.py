@@ -31,7 +31,7 @@ import numpy as np
 
 from automl.data import carve, read_table
 from automl.encoding import encode_split
-from automl.explain import explain_columns, explain_model, is_word
+from automl.explain import MAX_UNITS, explain_columns, explain_model, is_word
 from automl.results.predict import META_FILE, load_model
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ MIN_ROWS = 40
 WORD_ROWS = 16
 #: Words kept per class.
 TOP_WORDS = 10
+#: What the report says where the explained rows' text came as spans of words only.
+SPANS_NOTE = (f"No words listed: the explained rows hold more words than an explanation's {MAX_UNITS} units, "
+              "so their text was explained by spans of words (automl explain shows them row by row).")
 
 
 def objective_value(model: Any, frame: pd.DataFrame, metric: str, *, file: str = "<validation>") -> float:
@@ -88,19 +91,29 @@ def permutation_importance(
     return out
 
 
-def class_words(model: Any, frame: pd.DataFrame, *, top: int = TOP_WORDS) -> dict[str, list[list[Any]]]:
-    """The words that most often push rows toward each class: ``{class: [[word, count], ...]}``
-    (English stop words such as "the" and "and" left out)."""
+def class_words(model: Any, frame: pd.DataFrame, *, top: int = TOP_WORDS) -> tuple[dict[str, list[list[Any]]], int]:
+    """The words that most often push rows toward each class, ``{class: [[word, count], ...]}``
+    (English stop words such as "the" and "and" left out), and how many spans of words were
+    left out: a row of more words than an explanation's units is explained by spans of
+    consecutive words, each as a rule found once ("later while deployed feb-aug 04 (no"
+    listed as a VAERS class's word), which say nothing of a class."""
+    from string import punctuation
+
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS as STOP_WORDS
 
     labels = list(model.task.labels or [])
     counts: dict[str, Counter[str]] = {}
+    spans = 0
     for explanation in explain_model(model, frame.reset_index(drop=True)):
         for t in explanation.targets:
             other = [c for c in labels if c != t.target]
             for unit in explanation.units:
                 value = t.contributions.get(unit.key, 0.0)
-                if unit.word is None or not is_word(unit.text) or unit.text.lower() in STOP_WORDS or value == 0.0:
+                if unit.end is not None:
+                    spans += 1
+                    continue
+                word = unit.text.lower().strip(punctuation)  # "fever," and "fever" are one word
+                if unit.word is None or not is_word(word) or word in STOP_WORDS or value == 0.0:
                     continue
                 if value > 0:
                     toward = t.target
@@ -108,8 +121,8 @@ def class_words(model: Any, frame: pd.DataFrame, *, top: int = TOP_WORDS) -> dic
                     toward = other[0]
                 else:
                     continue
-                counts.setdefault(toward, Counter())[unit.text.lower()] += 1
-    return {k: [[w, n] for w, n in c.most_common(top)] for k, c in sorted(counts.items())}
+                counts.setdefault(toward, Counter())[word] += 1
+    return {k: [[w, n] for w, n in c.most_common(top)] for k, c in sorted(counts.items())}, spans
 
 
 def held_out_frame(recipe: dict[str, Any], model: Any, split: str = "validation") -> pd.DataFrame | None:
@@ -201,8 +214,10 @@ def compute(best_dir: Path, recipe: dict[str, Any], *, rows: int = ROWS, repeats
     try:
         if word_rows <= 0:
             raise ValueError("no time left in the run's timeout to explain rows")
-        result["words"] = class_words(model, frame.head(word_rows))
+        result["words"], spans = class_words(model, frame.head(word_rows))
         result["word_rows"] = min(word_rows, len(frame))
+        if spans and not result["words"]:
+            result["words_note"] = SPANS_NOTE
     except Exception as exc:  # the optional extra is missing, or the model cannot be explained
         result["words"], result["words_note"] = {}, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     result["seconds"] = round(time.perf_counter() - start, 1)
@@ -246,6 +261,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
     for label, words in (result.get("words") or {}).items():
         lines.append(f"Words that most often push toward **{label}**: " + ", ".join(f"{w} ({n})" for w, n in words))
         lines.append("")
+    if result.get("words_note") == SPANS_NOTE:
+        lines += [SPANS_NOTE, ""]
     return lines
 
 

@@ -197,6 +197,24 @@ def test_importance_of_an_export_fitted_on_the_validation_rows_shuffles_held_out
     assert importance.compute(table_run / "best", recipe, word_rows=0)["split"] == "validation"
 
 
+def test_a_class_s_words_leave_out_spans_of_words_and_the_report_says_why(table_run):
+    # Rows longer than an explanation's units are explained by spans of words; listed as a
+    # class's "words", each was a phrase found once (VAERS: "later while deployed feb-aug 04").
+    from automl.results.report import _importance_html
+
+    model = automl.load_model(table_run / "baseline")
+    frame = _rows(table_run, 4)
+    words, spans = importance.class_words(model, frame)
+    assert spans == 0 and all(" " not in w for items in words.values() for w, _ in items)
+    long = frame.assign(text=[" ".join([text] * 40) for text in frame["text"]])
+    words, spans = importance.class_words(model, long)
+    assert words == {} and spans > 0
+    found = {"columns": [{"column": "amount", "importance": 0.1, "stddev": 0.01}], "rows": 40, "split": "test",
+             "metric": "pr_auc", "repeats": 3, "words": {}, "words_note": importance.SPANS_NOTE}
+    assert importance.SPANS_NOTE in importance.markdown(found)
+    assert "explained by spans of words" in _importance_html(found, None)
+
+
 def test_cli_explain_writes_jsonl_csv_and_html(table_run, tmp_path):
     data = table_run.parent / "data" / "test.csv"
     runner = CliRunner()

@@ -320,6 +320,8 @@ def _importance_html(found: dict[str, Any] | None, plot: Path | None) -> str:
         parts.append(f"<h3>Words that most often push toward each class ({e(found.get('word_rows', ''))} rows explained)</h3>")
         rows = [([(e(label), False), (e(", ".join(f"{w} ({n})" for w, n in items)), False)], "") for label, items in words.items()]
         parts.append(_table([("class", False), ("words (rows)", False)], rows))
+    elif found.get("words_note") == importance_mod.SPANS_NOTE:
+        parts.append(f'<p class="caption">{e(found["words_note"])}</p>')
     return "".join(parts)
 
 
