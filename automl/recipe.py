@@ -197,6 +197,11 @@ class TrainingSpec(_Model):
     #: An evaluation improves on the best by more than this, or does not count.
     early_stopping_min_delta: Annotated[float, Field(ge=0)] = 0.0
     eval_batch_size: Annotated[int, Field(gt=0)] = 64
+    #: Validation rows a trial is evaluated on while it trains: more than this, and a
+    #: sample of this many (stratified by class, the same for every trial) is what its
+    #: evaluations, the pruner and early stopping see; its best evaluation is then scored
+    #: on all of them, which is its value (None: every evaluation on all of them).
+    eval_max_rows: Annotated[int, Field(ge=50)] | None = 2_000
     trust_remote_code: bool = False
     weights_dtype: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: bool = False

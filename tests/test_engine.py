@@ -86,6 +86,34 @@ def test_a_trial_ends_early_enough_for_its_last_evaluation_and_the_scoring_after
     assert result.steps < 400 * 19 and (result.planned_steps == 400 * 19 or result.stopped == "deadline")
 
 
+def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_its_best_on_all(recipe_file):
+    import time
+
+    from automl.engine import EVAL_SAMPLE, TrialPolicy
+
+    engine = build_engine(recipe_file(), eval_max_rows=40, policy=TrialPolicy(deadline=time.time() + 3600))
+    validation = engine.splits["validation"]
+    sample = engine.splits[EVAL_SAMPLE]
+    assert len(validation) > 40 and len(sample) == 40 and engine.eval_split == EVAL_SAMPLE
+    assert set(sample.inputs) <= set(validation.inputs)
+    share = np.mean(validation.labels)  # stratified: the sample keeps the classes' shares
+    assert abs(np.mean(sample.labels) - share) <= 1 / 40
+    seen = []
+    result = engine.run_trial({**PARAMS, "epochs": 3, "adapter": "full"}, reporter=lambda s, v, m: seen.append(v) or False)
+    # The pruner saw the sample's figures; the trial's value, calibration and stored outputs
+    # are its best evaluation's model on every validation row.
+    assert max(seen) == pytest.approx(engine.evaluate(result.model, EVAL_SAMPLE)[0])
+    assert result.value == pytest.approx(engine.evaluate(result.model, "validation")[0])
+    assert len(result.validation_outputs) == len(validation)
+    np.testing.assert_allclose(result.validation_outputs, engine.outputs(result.model, "validation"), rtol=1e-5, atol=1e-6)
+    # After the last step: the sample once more, then all validation rows twice and the test rows.
+    test = len(engine.encoded["test"]["input_ids"]) if "test" in engine.encoded else 0
+    per_row = 4.0 / (2 * 40)
+    assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(per_row * (40 + 2 * (len(validation) + test)))
+    # Fewer rows than the cap: every evaluation on all of them, as before.
+    assert build_engine(recipe_file(), eval_max_rows=len(validation)).eval_split == "validation"
+
+
 def test_a_trial_that_cannot_finish_by_the_deadline_plans_fewer_steps_and_its_schedule_ends_with_them(recipe_file):
     import time
 

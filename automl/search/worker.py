@@ -139,7 +139,8 @@ class Worker:
         data, tokenizer, encoded = ctx.load_data()
         base = ctx.load_base_model()
         splits = {"train": data.train, "validation": data.validation}
-        self.plan = plan_evaluations(self.recipe, ctx.resolved.space, len(data.train), len(data.validation))
+        evaluated = min(len(data.validation), training.eval_max_rows or len(data.validation))  # rows per evaluation
+        self.plan = plan_evaluations(self.recipe, ctx.resolved.space, len(data.train), evaluated)
         policy = TrialPolicy(
             eval_examples=self.plan.examples if self.plan else None,
             prune_after=self.recipe.search.prune_after,
@@ -173,6 +174,7 @@ class Worker:
             policy=policy,
             gradient_checkpointing=training.gradient_checkpointing,
             load_quantized=lambda quantization: ctx.load_base_model(quantization=quantization),
+            eval_max_rows=training.eval_max_rows,
         )
 
     def _checkpoint(self, trial: optuna.Trial, params: dict[str, Any], on_resume: Any) -> Any:
