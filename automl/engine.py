@@ -98,8 +98,9 @@ class TrialPolicy:
         patience: end the trial after this many evaluations without improvement.
         min_delta: what counts as an improvement of the objective.
         deadline: ``time.time()`` by which the trial's work is done: it is evaluated and
-            ends (at its best evaluation) once the time left is what its last evaluation,
-            the outputs a kept trial stores and the export's scoring of the validation and test rows are
+            ends (at its best evaluation) once the time left is what its last evaluation
+            (and, after a sample's, the pass over every validation row), the outputs a kept
+            trial stores and the export's scoring of the validation and test rows are
             estimated to take (:meth:`TrialEngine.finish_seconds`).
     """
 
@@ -270,16 +271,27 @@ EVAL_SAMPLE = "validation-sample"
 
 
 def eval_sample(split: Split, rows: int, seed: int) -> np.ndarray:
-    """Positions of *rows* of *split*'s examples, sorted: stratified by label where the
-    labels are classes, else drawn at random (seeded)."""
-    from sklearn.model_selection import train_test_split
-
+    """Positions of about *rows* of *split*'s examples, sorted (seeded). Where the labels are
+    classes, each class in its share of them, and at least 2 rows of every class (all of a
+    class with fewer): a sample without a rare class's rows would score every trial NaN on
+    metrics such as PR-AUC, and a stratified split rounds a share under one row to none.
+    Other labels (numbers, tag lists): drawn at random."""
+    rng = np.random.default_rng(seed)
     n = len(split)
-    try:
-        keep, _ = train_test_split(np.arange(n), train_size=rows, stratify=split.labels, random_state=seed)
-    except (TypeError, ValueError):  # regression targets, tag lists, a class too rare to split
-        keep = np.random.default_rng(seed).choice(n, size=rows, replace=False)
-    return np.sort(keep)
+    labels = split.labels
+    if labels is None or not all(isinstance(y, int | np.integer) and not isinstance(y, bool) for y in labels):
+        return np.sort(rng.choice(n, size=rows, replace=False))
+    by_class = np.asarray(labels)
+    keep = []
+    for c in np.unique(by_class):
+        members = np.flatnonzero(by_class == c)
+        take = min(len(members), max(MIN_SAMPLE_PER_CLASS, round(rows * len(members) / n)))
+        keep.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+#: Rows of each class an evaluation sample keeps at least (:func:`eval_sample`).
+MIN_SAMPLE_PER_CLASS = 2
 
 
 class TrialEngine:
@@ -334,10 +346,11 @@ class TrialEngine:
         #: leave the pretrained weights as they are (``head``): computed once, reused.
         self.text_cache: dict[bytes, torch.Tensor] = {}
         #: The split a trial is evaluated on while it trains: the validation rows, or, when
-        #: there are more than *eval_max_rows*, a sample of that many (stratified by class,
-        #: the same for every trial), its best evaluation then scored on all of them
-        #: (:meth:`best_on_validation`). On 60,000 validation rows every evaluation was a
-        #: pass over all of them, and the evaluation plan spaced them out to a few per trial.
+        #: there are more than *eval_max_rows*, a sample of about that many
+        #: (:func:`eval_sample`, the same for every trial), its best evaluation then scored on all of them
+        #: (:meth:`best_on_validation`). A big table's validation split is 10,000 rows
+        #: (``data.max_eval_rows``): every evaluation was a pass over all of them, and the
+        #: evaluation plan spaced them out to one per 20,000 training examples.
         self.eval_split = "validation"
         rows = self._rows("validation")
         if eval_max_rows is not None and rows > eval_max_rows and splits.get("validation") is not None:
@@ -347,6 +360,12 @@ class TrialEngine:
             self.eval_split = EVAL_SAMPLE
 
     # -- public
+
+    @property
+    def sample_rows(self) -> int | None:
+        """Rows of the validation sample trials are evaluated on while they train; None
+        when they are evaluated on every validation row."""
+        return self._rows(EVAL_SAMPLE) if self.eval_split == EVAL_SAMPLE else None
 
     def run_trial(
         self,
@@ -646,7 +665,7 @@ class TrialEngine:
         test rows again, at the pace of this trial's evaluations so far (before its first,
         at 4 times its training pace per row: a forward pass without gradients in larger
         batches; MiniLM-L6 at 128 tokens on 2 CPUs trained 7.4 rows/s and scored 35)."""
-        sample = self._rows(EVAL_SAMPLE) if self.eval_split == EVAL_SAMPLE else 0
+        sample = self.sample_rows or 0
         return self._score_seconds_per_row(train_rows_per_second, evaluations, eval_seconds) * (
             sample + 2 * (self._rows("validation") + self._rows("test"))
         )

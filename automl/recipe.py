@@ -198,7 +198,8 @@ class TrainingSpec(_Model):
     early_stopping_min_delta: Annotated[float, Field(ge=0)] = 0.0
     eval_batch_size: Annotated[int, Field(gt=0)] = 64
     #: Validation rows a trial is evaluated on while it trains: more than this, and a
-    #: sample of this many (stratified by class, the same for every trial) is what its
+    #: sample of about this many (each class in its share, at least 2 rows of every class,
+    #: the same for every trial; :func:`automl.engine.eval_sample`) is what its
     #: evaluations, the pruner and early stopping see; its best evaluation is then scored
     #: on all of them, which is its value (None: every evaluation on all of them).
     eval_max_rows: Annotated[int, Field(ge=50)] | None = 2_000

@@ -94,7 +94,7 @@ def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_it
     engine = build_engine(recipe_file(), eval_max_rows=40, policy=TrialPolicy(deadline=time.time() + 3600))
     validation = engine.splits["validation"]
     sample = engine.splits[EVAL_SAMPLE]
-    assert len(validation) > 40 and len(sample) == 40 and engine.eval_split == EVAL_SAMPLE
+    assert len(validation) > 40 and abs(len(sample) - 40) <= 1 and engine.sample_rows == len(sample)
     assert set(sample.inputs) <= set(validation.inputs)
     share = np.mean(validation.labels)  # stratified: the sample keeps the classes' shares
     assert abs(np.mean(sample.labels) - share) <= 1 / 40
@@ -108,10 +108,28 @@ def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_it
     np.testing.assert_allclose(result.validation_outputs, engine.outputs(result.model, "validation"), rtol=1e-5, atol=1e-6)
     # After the last step: the sample once more, then all validation rows twice and the test rows.
     test = len(engine.encoded["test"]["input_ids"]) if "test" in engine.encoded else 0
-    per_row = 4.0 / (2 * 40)
-    assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(per_row * (40 + 2 * (len(validation) + test)))
+    per_row = 4.0 / (2 * len(sample))
+    assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(per_row * (len(sample) + 2 * (len(validation) + test)))
     # Fewer rows than the cap: every evaluation on all of them, as before.
-    assert build_engine(recipe_file(), eval_max_rows=len(validation)).eval_split == "validation"
+    unsampled = build_engine(recipe_file(), eval_max_rows=len(validation))
+    assert unsampled.eval_split == "validation" and unsampled.sample_rows is None
+
+
+def test_an_evaluation_sample_keeps_every_class_however_rare():
+    from automl.engine import MIN_SAMPLE_PER_CLASS, eval_sample
+    from automl.task import Split
+
+    # Two positives in 10,000 rows: a stratified 2,000-row split rounds their share (0.4) to
+    # none, and PR-AUC on a sample without positives is NaN for every trial.
+    labels = [0] * 9_998 + [1] * 2
+    index = eval_sample(Split(inputs=list(range(10_000)), labels=labels), 2_000, seed=0)
+    picked = np.asarray(labels)[index]
+    assert (picked == 1).sum() == MIN_SAMPLE_PER_CLASS and abs(len(index) - 2_000) <= 2
+    assert len(set(index)) == len(index) and list(index) == sorted(index)
+    # Numbers and tag lists are drawn at random.
+    for targets in ([0.5 * i for i in range(500)], [[0, 1, 0]] * 500):
+        index = eval_sample(Split(inputs=list(range(500)), labels=targets), 100, seed=0)
+        assert len(set(index)) == 100
 
 
 def test_a_trial_that_cannot_finish_by_the_deadline_plans_fewer_steps_and_its_schedule_ends_with_them(recipe_file):

@@ -119,6 +119,8 @@ def test_pruning_stops_bad_trials(recipe_file):
             "prune_after": 0,
             "space": {"learning_rate": {"low": 1e-6, "high": 6e-3, "log": True}, "epochs": [4], "batch_size": [16], "adapter": "full"},
         },
+        # Evaluated on a sample of the validation rows while training (training.eval_max_rows).
+        training={"max_length": 32, "seed": 0, "eval_max_rows": 50},
     )
     outcome = run_recipe(load_recipe(path), options=RunOptions(workers=0, baseline=False, export=False))
     assert outcome.summary.n_pruned >= 1
@@ -126,6 +128,7 @@ def test_pruning_stops_bad_trials(recipe_file):
     study = load_study(outcome.run_dir)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert all("pruned after evaluation" in t.user_attrs["prune_reason"] for t in pruned)
+    assert all("on a sample of 50 validation rows" in t.user_attrs["prune_reason"] for t in pruned)
 
 
 @pytest.mark.slow

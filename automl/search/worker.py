@@ -350,7 +350,9 @@ class Worker:
         except TrialStopped as stop:
             set_attr("pruned_at_step", stop.step)
             set_attr("seconds", time.perf_counter() - start)
-            set_attr("prune_reason", f"pruned after evaluation {evals}: {self.ctx.resolved.objective.name} {stop.value:.4g}")
+            sample = self.engine.sample_rows
+            on = f" on a sample of {sample:,} validation rows" if sample else ""
+            set_attr("prune_reason", f"pruned after evaluation {evals}: {self.ctx.resolved.objective.name} {stop.value:.4g}{on}")
             self._tell(study, trial, state=TrialState.PRUNED)
             outcome = TrialOutcome(State.PRUNED, None, reason=str(stop), duration_s=time.perf_counter() - start)
         except KeyboardInterrupt:
