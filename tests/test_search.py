@@ -129,6 +129,15 @@ def test_pruning_stops_bad_trials(recipe_file):
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert all("pruned after evaluation" in t.user_attrs["prune_reason"] for t in pruned)
     assert all("on a sample of 50 validation rows" in t.user_attrs["prune_reason"] for t in pruned)
+    # The report's plots say which figures are the sample's.
+    from automl.results import gather
+    from automl.results.plots import history, intermediate
+
+    results = gather(outcome.run_dir)
+    assert {t.sample_rows for t in results.trials} == {50}
+    assert intermediate(results).axes[0].get_ylabel().endswith("(validation sample, 50 rows)")
+    labels = history(results).axes[0].get_legend_handles_labels()[1]
+    assert "pruned (on a sample of 50 rows)" in labels
 
 
 @pytest.mark.slow

@@ -69,6 +69,10 @@ class TrialRow:
     worker: str | None = None
     #: The ε a private trial spent (its own, at the run's δ); None outside private runs.
     epsilon: float | None = None
+    #: Validation rows its evaluations scored while it trained, where a sample
+    #: (``training.eval_max_rows``): its intermediate values, and a pruned trial's value,
+    #: are the sample's; a complete trial's value is on every validation row.
+    sample_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +365,7 @@ def trial_rows(study: Any) -> list[TrialRow]:
                 retry_of=attrs.get("retry_of"),
                 worker=attrs.get("worker"),
                 epsilon=float(spent) if _finite(spent) else None,
+                sample_rows=attrs.get("eval_sample_rows"),
             )
         )
     return rows

@@ -70,10 +70,12 @@ def history(r: RunResults) -> Figure | None:
         return None
     with _style():
         fig, ax = _figure(11, 4.2)
+        sample = _sample_rows(r)
         for state, marker in ((RowState.COMPLETE, "o"), (RowState.PRUNED, "x")):
             sel = [t for t in points if t.state is state]
             if sel:
-                ax.scatter([t.number for t in sel], [t.value for t in sel], marker=marker, s=36, color=COLORS[state.value], label=state.value, zorder=3)
+                label = f"pruned (on a sample of {sample:,} rows)" if sample and state is RowState.PRUNED else state.value
+                ax.scatter([t.number for t in sel], [t.value for t in sel], marker=marker, s=36, color=COLORS[state.value], label=label, zorder=3)
         complete = sorted((t for t in points if t.state is RowState.COMPLETE), key=lambda t: t.number)
         if complete:
             xs, ys, best = [], [], None
@@ -95,6 +97,11 @@ def history(r: RunResults) -> Figure | None:
         ax.set_xlim(min(numbers) - 0.5, max(max(numbers), min(numbers) + 1) + 0.5)  # whole trial numbers, even for one trial
         _legend(fig, ax)
         return fig
+
+
+def _sample_rows(r: RunResults) -> int | None:
+    """The validation rows trials were evaluated on while they trained, where a sample."""
+    return max((t.sample_rows for t in r.trials if t.sample_rows), default=None)
 
 
 def _legend(fig: Figure, ax: Any) -> None:
@@ -188,7 +195,8 @@ def intermediate(r: RunResults) -> Figure | None:
             seen.add(label)
         ax.set_title("Learning curves: finished vs pruned trials")
         ax.set_xlabel("evaluation")
-        ax.set_ylabel(f"{r.objective} (validation)")
+        sample = _sample_rows(r)
+        ax.set_ylabel(f"{r.objective} (validation sample, {sample:,} rows)" if sample else f"{r.objective} (validation)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         _legend(fig, ax)
         return fig

@@ -298,6 +298,8 @@ class Worker:
             self.exhausted = self.exhausted or self.unfit >= MAX_UNFIT
             return
         self.unfit = 0
+        if self.engine.sample_rows:  # its evaluations score a sample of the validation rows
+            set_attr("eval_sample_rows", self.engine.sample_rows)
 
         if oom_known(study.user_attrs.get("oom_configs", []), params, self.ctx.max_length):
             reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
