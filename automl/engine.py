@@ -129,10 +129,12 @@ class BestSoFar:
         #: The validation outputs of the best evaluation (what a kept trial stores for
         #: ensembles, without running the validation rows again).
         self.outputs: Outputs | None = None
+        #: The split the best evaluation scored: the validation rows or their sample.
+        self.split = "validation"
 
     def observe(
         self, model: torch.nn.Module, step: int, last: bool, value: float, metrics: dict[str, float],
-        calibration: dict[str, Any], *, late: bool = False, outputs: Outputs | None = None,
+        calibration: dict[str, Any], *, late: bool = False, outputs: Outputs | None = None, split: str = "validation",
     ) -> str | None:
         """Record an evaluation; returns why the trial should end now, or None. *late*: the
         run's deadline, less what the trial still has to do after it, has passed."""
@@ -148,7 +150,7 @@ class BestSoFar:
             reason = "early stopping"
         if improved:
             self.value, self.metrics, self.calibration, self.step, self.since = value, metrics, calibration, step, 0
-            self.outputs = outputs
+            self.outputs, self.split = outputs, split
             # The trial's last evaluation needs no copy: the model ends in that state.
             self.state = None if (last or reason) else trainable_state(model, self.adapter)
         else:
@@ -660,12 +662,13 @@ class TrialEngine:
 
     def finish_seconds(self, train_rows_per_second: float, evaluations: int, eval_seconds: float) -> float:
         """Seconds a trial needs after its last training step: its last evaluation (the
-        validation rows; or their sample, and then all of them for its best evaluation),
+        validation rows; after earlier evaluations on their sample, the sample and then all
+        of them for its best evaluation),
         the test outputs a kept trial stores and the export's scoring of the validation and
         test rows again, at the pace of this trial's evaluations so far (before its first,
         at 4 times its training pace per row: a forward pass without gradients in larger
         batches; MiniLM-L6 at 128 tokens on 2 CPUs trained 7.4 rows/s and scored 35)."""
-        sample = self.sample_rows or 0
+        sample = self.sample_rows if self.sample_rows and evaluations else 0  # an only evaluation scores every row
         return self._score_seconds_per_row(train_rows_per_second, evaluations, eval_seconds) * (
             sample + 2 * (self._rows("validation") + self._rows("test"))
         )
@@ -708,12 +711,15 @@ class TrialEngine:
     ) -> str | None:
         """Evaluate at *step*, record it in *best*, and ask the *reporter* whether to prune
         (raises :class:`TrialStopped`). Returns why the trial should end now, or None."""
-        value, metrics, calibration = self.evaluate(model, self.eval_split)
+        # A trial's only evaluation (its first is its last) scores every validation row: a
+        # sample first and all of them after would be two passes for one figure.
+        split = "validation" if best.value is None and (step == total_steps or late) else self.eval_split
+        value, metrics, calibration = self.evaluate(model, split)
         model.train()
         if not math.isfinite(value):
             raise TrialFailed(f"validation {self.objective} is {value} at step {step}")
         stopped = best.observe(model, step, step == total_steps, value, metrics, calibration,
-                               late=late, outputs=self.last_outputs)
+                               late=late, outputs=self.last_outputs, split=split)
         # At the last evaluation the work is done: a pruner's "stop" would only throw the
         # finished model away, so the trial completes instead; and none before a share of
         # the steps (a slow start is not a bad trial).
@@ -748,13 +754,14 @@ class TrialEngine:
         """*best* as the trial reports it: where evaluations scored a sample of the
         validation rows, *model* (restored to its best evaluation) scored on all of them
         (value, metrics, calibration and the outputs a kept trial stores)."""
-        if self.eval_split == "validation":
+        if best.split == "validation":
             return best
         value, metrics, calibration = self.evaluate(model, "validation")
         model.train()
         if not math.isfinite(value):
             raise TrialFailed(f"validation {self.objective} is {value} on all validation rows")
         best.value, best.metrics, best.calibration, best.outputs = value, metrics, calibration, self.last_outputs
+        best.split = "validation"
         return best
 
 

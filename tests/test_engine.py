@@ -98,6 +98,10 @@ def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_it
     assert set(sample.inputs) <= set(validation.inputs)
     share = np.mean(validation.labels)  # stratified: the sample keeps the classes' shares
     assert abs(np.mean(sample.labels) - share) <= 1 / 40
+    # Before any evaluation (at 4 times the training pace per row), no sample pass is counted:
+    # an evaluation that is the trial's first and last scores every row once.
+    test = len(engine.encoded["test"]["input_ids"]) if "test" in engine.encoded else 0
+    assert engine.finish_seconds(30.0, 0, 0.0) == pytest.approx(2 * (len(validation) + test) / 120.0)
     seen = []
     result = engine.run_trial({**PARAMS, "epochs": 3, "adapter": "full"}, reporter=lambda s, v, m: seen.append(v) or False)
     # The pruner saw the sample's figures; the trial's value, calibration and stored outputs
@@ -110,6 +114,11 @@ def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_it
     test = len(engine.encoded["test"]["input_ids"]) if "test" in engine.encoded else 0
     per_row = 4.0 / (2 * len(sample))
     assert engine.finish_seconds(100.0, 2, 4.0) == pytest.approx(per_row * (len(sample) + 2 * (len(validation) + test)))
+    # A trial whose only evaluation is its last scores every row once, not the sample first.
+    only = []
+    result = engine.run_trial({**PARAMS, "epochs": 1, "adapter": "full"}, reporter=lambda s, v, m: only.append(v) or False)
+    assert len(only) == 1 and only[0] == pytest.approx(result.value)
+    assert result.value == pytest.approx(engine.evaluate(result.model, "validation")[0])
     # Fewer rows than the cap: every evaluation on all of them, as before.
     unsampled = build_engine(recipe_file(), eval_max_rows=len(validation))
     assert unsampled.eval_split == "validation" and unsampled.sample_rows is None
