@@ -183,12 +183,16 @@ def _baseline_record(r: RunResults, param_keys: dict[str, str]) -> dict[str, Any
     if rec.get(r.objective) is None:
         rec[r.objective] = r.baseline_value
     rec.update(dict.fromkeys(param_keys.values()))
-    note = r.baseline.get("name")
+    # What decides the row goes first, the family (a blend's names and figures: long) after,
+    # so that the terminal table's cut note (NOTE_CHARS) keeps it.
+    parts = []
     if r.privacy:
-        note, rec["epsilon"] = f"{note or 'baseline'} {NOT_PRIVATE}", None
+        parts.append(NOT_PRIVATE)
+        rec["epsilon"] = None
     why = choice_note(r.ensemble, r.exported)
     if why:
-        note = f"{note or 'baseline'}; exported: {why}"
+        parts.append(f"exported: {why}")
+    note = "; ".join([*parts, r.baseline.get("name") or "baseline"]) if parts else r.baseline.get("name")
     rec.update(epochs_run=None, steps=None, seconds=r.baseline.get("seconds"), reason=note, best=r.exported == "baseline")
     return rec
 

@@ -135,6 +135,9 @@ def test_a_baseline_kept_over_a_better_looking_trial_says_why():
     assert f"The baseline is exported: {why}" in render_markdown(r, [], [])
     rows = {rec["trial"]: rec for rec in leaderboard(r).records}
     assert rows["baseline"]["best"] and why in rows["baseline"]["reason"]
+    # The verdict comes before the family's name, which for a blend runs past what the
+    # terminal table shows of a note.
+    assert rows["baseline"]["reason"].startswith(f"exported: {why}") and rows["baseline"]["reason"].endswith("blend")
     # The run's facts name what best/ holds, not a trial (they said "(trial None)", or the
     # run's best trial, under an exported baseline).
     from automl.results.report import run_facts
