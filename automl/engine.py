@@ -360,6 +360,8 @@ class TrialEngine:
             self.encoded = {**encoded, EVAL_SAMPLE: {k: [v[i] for i in index] for k, v in encoded["validation"].items()}}
             self.splits = {**splits, EVAL_SAMPLE: splits["validation"].take(index)}
             self.eval_split = EVAL_SAMPLE
+        #: The split the last evaluation scored (what the reporter was just given).
+        self.evaluated_on = "validation"
 
     # -- public
 
@@ -721,7 +723,7 @@ class TrialEngine:
         (raises :class:`TrialStopped`). Returns why the trial should end now, or None."""
         # A trial's only evaluation (its first is its last) scores every validation row: a
         # sample first and all of them after would be two passes for one figure.
-        split = "validation" if best.value is None and (step == total_steps or late) else self.eval_split
+        split = self.evaluated_on = "validation" if best.value is None and (step == total_steps or late) else self.eval_split
         value, metrics, calibration = self.evaluate(model, split)
         model.train()
         if not math.isfinite(value):

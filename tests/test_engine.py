@@ -106,6 +106,7 @@ def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_it
     result = engine.run_trial({**PARAMS, "epochs": 3, "adapter": "full"}, reporter=lambda s, v, m: seen.append(v) or False)
     # The pruner saw the sample's figures; the trial's value, calibration and stored outputs
     # are its best evaluation's model on every validation row.
+    assert engine.evaluated_on == EVAL_SAMPLE  # what the worker marks the trial by
     assert max(seen) == pytest.approx(engine.evaluate(result.model, EVAL_SAMPLE)[0])
     assert result.value == pytest.approx(engine.evaluate(result.model, "validation")[0])
     assert len(result.validation_outputs) == len(validation)
@@ -117,7 +118,7 @@ def test_a_trial_on_many_validation_rows_is_evaluated_on_a_sample_and_reports_it
     # A trial whose only evaluation is its last scores every row once, not the sample first.
     only = []
     result = engine.run_trial({**PARAMS, "epochs": 1, "adapter": "full"}, reporter=lambda s, v, m: only.append(v) or False)
-    assert len(only) == 1 and only[0] == pytest.approx(result.value)
+    assert len(only) == 1 and only[0] == pytest.approx(result.value) and engine.evaluated_on == "validation"
     assert result.value == pytest.approx(engine.evaluate(result.model, "validation")[0])
     # Fewer rows than the cap: every evaluation on all of them, as before.
     unsampled = build_engine(recipe_file(), eval_max_rows=len(validation))

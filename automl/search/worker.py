@@ -298,8 +298,6 @@ class Worker:
             self.exhausted = self.exhausted or self.unfit >= MAX_UNFIT
             return
         self.unfit = 0
-        if self.engine.sample_rows:  # its evaluations score a sample of the validation rows
-            set_attr("eval_sample_rows", self.engine.sample_rows)
 
         if oom_known(study.user_attrs.get("oom_configs", []), params, self.ctx.max_length):
             reason = "skipped: this adapter and batch size ran out of memory before, even at micro-batch 1"
@@ -319,10 +317,14 @@ class Worker:
                 return
 
         evals = 0
+        sampled = False
 
         def report(step: int, value: float, metrics: dict[str, float]) -> bool:
-            nonlocal evals
+            nonlocal evals, sampled
             evals += 1
+            if not sampled and self.engine.evaluated_on != "validation":  # a sample of the validation rows
+                sampled = True
+                set_attr("eval_sample_rows", self.engine.sample_rows)
             trial.report(value, evals)
             self._write_progress(trial=trial.number, step=step, value=value, force=True)
             return trial.should_prune()
