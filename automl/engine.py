@@ -25,7 +25,7 @@ from automl.checkpoint import LoopState, TrialCheckpoint
 from automl.device import DeviceSetup
 from automl.features import CATEGORICAL, FEATURE_KEYS, NUMERIC
 from automl.fusion import build_fused, fuses, lr_factor
-from automl.task import Encoded, Outputs, Split, Task
+from automl.task import Encoded, Outputs, Split, Task, subset
 from automl.weights import load_trainable_state, load_trial_weights, save_trial_weights, trainable_state  # noqa: F401  (imported from here too)
 
 #: Called at each evaluation with (step, objective value, all metrics); returns True to
@@ -357,8 +357,8 @@ class TrialEngine:
         rows = self._rows("validation")
         if eval_max_rows is not None and rows > eval_max_rows and splits.get("validation") is not None:
             index = eval_sample(splits["validation"], eval_max_rows, seed)
-            self.encoded = {**encoded, EVAL_SAMPLE: {k: [v[i] for i in index] for k, v in encoded["validation"].items()}}
-            self.splits = {**splits, EVAL_SAMPLE: splits["validation"].take(index)}
+            sample, sample_encoded = subset(splits["validation"], encoded["validation"], index)
+            self.encoded, self.splits = {**encoded, EVAL_SAMPLE: sample_encoded}, {**splits, EVAL_SAMPLE: sample}
             self.eval_split = EVAL_SAMPLE
         #: The split the last evaluation scored (what the reporter was just given).
         self.evaluated_on = "validation"
@@ -619,9 +619,7 @@ class TrialEngine:
             skip = 0
         best.restore(model, step)
         assert best.value is not None  # total_steps >= 1 always evaluates
-        t1 = time.perf_counter()
-        best = self.best_on_validation(model, best)
-        eval_time += time.perf_counter() - t1
+        eval_time += self.best_on_validation(model, best)
         value, metrics, calibration = best.value, best.metrics, best.calibration
         self.timings["compute"] += compute_time
         self.timings["evaluation"] += eval_time
@@ -760,19 +758,21 @@ class TrialEngine:
         value = float(metrics.get(self.objective, float("nan")))
         return value, metrics, calibration
 
-    def best_on_validation(self, model: torch.nn.Module, best: BestSoFar) -> BestSoFar:
-        """*best* as the trial reports it: where evaluations scored a sample of the
-        validation rows, *model* (restored to its best evaluation) scored on all of them
-        (value, metrics, calibration and the outputs a kept trial stores)."""
+    def best_on_validation(self, model: torch.nn.Module, best: BestSoFar) -> float:
+        """Make *best* what the trial reports: where its best evaluation scored a sample of
+        the validation rows, *model* (restored to that evaluation) scored on all of them
+        (value, metrics, calibration and the outputs a kept trial stores). Returns the
+        seconds that took."""
         if best.split == "validation":
-            return best
+            return 0.0
+        started = time.perf_counter()
         value, metrics, calibration = self.evaluate(model, "validation")
         model.train()
         if not math.isfinite(value):
             raise TrialFailed(f"validation {self.objective} is {value} on all validation rows")
         best.value, best.metrics, best.calibration, best.outputs = value, metrics, calibration, self.last_outputs
         best.split = "validation"
-        return best
+        return time.perf_counter() - started
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ import numpy as np
 from automl.baseline import BASELINE_DIR, META_FILE, load_outputs, prediction_frame
 from automl.explain import RowExplanation, explain_model
 from automl.export import stored_outputs
-from automl.task import Split, Task
+from automl.task import Split, Task, subset
 
 if TYPE_CHECKING:
     import optuna
@@ -188,10 +188,6 @@ class EnsembleResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def subset(split: Split, encoded: dict[str, list[Any]], index: np.ndarray) -> tuple[Split, dict[str, list[Any]]]:
-    return split.take(index), {k: [v[i] for i in index] for k, v in encoded.items()}
 
 
 def ensemble_metrics(task: Task, outputs: np.ndarray, split: Split, encoded: Any, calibration: dict[str, Any] | None = None) -> dict[str, float]:

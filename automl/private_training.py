@@ -254,9 +254,7 @@ class PrivateTrialEngine(TrialEngine):
                 on_spent(list(spent))
         best.restore(model, step)
         assert best.value is not None
-        t1 = time.perf_counter()
-        best = self.best_on_validation(model, best)
-        eval_time += time.perf_counter() - t1
+        eval_time += self.best_on_validation(model, best)
         self.timings["compute"] += compute_time
         self.timings["evaluation"] += eval_time
         accounting = {
