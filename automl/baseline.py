@@ -4,10 +4,11 @@ A task whose :meth:`~automl.task.Task.baseline` hands back a fitted model (and i
 on validation and test) gets it saved here, without pickle:
 
 * ``model.skops``: the model in skops' secure format. Loading trusts only types from
-  scikit-learn, numpy and scipy (and ``functools.partial`` over those) and LightGBM's
+  scikit-learn, numpy and scipy (and ``functools.partial`` over those), LightGBM's
   scikit-learn classifier and booster (:data:`TRUSTED_TYPES`: a booster is rebuilt from
-  LightGBM's own text model format, which is parsed, not run); anything else is refused,
-  so a model file cannot run arbitrary code;
+  LightGBM's own text model format, which is parsed, not run), CatBoost's classifier and
+  the classes the task names in ``Task.model_types``; anything else is refused, so a model
+  file cannot run arbitrary code;
 * ``outputs.npz``: its validation and test outputs (what ensembles average);
 * ``automl.json``: ``kind: "baseline"``, the task and its options, labels, calibration and
   metrics, like an exported fine-tuned model's.
@@ -55,30 +56,33 @@ TRUSTED_TYPES = frozenset({
 })
 
 
-def trusted_type(name: str) -> bool:
-    return name.split(".", 1)[0] in TRUSTED_MODULES or name in TRUSTED_TYPES
+def trusted_type(name: str, task_types: frozenset[str] = frozenset()) -> bool:
+    """Whether a saved baseline may hold the type *name*: one of :data:`TRUSTED_MODULES`'
+    or :data:`TRUSTED_TYPES`, or one of the task's own classes (``Task.model_types``)."""
+    return name.split(".", 1)[0] in TRUSTED_MODULES or name in TRUSTED_TYPES or name in task_types
 
 
-def save_model(model: Any, path: Path) -> None:
+def save_model(model: Any, path: Path, task_types: frozenset[str] = frozenset()) -> None:
     """Save a scikit-learn (or LightGBM) model with skops (no pickle)."""
     import skops.io as sio
 
     sio.dump(model, path)
-    untrusted = [t for t in sio.get_untrusted_types(file=path) if not trusted_type(t)]
+    untrusted = [t for t in sio.get_untrusted_types(file=path) if not trusted_type(t, task_types)]
     if untrusted:
         path.unlink()
         raise TypeError(f"the baseline model holds types that cannot be loaded safely: {', '.join(untrusted)}")
 
 
-def load_model_file(path: Path) -> Any:
-    """Load a model saved by :func:`save_model`, trusting only :func:`trusted_type` types."""
+def load_model_file(path: Path, task_types: frozenset[str] = frozenset()) -> Any:
+    """Load a model saved by :func:`save_model`, trusting only :func:`trusted_type` types
+    (*task_types*: the task's ``model_types``)."""
     import skops.io as sio
 
     try:
         types = sio.get_untrusted_types(file=path)
     except Exception as exc:
         raise UserError(f"cannot read the saved baseline model: {type(exc).__name__}: {exc}", file=path) from None
-    refused = [t for t in types if not trusted_type(t)]
+    refused = [t for t in types if not trusted_type(t, task_types)]
     if refused:
         raise UserError(f"refusing to load a model that holds untrusted types: {', '.join(refused)}", file=path)
     return sio.load(path, trusted=types)
@@ -103,7 +107,7 @@ def save_baseline(ctx: Any, result: BaselineResult, data: Any, encoded: dict[str
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    save_model(result.model, directory / MODEL_FILE)
+    save_model(result.model, directory / MODEL_FILE, task.model_types)
     save_outputs(directory / OUTPUTS_FILE, result.outputs)
     calibration = task.calibrate(result.outputs["validation"], data.validation, encoded["validation"])
     metrics = {"validation": _metrics(task, result.outputs["validation"], data.validation, encoded["validation"], calibration)}
@@ -167,7 +171,7 @@ class BaselineModel:
         file = path / MODEL_FILE
         if not file.exists():
             raise UserError(f"is not a saved baseline (no {MODEL_FILE})", file=path)
-        return cls(path=path, meta=meta, task=task, model=load_model_file(file))
+        return cls(path=path, meta=meta, task=task, model=load_model_file(file, task.model_types))
 
     def outputs(self, frame: pd.DataFrame, *, file: str = "<input>") -> np.ndarray:
         """Raw outputs per row, in the space the ensemble averages (e.g. log-probabilities)."""

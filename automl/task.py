@@ -159,7 +159,8 @@ class BaselineResult:
     Attributes:
         model: the fitted model, when the task can score new rows with it through
             :meth:`Task.baseline_outputs`. The core saves it with skops' secure format
-            (never pickle), so it must be built from scikit-learn (numpy/scipy) and LightGBM parts;
+            (never pickle), so it must be built from scikit-learn (numpy/scipy), LightGBM and CatBoost
+            parts and the classes the task names in :attr:`Task.model_types`;
             it can then be exported, scored by ``automl predict`` and join ensembles.
         outputs: ``{"validation": ..., "test": ...}``: the model's outputs on those splits
             in the same space as the fine-tuned model's (what :meth:`Task.compute_metrics`
@@ -215,6 +216,12 @@ class Task(abc.ABC):
     #: :attr:`baseline_budget`: a baseline that runs past its budget (optional extra work)
     #: can check that it still ends by then; ``None``: no time limit.
     baseline_deadline: float | None = None
+    #: Classes of the task's own (``module.Class``) that its :meth:`baseline` model may hold
+    #: besides scikit-learn's, NumPy's, SciPy's, LightGBM's and CatBoost's: a saved baseline
+    #: that holds them loads (skops restores their attributes; nothing else in a model file
+    #: is trusted). Name only classes whose state is arrays, numbers and those libraries'
+    #: models.
+    model_types: ClassVar[frozenset[str]] = frozenset()
 
     def baseline_cores(self) -> int:
         """How many CPU cores :meth:`baseline` may use at this moment: those no worker process

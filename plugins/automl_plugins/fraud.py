@@ -258,6 +258,8 @@ class FraudDetection(Columns, Task):
         "class_weight_power": "positive-class loss weight = (negatives/positives) ** power; 0 = unweighted"
     }
     hyperparameter_ranges = {"class_weight_power": PROBABILITY}
+    #: The baseline's ``bayes-words`` family (a saved baseline holds it).
+    model_types = frozenset({"automl_plugins._naive_bayes.NaiveBayesLogistic"})
 
     def __init__(self, options: BaseModel | None = None, data: Any = None) -> None:
         super().__init__(options, data)
@@ -619,6 +621,11 @@ class FraudDetection(Columns, Task):
             ])
             joined = texts
             x[JOINED] = join_text(x, joined)
+            if has_presence_features(x[JOINED]):
+                # The same document's words and characters, present or absent, weighed by
+                # naive Bayes before a logistic regression (NBSVM): a second words model
+                # whose errors differ from the first's (docs/benchmarks.md section 13).
+                candidates["bayes-words"] = _bayes_words(texts, seed)
         # With the refit on, the validation rows join the training rows in the one fit of
         # the chosen model; the choice's fold models score them (see below).
         refit = self.opts.refit_baseline and data.validation.frame is not None
@@ -826,6 +833,7 @@ FAMILY_NAMES = {
     "extra-trees": "extremely randomised trees on the raw columns",
     "catboost": "gradient boosting (CatBoost) on the raw columns",
     "words": "TF-IDF + logistic regression on the words and characters of the text columns",
+    "bayes-words": "naive Bayes-weighted logistic regression (NBSVM) on the words and characters of the text columns",
     "stack": "LightGBM (and CatBoost) on the raw columns and each text column's words models' scores, stacked",
 }
 #: Share of the baseline's time budget (``Task.baseline_budget``) that LightGBM's search
@@ -1119,6 +1127,50 @@ def _bayes_model() -> Any:
     from sklearn.naive_bayes import ComplementNB
 
     return ComplementNB(alpha=0.5)
+
+
+def _bayes_words(texts: list[str], seed: int) -> Any:
+    """The ``bayes-words`` family: the *texts* columns joined into one document
+    (:data:`JOINED`, which :func:`baseline_frame` builds), its words and characters present
+    or absent, NBSVM with logistic regression
+    (:class:`~automl_plugins._naive_bayes.NaiveBayesLogistic`, C = 1 as in Wang and
+    Manning's logistic variant)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    from ._naive_bayes import NaiveBayesLogistic
+
+    parts = [(step_name(JOINED_PART, c), "drop", c) for c in texts]
+    return Pipeline([
+        ("columns", ColumnTransformer(parts + [("words", _present_words(), JOINED), ("chars", _present_chars(), JOINED)])),
+        ("model", NaiveBayesLogistic(C=1.0, random_state=seed)),
+    ])
+
+
+def _present_words() -> Any:
+    """Word 1-2-grams in at least 3 rows, present or absent, for the ``bayes-words`` family.
+    A vocabulary rather than hashing: naive Bayes ratios of hashed features mix the words
+    that share a bucket (on all of VAERS the hashed family added half what this one adds
+    to the blend, docs/benchmarks.md section 13)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(ngram_range=(1, 2), min_df=3, binary=True, dtype=np.float32)
+
+
+def _present_chars() -> Any:
+    """Character 2- to 5-grams within words in at least 5 rows, present or absent, for the
+    ``bayes-words`` family."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=5, binary=True, dtype=np.float32)
+
+
+def has_presence_features(values: Any) -> bool:
+    """Whether the ``bayes-words`` family can read the joined document *values*: words and
+    characters reach their ``min_df`` in every other row (the choice's folds fit on part of
+    the rows; a vectoriser left with no term fails its fit)."""
+    half = values.iloc[::2] if hasattr(values, "iloc") else values[::2]
+    return vocabulary_size(_present_words(), half) > 0 and vocabulary_size(_present_chars(), half) > 0
 
 
 #: Folds of the stacked family's own out-of-fold scores of the words models.

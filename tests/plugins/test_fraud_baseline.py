@@ -69,6 +69,52 @@ def test_text_heavy_rows_get_a_text_model_that_scores_raw_rows_after_a_round_tri
         fresh.baseline_outputs(loaded, SimpleNamespace(frame=frame.drop(columns=["history"])))
 
 
+def test_naive_bayes_logistic_weighs_each_present_feature_by_its_log_count_ratio():
+    from automl_plugins._naive_bayes import NaiveBayesLogistic
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    # Feature 0 in both positives, feature 1 in every negative, feature 2 everywhere;
+    # counts above 1 count as present.
+    x = sparse.csr_matrix(np.array([[3, 0, 1], [1, 0, 2], [0, 1, 1], [0, 2, 1], [0, 1, 1], [0, 1, 1]], dtype=float))
+    y = np.array([1, 1, 0, 0, 0, 0])
+    model = NaiveBayesLogistic(C=10.0).fit(x, y)
+    p, q = 1 + np.array([2, 0, 2]), 1 + np.array([0, 4, 4])
+    np.testing.assert_allclose(model.ratio_, np.log((p / p.sum()) / (q / q.sum())), rtol=1e-6)
+    assert model.ratio_[0] > 0 > model.ratio_[1]
+    present = (x.toarray() > 0).astype(float)
+    plain = LogisticRegression(C=10.0, max_iter=3000).fit(present * model.ratio_, y)
+    np.testing.assert_allclose(model.predict_proba(x), plain.predict_proba(present * model.ratio_), rtol=1e-5)
+    assert list(model.predict(sparse.csr_matrix([[1, 0, 1], [0, 1, 1]]))) == [1, 0]
+    with pytest.raises(ValueError, match="two classes"):
+        NaiveBayesLogistic().fit(x, np.zeros(6))
+
+
+def test_the_naive_bayes_words_family_round_trips_with_the_task_s_own_types_only(tmp_path):
+    from automl_plugins import fraud
+    from sklearn.metrics import average_precision_score
+
+    from automl.errors import UserError
+
+    task, data = task_and_data(reports(300, 0), reports(120, 1))
+    result = task.baseline(data, seed=0)
+    assert result.extra["candidates"]["bayes-words"] > 0.9, result.extra["candidates"]
+    # The family alone, fitted on the joined document of the training rows.
+    x = fraud.baseline_frame(data.train.frame, task.schema, joined=["symptoms", "history"])
+    y = np.asarray(data.train.labels)
+    model = fraud._bayes_words(["symptoms", "history"], seed=0).fit(x, y)
+    validation = task.baseline_outputs(model, data.validation)
+    assert average_precision_score(np.asarray(data.validation.labels), validation[:, 1]) > 0.9
+    # Saved without pickle; the core alone does not trust the class, the task names it.
+    with pytest.raises(TypeError, match="NaiveBayesLogistic"):
+        save_model(model, tmp_path / "refused.skops")
+    save_model(model, tmp_path / "model.skops", FraudDetection.model_types)
+    with pytest.raises(UserError, match="untrusted types: automl_plugins._naive_bayes.NaiveBayesLogistic"):
+        load_model_file(tmp_path / "model.skops")
+    loaded = load_model_file(tmp_path / "model.skops", FraudDetection.model_types)
+    np.testing.assert_allclose(task.baseline_outputs(loaded, data.validation), validation, rtol=1e-6, atol=1e-9)
+
+
 def test_lightgbm_reads_the_words_of_each_text_column_and_a_stack_reads_the_words_model(tmp_path):
     from automl_plugins import fraud
     from sklearn.feature_extraction.text import CountVectorizer
