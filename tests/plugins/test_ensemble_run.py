@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import zipfile
 
 import numpy as np
 import optuna
@@ -51,6 +52,8 @@ def test_baseline_is_saved_without_pickle_and_scores_raw_rows(fraud_run, test_fr
     _, run_dir = fraud_run
     base = run_dir / "baseline"
     assert {"model.skops", "outputs.npz", "automl.json", "README.md"} <= {p.name for p in base.iterdir()}
+    with zipfile.ZipFile(base / "model.skops") as saved:  # deflated: skops' JSON shrinks ninefold
+        assert {item.compress_type for item in saved.infolist()} == {zipfile.ZIP_DEFLATED}
     stored = load_outputs(base / "outputs.npz")
     path, frame = test_frame
     model = automl.load_model(base)
