@@ -26,7 +26,8 @@ scikit-learn's HistGradientBoostingClassifier (the reference), LightGBM (categor
 natively, the positive class weighted) with its hyperparameters searched by a small Optuna study of its own while a share of the budget
 lasts (``automl_plugins._classical``), its two best configurations, a random forest and
 extremely randomised trees, TF-IDF + logistic regression on the words of the text
-columns, and a stack of those two (LightGBM, averaged with CatBoost where it is installed,
+columns, NBSVM on the same words present or absent (``automl_plugins._naive_bayes``), and a
+stack of LightGBM and the words models (LightGBM, averaged with CatBoost where it is installed,
 with two words models' scores of each text column as more columns).
 Every family predicts the training rows out of fold (at most
 ``baseline_max_rows`` of them); the best one, or a weighted blend of several picked
