@@ -108,7 +108,6 @@ class Split:
         )
 
 
-
 def subset(split: Split, encoded: Encoded, index: Any) -> tuple[Split, Encoded]:
     """The examples at *index* (positions) of *split* and of its encoding, in that order."""
     return split.take(index), {k: [v[i] for i in index] for k, v in encoded.items()}

@@ -49,7 +49,7 @@ class NaiveBayesLogistic(ClassifierMixin, BaseEstimator):
         self.ratio_ = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
         self.n_features_in_ = present.shape[1]
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        self.model_.fit(self._scaled(present), y)
+        self.model_.fit(present.multiply(self.ratio_).tocsr(), y)
         return self
 
     def _scaled(self, x: Any) -> Any:

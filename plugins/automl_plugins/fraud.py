@@ -1148,30 +1148,39 @@ def _bayes_words(texts: list[str], seed: int) -> Any:
     ])
 
 
+#: The rows a word 1-2-gram, and a character 2-5-gram, must be in for the ``bayes-words``
+#: family to read it.
+PRESENT_WORDS_MIN_ROWS = 3
+PRESENT_CHARS_MIN_ROWS = 5
+
+
 def _present_words() -> Any:
-    """Word 1-2-grams in at least 3 rows, present or absent, for the ``bayes-words`` family.
-    A vocabulary rather than hashing: naive Bayes ratios of hashed features mix the words
-    that share a bucket (on all of VAERS the hashed family added half what this one adds
-    to the blend, docs/benchmarks.md section 13)."""
+    """Word 1-2-grams in at least :data:`PRESENT_WORDS_MIN_ROWS` rows, present or absent, for
+    the ``bayes-words`` family. A vocabulary rather than hashing: naive Bayes ratios of
+    hashed features mix the words that share a bucket (on all of VAERS the hashed family
+    added half what this one adds to the blend, docs/benchmarks.md section 13)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    return CountVectorizer(ngram_range=(1, 2), min_df=3, binary=True, dtype=np.float32)
+    return CountVectorizer(ngram_range=(1, 2), min_df=PRESENT_WORDS_MIN_ROWS, binary=True, dtype=np.float32)
 
 
 def _present_chars() -> Any:
-    """Character 2- to 5-grams within words in at least 5 rows, present or absent, for the
-    ``bayes-words`` family."""
+    """Character 2- to 5-grams within words in at least :data:`PRESENT_CHARS_MIN_ROWS` rows,
+    present or absent, for the ``bayes-words`` family."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    return CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=5, binary=True, dtype=np.float32)
+    return CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=PRESENT_CHARS_MIN_ROWS, binary=True, dtype=np.float32)
 
 
 def has_presence_features(values: Any) -> bool:
-    """Whether the ``bayes-words`` family can read the joined document *values*: words and
-    characters reach their ``min_df`` in every other row (the choice's folds fit on part of
-    the rows; a vectoriser left with no term fails its fit)."""
-    half = values.iloc[::2] if hasattr(values, "iloc") else values[::2]
-    return vocabulary_size(_present_words(), half) > 0 and vocabulary_size(_present_chars(), half) > 0
+    """Whether the ``bayes-words`` family can read the joined document *values*: some word
+    is in :data:`PRESENT_CHARS_MIN_ROWS` of every other row (the choice's folds fit on part
+    of the rows; a vectoriser left with no term fails its fit). Such a word is a term of both
+    vectorisers, its first characters one of the character n-grams; checked on words alone,
+    since counting the character n-grams took 2.6 s on all of VAERS."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return vocabulary_size(CountVectorizer(min_df=PRESENT_CHARS_MIN_ROWS), values.iloc[::2]) > 0
 
 
 #: Folds of the stacked family's own out-of-fold scores of the words models.
